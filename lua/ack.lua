@@ -1,0 +1,65 @@
+--[[
+  ack: after the batch's COMMIT, drop its ids from the in-flight set and start
+  the cache TTL of the values that are now durable. A record re-dirtied while
+  its batch was in flight keeps no TTL (its newer value is still to be drained).
+  Tombstones are deleted rather than expired. Ids that had been dead-lettered
+  earlier and now landed leave the dead hash. When the run set and the
+  in-flight set are both empty the run is over and is cleared from meta.
+
+  Input:
+    KEYS[1] in-flight set       P:{T:n}:run:<run>:inflight
+    KEYS[2] run set             P:{T:n}:run:<run>
+    KEYS[3] dirty set           P:{T:n}:dirty
+    KEYS[4] meta hash           P:{T:n}:meta
+    KEYS[5] lease key           P:{T:n}:lease
+    KEYS[6] dead-letter hash    P:{T:n}:dead
+    ARGV[1] owner token         must hold the lease
+    ARGV[2] value key prefix    P:{T:n}:v:
+    ARGV[3] ttl in seconds      0 keeps values without expiry
+    ARGV[4] n                   how many of the ids that follow were upserted
+    ARGV[5..4+n]                upserted ids (their values get the TTL)
+    ARGV[5+n..]                 deleted ids (their tombstones are removed)
+
+  Output:
+    {run set size, in-flight set size}.
+    -1 when the caller does not hold the lease (nothing is changed: the new
+    holder has adopted the ids and will merge them again, idempotently).
+]]
+local rcall = redis.call
+local inflight, run, dirty, meta, lease, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local token, prefix, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local n_upserted = tonumber(ARGV[4])
+local CHUNK = 1000
+
+if rcall("GET", lease) ~= token then
+  return -1
+end
+
+local has_dead = rcall("HLEN", dead) > 0
+local first, last = 5, #ARGV
+for i = first, last, CHUNK do
+  local j = math.min(i + CHUNK - 1, last)
+  rcall("SREM", inflight, unpack(ARGV, i, j))
+  if has_dead then
+    rcall("HDEL", dead, unpack(ARGV, i, j))
+  end
+  local redirtied = rcall("SMISMEMBER", dirty, unpack(ARGV, i, j))
+  for k = i, j do
+    if redirtied[k - i + 1] == 0 then
+      if k < first + n_upserted then
+        if ttl > 0 then
+          rcall("EXPIRE", prefix .. ARGV[k], ttl)
+        end
+      else
+        rcall("DEL", prefix .. ARGV[k])
+      end
+    end
+  end
+end
+
+local run_left = rcall("SCARD", run)
+local inflight_left = rcall("SCARD", inflight)
+if run_left == 0 and inflight_left == 0 then
+  rcall("HDEL", meta, "run")
+end
+return {run_left, inflight_left}

@@ -1,0 +1,44 @@
+--[[
+  pop: take up to ARGV[1] ids from the run set, mark them in flight and return
+  them with their current values: one round trip per batch. Renews the lease,
+  and refuses to pop for a caller that lost it (fencing).
+
+  Input:
+    KEYS[1] run set             P:{T:n}:run:<run>
+    KEYS[2] in-flight set       P:{T:n}:run:<run>:inflight
+    KEYS[3] lease key           P:{T:n}:lease
+    ARGV[1] batch size          int > 0
+    ARGV[2] owner token         must hold the lease
+    ARGV[3] lease time in ms    the lease is renewed to this
+    ARGV[4] value key prefix    P:{T:n}:v:
+
+  Output:
+    {ids, values, remaining}: values[i] is false where the value key is
+    missing; remaining is the size of the run set after the pop.
+    -1 when the caller does not hold the lease.
+]]
+local rcall = redis.call
+local run, inflight, lease = KEYS[1], KEYS[2], KEYS[3]
+local token, prefix = ARGV[2], ARGV[4]
+local CHUNK = 1000
+
+if rcall("GET", lease) ~= token then
+  return -1
+end
+rcall("PEXPIRE", lease, ARGV[3])
+
+local ids = rcall("SPOP", run, ARGV[1])
+local values = {}
+for i = 1, #ids, CHUNK do
+  local last = math.min(i + CHUNK - 1, #ids)
+  rcall("SADD", inflight, unpack(ids, i, last))
+  local keys = {}
+  for j = i, last do
+    keys[#keys + 1] = prefix .. ids[j]
+  end
+  local got = rcall("MGET", unpack(keys))
+  for j = 1, #got do
+    values[#values + 1] = got[j]
+  end
+end
+return {ids, values, rcall("SCARD", run)}

@@ -1,0 +1,152 @@
+"""The ``syncwd-fast`` command: a few lines over the Python API per command."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+import orjson
+
+from .connection import redis_from_url
+from .drain import FastDrainer
+from .errors import ConfigurationError
+from .keys import DEFAULT_PREFIX
+from .report import EXIT_USAGE, DrainReport
+from .servers import DEFAULT_REDIS_URL
+
+
+class UsageFailure(click.ClickException):
+    exit_code = EXIT_USAGE
+
+
+def redis_options(f: Any) -> Any:
+    f = click.option("--prefix", envvar="SYNCWD_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Redis key prefix.")(f)
+    f = click.option("--cluster/--no-cluster", envvar="SYNCWD_REDIS_CLUSTER", default=False, help="Redis URL names a Redis Cluster node.")(f)
+    f = click.option("--redis", "redis_url", envvar="SYNCWD_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True, help="Redis URL [env SYNCWD_REDIS_URL].")(f)
+    return f
+
+
+def emit(report: DrainReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(orjson.dumps(report.to_dict()).decode())
+    else:
+        click.echo(report.summary())
+
+
+class Progress:
+    """One self-rewriting line on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.rows = 0
+        self.started = time.perf_counter()
+        self.shown = 0.0
+
+    def __call__(self, table: str, partition: int, rows: int) -> None:
+        self.rows += rows
+        now = time.perf_counter()
+        if self.enabled and now - self.shown > 0.2:
+            self.shown = now
+            rate = self.rows / max(now - self.started, 1e-9)
+            click.echo(f"\r{self.rows:,} rows merged ({rate:,.0f} rows/s), now {table}/{partition}   ", nl=False, err=True)
+
+    def done(self) -> None:
+        if self.enabled and self.rows:
+            click.echo("", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNCWD"})
+@click.version_option(package_name="syncwd-fast")
+def main() -> None:
+    """Keep hot records in Redis and drain them to PostgreSQL in bulk."""
+
+
+@main.command()
+@redis_options
+@click.option("--dsn", envvar="SYNCWD_DSN", required=True, help="PostgreSQL connection string [env SYNCWD_DSN].")
+@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True, help="Records per transaction.")
+@click.option("--table", "tables", multiple=True, help="Drain only this table (repeatable). Default: every registered table.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Partitions drained in parallel.")
+@click.option("--lease-seconds", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, help="Partition lease, renewed while draining.")
+@click.option("--strict", is_flag=True, help="Dead-letter records with JSON keys that are not columns (default: ignore them).")
+@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries on a Redis or PostgreSQL fault before giving up (exit 3).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (the last line of stdout).")
+def drain(redis_url: str, cluster: bool, prefix: str, dsn: str, batch: int, tables: tuple[str, ...], workers: int,
+          lease_seconds: float, strict: bool, retries: int, as_json: bool) -> None:
+    """Move every dirty record to PostgreSQL, once per record.
+
+    Exit codes: 0 all landed (busy partitions are reported, not errors);
+    1 landed with dead letters or with tables that could not be drained;
+    2 usage or configuration error; 3 aborted on a fault (all left is resumable).
+
+    \b
+    Example:
+        syncwd-fast drain --redis redis://localhost:6379/0 --dsn "dbname=app" --batch 5000
+    """
+    progress = Progress(enabled=not as_json and sys.stderr.isatty())
+    try:
+        drainer = FastDrainer(
+            redis_from_url(redis_url, cluster=cluster), dsn, batch=batch, tables=tables or None, workers=workers,
+            prefix=prefix, lease_seconds=lease_seconds, strict=strict, retries=retries, on_batch=progress,
+        )
+        report = drainer.drain()
+    except (ConfigurationError, ValueError) as exc:
+        raise UsageFailure(str(exc)) from exc
+    progress.done()
+    emit(report, as_json)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@redis_options
+@click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], as_json: bool) -> None:
+    """Show, per table, what waits to be drained: dirty, in a run, in flight, dead.
+
+    \b
+    Example:
+        syncwd-fast status --redis redis://localhost:6379/0
+    """
+    from .status import table_status
+
+    try:
+        result = table_status(redis_from_url(redis_url, cluster=cluster), prefix, tables or None)
+    except (ConfigurationError, ValueError) as exc:
+        raise UsageFailure(str(exc)) from exc
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+        return
+    if not result:
+        click.echo(f"no tables registered under prefix {prefix!r}")
+    for name, t in result.items():
+        click.echo(f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
+                   f"({t['partitions']} partitions)")
+
+
+@main.command()
+@click.option("--redis", "redis_url", envvar="SYNCWD_REDIS_URL", default=None, help="Redis URL; default: local, else a throwaway server.")
+@click.option("--dsn", envvar="SYNCWD_DSN", default=None, help="PostgreSQL DSN; default: local, else a throwaway server.")
+@click.option("--records", type=click.IntRange(1), default=100_000, show_default=True)
+@click.option("--updates", type=click.IntRange(1), default=1_000_000, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--namespace", default="syncwd_demo", show_default=True, help="PostgreSQL schema and Redis key prefix the demo uses (and resets).")
+def demo(redis_url: str | None, dsn: str | None, records: int, updates: int, batch: int, workers: int, namespace: str) -> None:
+    """Write UPDATES updates for RECORDS game records to Redis, drain them to
+    PostgreSQL, check every row and print the report.
+
+    \b
+    Example:
+        syncwd-fast demo --records 100000 --updates 1000000
+    """
+    from .demo import run_demo
+
+    sys.exit(run_demo(redis_url, dsn, records=records, updates=updates, batch=batch, workers=workers,
+                      namespace=namespace, echo=click.echo))
+
+
+if __name__ == "__main__":
+    main()

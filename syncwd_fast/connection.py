@@ -1,0 +1,61 @@
+"""PostgreSQL connections that cannot hang a drain: connect timeout, TCP
+keepalives and user timeout, statement/lock/idle-transaction timeouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS syncwd_stage "
+    "(g smallint NOT NULL, doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
+)
+
+_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+    "application_name": "syncwd-fast",
+}
+
+
+def connect(dsn: str, *, statement_timeout_s: float = 300.0, lock_timeout_s: float = 60.0) -> psycopg.Connection[Any]:
+    """A connection in autocommit mode (transactions are explicit) with its
+    timeouts set; values the DSN sets itself win over these defaults."""
+    params = {**_DEFAULTS, **{k: str(v) for k, v in conninfo_to_dict(dsn).items()}}
+    conn = psycopg.connect(**params, autocommit=True)
+    # A drainer stopped inside a transaction must not hold its locks forever.
+    conn.execute(
+        "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"
+        " set_config('idle_in_transaction_session_timeout', %s, false)",
+        (f"{int(statement_timeout_s * 1000)}", f"{int(lock_timeout_s * 1000)}", f"{int(statement_timeout_s * 1000)}"),
+    )
+    conn.execute(STAGE_DDL)
+    return conn
+
+
+def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:
+    """A redis-py client with timeouts, keepalive and explicit, bounded retries
+    (``rediss://`` and its TLS parameters pass through untouched)."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), 2),
+    }
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        options.pop("health_check_interval")
+        return RedisCluster.from_url(url, **options)
+    return redis.Redis.from_url(url, **options)

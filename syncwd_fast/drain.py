@@ -1,0 +1,169 @@
+"""`FastDrainer`: moves every dirty record of the registered tables to
+PostgreSQL, partition by partition, `workers` partitions at a time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+import psycopg
+
+from .connection import connect
+from .errors import ConfigurationError, DrainFault, LeaseLost
+from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
+from .partition import TRANSIENT, Options, PartitionDrain, PartitionResult
+from .report import DrainReport, TableReport
+from .schema import TableSchema, load_schema
+from .table import Table
+
+log = logging.getLogger("syncwd_fast")
+
+
+def registered_tables(redis_client: Any, prefix: str = DEFAULT_PREFIX) -> dict[str, Table]:
+    """The tables the write side registered under ``prefix``."""
+    raw = redis_client.hgetall(registry_key(prefix))
+    tables = {}
+    for name, entry in raw.items():
+        name = name.decode() if isinstance(name, bytes) else name
+        tables[name] = Table.from_registry(name, entry)
+    return dict(sorted(tables.items()))
+
+
+class FastDrainer:
+    """Drain dirty records from Redis into PostgreSQL.
+
+    >>> report = FastDrainer(redis.Redis(), "dbname=app", batch=5000).drain()
+    >>> report.upserted, report.exit_code
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        dsn: str,
+        batch: int = 5000,
+        tables: Iterable[str] | None = None,
+        workers: int = 1,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        lease_seconds: float = 30.0,
+        strict: bool = False,
+        retries: int = 5,
+        retry_backoff: float = 0.5,
+        on_batch: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        if not isinstance(batch, int) or not 1 <= batch <= 100_000:
+            raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
+        if not isinstance(workers, int) or workers < 1:
+            raise ConfigurationError(f"workers must be an int >= 1, got {workers!r}")
+        if lease_seconds <= 0:
+            raise ConfigurationError("lease_seconds must be > 0")
+        self.redis = redis
+        self.dsn = dsn
+        self.batch = batch
+        self.tables = [validate_table_name(t) for t in tables] if tables else None
+        self.workers = workers
+        self.prefix = validate_prefix(prefix)
+        self.lease_seconds = lease_seconds
+        self.options = Options(
+            prefix=self.prefix,
+            batch=batch,
+            lease_ms=int(lease_seconds * 1000),
+            strict=strict,
+            retries=retries,
+            backoff=retry_backoff,
+            on_batch=on_batch,
+        )
+        self._local = threading.local()
+        self._connections: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """This thread's connection, reopened if the last one broke."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                conn.close()
+            conn = connect(self.dsn, lock_timeout_s=max(self.lease_seconds, 5.0))
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _with_retries(self, what: str, fn: Callable[[], Any]) -> Any:
+        for attempt in range(self.options.retries + 1):
+            try:
+                return fn()
+            except TRANSIENT as exc:
+                if attempt == self.options.retries:
+                    raise DrainFault(f"{what}: {type(exc).__name__}: {str(exc).strip()}") from exc
+                time.sleep(min(self.options.backoff * 2**attempt, 10.0))
+        raise AssertionError("unreachable")
+
+    def _schemas(self, report: DrainReport) -> list[TableSchema]:
+        registry = self._with_retries("reading the table registry", lambda: registered_tables(self.redis, self.prefix))
+        names = self.tables or list(registry)
+        unknown = [n for n in names if n not in registry]
+        if unknown:
+            raise ConfigurationError(
+                f"not registered under prefix {self.prefix!r}: {', '.join(unknown)} "
+                f"(registered: {', '.join(registry) or 'none'})"
+            )
+        schemas = []
+        for name in names:
+            table = registry[name]
+            report.tables[name] = TableReport(name, partitions=table.partitions)
+            try:
+                schemas.append(self._with_retries(f"reading {name} from pg_catalog", lambda: load_schema(self._connection(), table)))
+            except ConfigurationError as exc:
+                log.error("%s", exc)
+                report.tables[name].error = str(exc)
+        return schemas
+
+    def drain(self) -> DrainReport:
+        """Drain every dirty record once; never raises for a fault: the report
+        says ``aborted`` (exit code 3) and everything left is resumable."""
+        started = time.perf_counter()
+        report = DrainReport()
+        stop = threading.Event()
+        try:
+            schemas = self._schemas(report)
+            tasks = [(s, n) for s in schemas for n in range(s.table.partitions)]
+
+            def work(schema: TableSchema, number: int) -> PartitionResult | None:
+                if stop.is_set():
+                    return None
+                return PartitionDrain(self.redis, self._connection, schema, number, self.options).run()
+
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
+                futures = {pool.submit(work, s, n): (s.table.name, n) for s, n in tasks}
+                for future in as_completed(futures):
+                    name, number = futures[future]
+                    try:
+                        result = future.result()
+                    except (DrainFault, LeaseLost) as exc:
+                        stop.set()
+                        report.aborted = report.aborted or str(exc)
+                        continue
+                    if result is None:
+                        continue
+                    table = report.tables[name]
+                    table.add(result.upserted, result.deleted, result.dead_lettered)
+                    if result.busy:
+                        table.busy.append(number)
+        except DrainFault as exc:
+            report.aborted = str(exc)
+        finally:
+            self.close()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()

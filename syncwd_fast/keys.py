@@ -1,0 +1,103 @@
+"""The Redis key layout, identifiers and canonical record ids (design §2).
+
+Every key of one partition carries the hash tag ``{T:n}`` so that the whole
+partition lives in one Redis Cluster slot and one Lua script may touch it all.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+DEFAULT_PREFIX = "syncwd"
+
+# A tombstone starts with a byte no JSON object can start with and carries the
+# key columns, so the drain can delete without the old row.
+TOMBSTONE = b"~"
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_PREFIX = re.compile(r"[A-Za-z0-9_.\-]{1,64}\Z")
+
+
+def validate_identifier(name: str, what: str = "identifier") -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise ValueError."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use letters, digits and underscores, "
+            "not starting with a digit, at most 63 characters"
+        )
+    return name
+
+
+def validate_table_name(name: str) -> str:
+    """``table`` or ``schema.table``, each part a plain identifier."""
+    if not isinstance(name, str):
+        raise ValueError(f"invalid table name {name!r}")
+    parts = name.split(".")
+    if len(parts) > 2:
+        raise ValueError(f"invalid table name {name!r}: use table or schema.table")
+    for part in parts:
+        validate_identifier(part, "table name")
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValueError(f"invalid key prefix {prefix!r}: letters, digits, '_', '.', '-' only")
+    return prefix
+
+
+def canonical_id(values: Sequence[Any]) -> str:
+    """The record id: a single key's text, or a JSON array for several columns."""
+    if len(values) == 1:
+        value = values[0]
+        if type(value) is str:
+            return value
+        if type(value) is int:
+            return str(value)
+        return orjson.dumps(value).decode()
+    return orjson.dumps(list(values)).decode()
+
+
+def partition_of(record_id: str, partitions: int) -> int:
+    if partitions == 1:
+        return 0
+    return zlib.crc32(record_id.encode()) % partitions
+
+
+def registry_key(prefix: str) -> str:
+    return f"{prefix}:tables"
+
+
+class PartitionKeys:
+    """Names of every key of one partition ``P:{T:n}:...``."""
+
+    __slots__ = ("prefix", "table", "number", "base", "dirty", "meta", "lease", "dead", "value_prefix", "run_prefix")
+
+    def __init__(self, prefix: str, table: str, number: int) -> None:
+        self.prefix = prefix
+        self.table = table
+        self.number = number
+        self.base = f"{prefix}:{{{table}:{number}}}:"
+        self.dirty = self.base + "dirty"
+        self.meta = self.base + "meta"
+        self.lease = self.base + "lease"
+        self.dead = self.base + "dead"
+        self.value_prefix = self.base + "v:"
+        self.run_prefix = self.base + "run:"
+
+    def value(self, record_id: str) -> str:
+        return self.value_prefix + record_id
+
+    def run(self, run_id: str) -> str:
+        return self.run_prefix + run_id
+
+    def inflight(self, run_id: str) -> str:
+        return self.run_prefix + run_id + ":inflight"
+
+    def __repr__(self) -> str:
+        return f"PartitionKeys({self.base!r})"

@@ -1,0 +1,93 @@
+"""What a drain did: per table and in total, for people and for machines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAULT = 0, 1, 2, 3
+
+
+@dataclass
+class TableReport:
+    table: str
+    partitions: int = 0
+    upserted: int = 0
+    deleted: int = 0
+    dead_lettered: int = 0
+    busy: list[int] = field(default_factory=list)  # partitions another drainer held
+    error: str | None = None  # why the table could not be drained
+
+    def add(self, upserted: int = 0, deleted: int = 0, dead_lettered: int = 0) -> None:
+        self.upserted += upserted
+        self.deleted += deleted
+        self.dead_lettered += dead_lettered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partitions": self.partitions,
+            "upserted": self.upserted,
+            "deleted": self.deleted,
+            "dead_lettered": self.dead_lettered,
+            "busy": sorted(self.busy),
+            "error": self.error,
+        }
+
+
+@dataclass
+class DrainReport:
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    seconds: float = 0.0
+    aborted: str | None = None  # the fault that stopped the drain; all left is resumable
+
+    @property
+    def upserted(self) -> int:
+        return sum(t.upserted for t in self.tables.values())
+
+    @property
+    def deleted(self) -> int:
+        return sum(t.deleted for t in self.tables.values())
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(t.dead_lettered for t in self.tables.values())
+
+    @property
+    def rows_per_second(self) -> float:
+        return (self.upserted + self.deleted) / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.aborted:
+            return EXIT_FAULT
+        if self.dead_lettered or any(t.error for t in self.tables.values()):
+            return EXIT_PARTIAL
+        return EXIT_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "upserted": self.upserted,
+            "deleted": self.deleted,
+            "dead_lettered": self.dead_lettered,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "aborted": self.aborted,
+            "exit_code": self.exit_code,
+            "tables": {name: t.to_dict() for name, t in self.tables.items()},
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.upserted} upserted, {self.deleted} deleted, {self.dead_lettered} dead-lettered "
+            f"in {self.seconds:.2f}s ({self.rows_per_second:,.0f} rows/s)"
+        ]
+        for name, t in self.tables.items():
+            line = f"  {name}: {t.upserted} upserted, {t.deleted} deleted, {t.dead_lettered} dead-lettered"
+            if t.busy:
+                line += f"; partitions {sorted(t.busy)} busy with another drainer"
+            if t.error:
+                line += f"; NOT DRAINED: {t.error}"
+            lines.append(line)
+        if self.aborted:
+            lines.append(f"aborted: {self.aborted} (everything not yet committed stays in Redis; run the drain again)")
+        return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""Finding a Redis and a PostgreSQL to talk to, or starting throwaway ones
+from the binaries on PATH (used by the demo, the tests and the bench).
+
+A throwaway server lives in its own temporary directory on a free port and is
+removed with it; nothing else on the machine is touched.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+INSTALL_HINT = (
+    "install Redis and PostgreSQL (Debian/Ubuntu: apt-get install redis-server postgresql; "
+    "macOS: brew install redis postgresql), or point SYNCWD_REDIS_URL / SYNCWD_DSN at running servers"
+)
+
+
+class ServerUnavailable(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def postgres_reachable(dsn: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def _which(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _wait(check: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise ServerUnavailable(f"{what} did not come up within {timeout:.0f}s")
+
+
+class RedisServer:
+    """A private redis-server: ``RedisServer(appendonly=True).start()``."""
+
+    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+        self.binary = _which("redis-server")
+        if not self.binary:
+            raise ServerUnavailable("redis-server not found on PATH; " + INSTALL_HINT)
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.dir = tempfile.mkdtemp(prefix="syncwd-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: redis_reachable(self.url), f"redis-server on port {self.port}")
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.process.wait(30)
+        self.process = None
+
+    def restart(self, kill: bool = False) -> None:
+        self.stop(kill)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (as the ``postgres`` user when run as root,
+    since PostgreSQL refuses to run as root)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.initdb, self.pg_ctl = _which("initdb"), _which("pg_ctl")
+        if not (self.initdb and self.pg_ctl):
+            raise ServerUnavailable("initdb/pg_ctl not found on PATH; " + INSTALL_HINT)
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="syncwd-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            shutil.chown(self.dir, self.user)
+            os.chmod(self.dir, 0o700)
+        self._initialized = False
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        cmd = (["runuser", "-u", self.user, "--"] if self.user else []) + list(args)
+        return subprocess.run(cmd, check=check, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+
+    def start(self) -> PostgresServer:
+        if not self._initialized:
+            try:
+                self._run(self.initdb, "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+            except subprocess.CalledProcessError as exc:
+                raise ServerUnavailable(f"initdb failed: {exc.stdout.decode(errors='replace')}") from exc
+            self._initialized = True
+        opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=50"
+        result = self._run(self.pg_ctl, "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start", check=False)
+        if result.returncode != 0:
+            raise ServerUnavailable(f"pg_ctl start failed: {result.stdout.decode(errors='replace')}")
+        _wait(lambda: postgres_reachable(self.dsn), f"PostgreSQL on port {self.port}")
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(self.pg_ctl, "-D", self.data, "-m", mode, "-w", "stop", check=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    def close(self) -> None:
+        if self._initialized:
+            self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DSN = "host=127.0.0.1 port=5432 dbname=postgres"
+
+
+def find_or_start(redis_url: str | None, dsn: str | None) -> tuple[str, str, list[Any]]:
+    """The given servers, else the local ones on their default ports, else
+    throwaway ones. Returns (redis url, dsn, servers to close afterwards)."""
+    started: list[Any] = []
+    if not redis_url:
+        if redis_reachable(DEFAULT_REDIS_URL):
+            redis_url = DEFAULT_REDIS_URL
+        else:
+            started.append(RedisServer().start())
+            redis_url = started[-1].url
+    if not dsn:
+        if postgres_reachable(DEFAULT_DSN):
+            dsn = DEFAULT_DSN
+        else:
+            started.append(PostgresServer().start())
+            dsn = started[-1].dsn
+    return redis_url, dsn, started

@@ -1,0 +1,44 @@
+"""What waits in Redis, per table: dirty, in a run, in flight, dead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .drain import registered_tables
+from .errors import ConfigurationError
+
+
+def table_status(redis_client: Any, prefix: str, tables: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    registry = registered_tables(redis_client, prefix)
+    names = list(tables) if tables else list(registry)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ConfigurationError(f"not registered under prefix {prefix!r}: {', '.join(unknown)}")
+    result: dict[str, dict[str, Any]] = {}
+    for name in names:
+        table = registry[name]
+        parts = [table.keys(n, prefix) for n in range(table.partitions)]
+        pipe = redis_client.pipeline(transaction=False)
+        for keys in parts:
+            pipe.scard(keys.dirty)
+            pipe.hget(keys.meta, "run")
+            pipe.hlen(keys.dead)
+        raw = pipe.execute()
+        runs = [(keys, raw[3 * i + 1]) for i, keys in enumerate(parts)]
+        pipe = redis_client.pipeline(transaction=False)
+        active = [(keys, run.decode() if isinstance(run, bytes) else run) for keys, run in runs if run]
+        for keys, run in active:
+            pipe.scard(keys.run(run))
+            pipe.scard(keys.inflight(run))
+        sizes = pipe.execute() if active else []
+        result[name] = {
+            "partitions": table.partitions,
+            "key": list(table.key_columns),
+            "dirty": sum(raw[3 * i] for i in range(len(parts))),
+            "in_run": sum(sizes[0::2]),
+            "inflight": sum(sizes[1::2]),
+            "dead": sum(raw[3 * i + 2] for i in range(len(parts))),
+            "active_runs": {keys.number: run for keys, run in active},
+        }
+    return result

@@ -1,0 +1,167 @@
+"""`Syncwd`: the write side. The application writes a record's latest state
+here instead of to PostgreSQL; a drain moves it later."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from redis.exceptions import NoScriptError
+
+from . import rows, scripts
+from .errors import ConfigurationError
+from .keys import DEFAULT_PREFIX, TOMBSTONE, canonical_id, registry_key, validate_prefix
+from .table import Table
+
+CHUNK = 1000  # records per Lua call: short enough not to stall Redis
+
+
+def table_of(obj: Any) -> Table:
+    """The `Table` a model declares: a ``__syncwd_table__`` attribute, or, as in
+    the original syncwd, a ``SourceTableName()`` / ``TableName()`` method
+    (key column ``id`` unless ``__syncwd_key__`` says otherwise)."""
+    if isinstance(obj, Table):
+        return obj
+    declared = getattr(obj, "__syncwd_table__", None)
+    if isinstance(declared, Table):
+        return declared
+    name_of = getattr(obj, "SourceTableName", None) or getattr(obj, "TableName", None)
+    if callable(name_of):
+        try:
+            name = name_of()
+        except TypeError:  # an instance method reached through the class
+            name = name_of(obj)
+        return Table(name, key=getattr(obj, "__syncwd_key__", "id"))
+    raise ConfigurationError(
+        f"{obj!r:.80} is not a Table and declares none (set __syncwd_table__ = Table(...) or define SourceTableName())"
+    )
+
+
+class Syncwd:
+    """Write hot records to Redis and mark them dirty for the next drain.
+
+    >>> sw = Syncwd(redis.Redis())
+    >>> sw.update(Table("player_progress", key="user_id"), {"user_id": 7, "level": 3})
+    """
+
+    def __init__(self, redis: Any, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis = redis
+        self.prefix = validate_prefix(prefix)
+        self._tables: dict[str, Table] = {}
+
+    # --- tables -------------------------------------------------------------
+
+    def register(self, table: Table) -> Table:
+        """Record the table in ``P:tables`` (done on first write anyway)."""
+        known = self._tables.get(table.name)
+        if known == table:
+            return table
+        current = self.redis.hget(registry_key(self.prefix), table.name)
+        if current is not None:
+            existing = Table.from_registry(table.name, current)
+            if existing.partitions != table.partitions:
+                raise ConfigurationError(
+                    f"table {table.name!r} is registered with {existing.partitions} partitions, not "
+                    f"{table.partitions}: drain it completely before changing the partition count"
+                )
+        if current is None or Table.from_registry(table.name, current) != table:
+            self.redis.hset(registry_key(self.prefix), table.name, table.to_registry())
+        self._tables[table.name] = table
+        return table
+
+    def _table(self, table: Any) -> Table:
+        if isinstance(table, str):
+            try:
+                return self._tables[table]
+            except KeyError:
+                raise ConfigurationError(f"table {table!r} is not registered with this Syncwd") from None
+        return self.register(table_of(table))
+
+    def _id(self, table: Table, key_or_row: Any) -> tuple[str, list[Any]]:
+        if isinstance(key_or_row, (str, int)) and not isinstance(key_or_row, bool):
+            values = [key_or_row]
+        elif isinstance(key_or_row, (tuple, list)):
+            values = list(key_or_row)
+        else:
+            values = rows.key_values(key_or_row, table.key_columns)
+        if len(values) != len(table.key_columns):
+            raise ValueError(f"table {table.name!r} has key {table.key_columns}, got {values!r}")
+        return canonical_id(values), values
+
+    # --- writes -------------------------------------------------------------
+
+    def update(self, table: Any, row: Any = None) -> str:
+        """Store ``row`` as the record's latest state; returns its id.
+
+        ``update(model)`` works for a model that declares its table."""
+        if row is None:
+            table, row = table, table
+        return self._write(table, [row], deleting=False)[0]
+
+    def update_many(self, table: Any, rows_: Iterable[Any]) -> int:
+        """Store many rows: one Lua call per partition chunk, all pipelined."""
+        return len(self._write(table, rows_, deleting=False))
+
+    def delete(self, table: Any, key_or_row: Any = None) -> str:
+        """Mark the record deleted: the drain deletes its row in PostgreSQL."""
+        if key_or_row is None:
+            table, key_or_row = table, table
+        return self._write(table, [key_or_row], deleting=True)[0]
+
+    def get(self, table: Any, key_or_row: Any) -> dict[str, Any] | None:
+        """The record's latest state as Redis holds it; None if absent or deleted."""
+        t = self._table(table)
+        record_id, _ = self._id(t, key_or_row)
+        value = self.redis.get(t.keys(t.partition(record_id), self.prefix).value(record_id))
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.encode()
+        if value.startswith(TOMBSTONE):
+            return None
+        result: dict[str, Any] = orjson.loads(value)
+        return result
+
+    def _write(self, table: Any, items: Iterable[Any], deleting: bool) -> list[str]:
+        t = self._table(table)
+        key = t.key_columns
+        by_partition: dict[int, list[tuple[str, bytes]]] = {}
+        ids: list[str] = []
+        for item in items:
+            if deleting:
+                record_id, values = self._id(t, item)
+                value = rows.tombstone(key, values)
+            else:
+                if isinstance(item, Mapping) or not isinstance(item, (str, bytes)):
+                    values = rows.key_values(item, key)
+                else:
+                    raise ValueError(f"a row must be a mapping or an object, got {item!r:.80}")
+                record_id = canonical_id(values)
+                value = rows.encode(item)
+            by_partition.setdefault(t.partition(record_id), []).append((record_id, value))
+            ids.append(record_id)
+        self._send(t, by_partition)
+        return ids
+
+    def _send(self, table: Table, by_partition: dict[int, list[tuple[str, bytes]]]) -> None:
+        calls = []
+        for number, items in by_partition.items():
+            keys = table.keys(number, self.prefix)
+            for start in range(0, len(items), CHUNK):
+                calls.append(scripts.write_args(keys, items[start : start + CHUNK]))
+        if not calls:
+            return
+        if len(calls) == 1:
+            scripts.call(self.redis, "write", *calls[0])
+            return
+        write = scripts.script("write")
+        pipe = self.redis.pipeline(transaction=False)
+        for keys_, args in calls:
+            pipe.evalsha(write.sha, len(keys_), *keys_, *args)
+        results = pipe.execute(raise_on_error=False)
+        for (keys_, args), result in zip(calls, results):
+            if isinstance(result, NoScriptError):  # Redis restarted: resend (writes are idempotent)
+                scripts.call(self.redis, "write", keys_, args)
+            elif isinstance(result, Exception):
+                raise result

@@ -1,0 +1,144 @@
+"""Real servers for the tests.
+
+Redis: SYNCWD_TEST_REDIS_URL, else the local one on 6379, else a throwaway
+redis-server. PostgreSQL: SYNCWD_TEST_DSN, else the local one on 5432, else a
+throwaway cluster. Each test gets its own Redis key prefix and its own
+PostgreSQL schema and removes only those.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import redis as redis_lib
+
+from syncwd_fast.servers import INSTALL_HINT, PostgresServer, RedisServer, ServerUnavailable, postgres_reachable, redis_reachable
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_DSNS = ("host=127.0.0.1 port=5432 dbname=test", "host=127.0.0.1 port=5432 dbname=postgres")
+
+_started: list[Any] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def _server(kind: str) -> str:
+    try:
+        if kind == "redis":
+            url = os.environ.get("SYNCWD_TEST_REDIS_URL")
+            if url:
+                return url
+            if redis_reachable(LOCAL_REDIS):
+                return LOCAL_REDIS
+            _started.append(RedisServer().start())
+            return str(_started[-1].url)
+        dsn = os.environ.get("SYNCWD_TEST_DSN")
+        if dsn:
+            return dsn
+        for local in LOCAL_DSNS:
+            if postgres_reachable(local):
+                return local
+        _started.append(PostgresServer().start())
+        return str(_started[-1].dsn)
+    except ServerUnavailable as exc:
+        pytest.exit(f"no {kind} server for the tests: {exc}. {INSTALL_HINT}", returncode=4)
+
+
+_urls: dict[str, str] = {}
+
+
+def server_url(kind: str) -> str:
+    if kind not in _urls:
+        _urls[kind] = _server(kind)
+    return _urls[kind]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    r = redis_lib.Redis.from_url(server_url("redis"))
+    with psycopg.connect(server_url("pg")) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    return [f"redis {r.info('server')['redis_version']} at {server_url('redis')}", f"postgresql {pg_version} at {server_url('pg')}"]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for server in _started:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    return server_url("redis")
+
+
+@pytest.fixture(scope="session")
+def base_dsn() -> str:
+    return server_url("pg")
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are removed afterwards."""
+    p = "t" + uuid.uuid4().hex[:12]
+    yield p
+    client = redis_lib.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{p}:*", count=5000))
+    for start in range(0, len(keys), 5000):
+        client.delete(*keys[start : start + 5000])
+    client.close()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[redis_lib.Redis]:
+    client = redis_lib.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def schema(base_dsn: str) -> Iterator[str]:
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base_dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    yield name
+    with psycopg.connect(base_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.fixture
+def dsn(base_dsn: str) -> str:
+    return base_dsn
+
+
+@pytest.fixture
+def db(base_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(base_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A throwaway redis-server of this test's own, for tests that flush,
+    kill or restart it."""
+    try:
+        server = RedisServer().start()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.close()

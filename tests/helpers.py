@@ -1,0 +1,38 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import psycopg
+
+from syncwd_fast.keys import PartitionKeys
+
+
+def rows(db: psycopg.Connection[Any], table: str, order: str = "1") -> list[tuple[Any, ...]]:
+    return db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+
+
+def count(db: psycopg.Connection[Any], table: str) -> int:
+    return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+
+
+def dead_entries(r: Any, keys: PartitionKeys) -> dict[str, dict[str, Any]]:
+    return {k.decode(): orjson.loads(v) for k, v in r.hgetall(keys.dead).items()}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m syncwd_fast`` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncwd_fast", *args],
+        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+def last_json(stdout: str) -> dict[str, Any]:
+    result: dict[str, Any] = orjson.loads(stdout.strip().splitlines()[-1])
+    return result

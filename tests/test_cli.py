@@ -1,0 +1,112 @@
+"""The syncwd-fast command, run as a subprocess the way users run it."""
+
+import pathlib
+
+import pytest
+from click.testing import CliRunner
+
+from syncwd_fast import Syncwd, Table
+from syncwd_fast.cli import main
+
+from .helpers import cli, count, last_json
+
+README = pathlib.Path(__file__).parent.parent / "README.md"
+
+
+@pytest.fixture
+def t(db, schema):
+    db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, score int CHECK (score >= 0))")
+    return Table(f"{schema}.p", partitions=2)
+
+
+def test_drain_json_report_and_exit_0(r, db, redis_url, dsn, prefix, t):
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": i, "score": i} for i in range(500)])
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, "--batch", "100", "--json")
+    assert out.returncode == 0, out.stderr
+    report = last_json(out.stdout)
+    assert (report["upserted"], report["deleted"], report["dead_lettered"]) == (500, 0, 0)
+    assert report["seconds"] > 0 and report["tables"][t.name]["upserted"] == 500
+    assert count(db, t.name) == 500
+
+
+def test_options_from_environment_and_human_summary(r, redis_url, dsn, prefix, t):
+    Syncwd(r, prefix=prefix).update(t, {"id": 1, "score": 1})
+    out = cli("drain", env={"SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": dsn, "SYNCWD_PREFIX": prefix})
+    assert out.returncode == 0, out.stderr
+    assert "1 upserted, 0 deleted, 0 dead-lettered" in out.stdout
+
+
+def test_exit_1_with_dead_letters(r, redis_url, dsn, prefix, t):
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": 1, "score": 1}, {"id": 2, "score": -1}])
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, "--json")
+    assert out.returncode == 1
+    assert last_json(out.stdout)["dead_lettered"] == 1
+
+
+def test_exit_1_with_a_table_missing_in_postgresql(r, redis_url, dsn, prefix, schema):
+    Syncwd(r, prefix=prefix).update(Table(f"{schema}.absent"), {"id": 1})
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, "--json")
+    assert out.returncode == 1
+    assert "does not exist" in last_json(out.stdout)["tables"][f"{schema}.absent"]["error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch", "0"], "batch"),
+    (["--table", "bad;name"], "invalid table name"),
+    (["--table", "never_written"], "not registered"),
+    (["--prefix", "a b"], "invalid key prefix"),
+])
+def test_exit_2_on_usage_errors(redis_url, dsn, prefix, args, message):
+    argv = ["drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, *args]
+    if "--prefix" in args:
+        argv = ["drain", "--redis", redis_url, "--dsn", dsn, *args]
+    out = cli(*argv)
+    assert out.returncode == 2, out
+    assert message in out.stderr
+
+
+def test_exit_2_without_a_dsn(redis_url):
+    out = cli("drain", "--redis", redis_url, env={"SYNCWD_DSN": ""})
+    assert out.returncode == 2 and "--dsn" in out.stderr
+
+
+def test_exit_3_when_redis_is_unreachable(dsn):
+    from syncwd_fast.servers import free_port
+
+    out = cli("drain", "--redis", f"redis://127.0.0.1:{free_port()}/0", "--dsn", dsn, "--retries", "1", "--json")
+    assert out.returncode == 3, out
+    assert "ConnectionError" in last_json(out.stdout)["aborted"]
+
+
+def test_status(r, redis_url, prefix, t):
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(7)])
+    out = cli("status", "--redis", redis_url, "--prefix", prefix, "--json")
+    assert out.returncode == 0
+    assert last_json(out.stdout)[t.name]["dirty"] == 7
+    out = cli("status", "--redis", redis_url, "--prefix", prefix)
+    assert f"{t.name}: 7 dirty, 0 in a run, 0 in flight, 0 dead" in out.stdout
+
+
+def test_python_m_and_console_script_agree():
+    out = cli("--help")
+    assert out.returncode == 0 and "drain" in out.stdout
+
+
+def test_every_command_has_help_and_is_in_the_readme():
+    runner = CliRunner()
+    readme = README.read_text()
+    for name, command in main.commands.items():
+        result = runner.invoke(main, [name, "--help"])
+        assert result.exit_code == 0 and command.help, name
+        if hasattr(command, "commands"):
+            continue
+        assert f"syncwd-fast {name}" in readme, f"README does not show `syncwd-fast {name}`"
+
+
+def test_demo_runs_end_to_end(redis_url, dsn, db, prefix):
+    namespace = prefix  # the demo resets its own schema and prefix; this test's are unique
+    out = cli("demo", "--records", "2000", "--updates", "10000", "--batch", "500", "--namespace", namespace,
+              env={"SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": dsn})
+    db.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "checked: all 2,000 rows hold their latest value" in out.stdout

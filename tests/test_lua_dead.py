@@ -1,0 +1,44 @@
+"""lua/dead.lua"""
+
+import pytest
+
+from syncwd_fast import scripts
+from syncwd_fast.errors import LeaseLost
+from syncwd_fast.keys import PartitionKeys
+
+from .helpers import dead_entries
+
+
+@pytest.fixture
+def keys(r, prefix):
+    k = PartitionKeys(prefix, "t", 0)
+    scripts.lease(r, k, "acquire", "tok", 60_000)
+    return k
+
+
+def test_moves_ids_to_the_dead_hash_with_value_and_reason(r, keys):
+    r.set(keys.value("1"), b"not json")
+    r.sadd(keys.inflight("R"), "1", "2")
+    assert scripts.dead(r, keys, "R", "tok", [("1", "invalid JSON"), ("2", "value missing")]) == 2
+    dead = dead_entries(r, keys)
+    assert dead["1"]["value"] == "not json" and dead["1"]["error"] == "invalid JSON" and dead["1"]["attempts"] == 1
+    assert dead["2"]["value"] is None and dead["2"]["error"] == "value missing"
+    assert dead["1"]["at"] > 1.7e9
+    assert not r.exists(keys.inflight("R"))
+    assert r.get(keys.value("1")) == b"not json"  # kept for a retry
+
+
+def test_counts_attempts(r, keys):
+    r.set(keys.value("1"), b"x")
+    scripts.dead(r, keys, "R", "tok", [("1", "first")])
+    scripts.dead(r, keys, "R", "tok", [("1", "second")])
+    assert dead_entries(r, keys)["1"]["attempts"] == 2
+    assert dead_entries(r, keys)["1"]["error"] == "second"
+
+
+def test_fenced_when_the_lease_is_lost(r, keys):
+    r.set(keys.lease, "other")
+    r.sadd(keys.inflight("R"), "1")
+    with pytest.raises(LeaseLost):
+        scripts.dead(r, keys, "R", "tok", [("1", "x")])
+    assert not r.exists(keys.dead)
