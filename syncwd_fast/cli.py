@@ -22,9 +22,23 @@ class UsageFailure(click.ClickException):
 
 
 def redis_options(f: Any) -> Any:
-    f = click.option("--prefix", envvar="SYNCWD_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Redis key prefix.")(f)
-    f = click.option("--cluster/--no-cluster", envvar="SYNCWD_REDIS_CLUSTER", default=False, help="Redis URL names a Redis Cluster node.")(f)
-    f = click.option("--redis", "redis_url", envvar="SYNCWD_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True, help="Redis URL [env SYNCWD_REDIS_URL].")(f)
+    f = click.option(
+        "--prefix", envvar="SYNCWD_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Redis key prefix."
+    )(f)
+    f = click.option(
+        "--cluster/--no-cluster",
+        envvar="SYNCWD_REDIS_CLUSTER",
+        default=False,
+        help="Redis URL names a Redis Cluster node.",
+    )(f)
+    f = click.option(
+        "--redis",
+        "redis_url",
+        envvar="SYNCWD_REDIS_URL",
+        default=DEFAULT_REDIS_URL,
+        show_default=True,
+        help="Redis URL [env SYNCWD_REDIS_URL].",
+    )(f)
     return f
 
 
@@ -50,7 +64,9 @@ class Progress:
         if self.enabled and now - self.shown > 0.2:
             self.shown = now
             rate = self.rows / max(now - self.started, 1e-9)
-            click.echo(f"\r{self.rows:,} rows merged ({rate:,.0f} rows/s), now {table}/{partition}   ", nl=False, err=True)
+            click.echo(
+                f"\r{self.rows:,} rows merged ({rate:,.0f} rows/s), now {table}/{partition}   ", nl=False, err=True
+            )
 
     def done(self) -> None:
         if self.enabled and self.rows:
@@ -63,18 +79,98 @@ def main() -> None:
     """Keep hot records in Redis and drain them to PostgreSQL in bulk."""
 
 
+def drain_options(f: Any) -> Any:
+    options = [
+        click.option(
+            "--dsn", envvar="SYNCWD_DSN", required=True, help="PostgreSQL connection string [env SYNCWD_DSN]."
+        ),
+        click.option(
+            "--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True, help="Records per transaction."
+        ),
+        click.option(
+            "--table",
+            "tables",
+            multiple=True,
+            help="Drain only this table (repeatable). Default: every registered table.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(1, 256),
+            default=1,
+            show_default=True,
+            help="Partitions drained in parallel.",
+        ),
+        click.option(
+            "--lease-seconds",
+            type=click.FloatRange(0.1, 3600),
+            default=30.0,
+            show_default=True,
+            help="Partition lease, renewed while draining.",
+        ),
+        click.option(
+            "--strict",
+            is_flag=True,
+            help="Dead-letter records with JSON keys that are not columns (default: ignore them).",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(0, 100),
+            default=5,
+            show_default=True,
+            help="Retries on a Redis or PostgreSQL fault before giving up (exit 3).",
+        ),
+        click.option(
+            "--json", "as_json", is_flag=True, help="Print the report as one JSON object (the last line of stdout)."
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return redis_options(f)
+
+
+def make_drainer(
+    redis_url: str,
+    cluster: bool,
+    prefix: str,
+    dsn: str,
+    batch: int,
+    tables: tuple[str, ...],
+    workers: int,
+    lease_seconds: float,
+    strict: bool,
+    retries: int,
+    on_batch: Any = None,
+) -> FastDrainer:
+    try:
+        return FastDrainer(
+            redis_from_url(redis_url, cluster=cluster),
+            dsn,
+            batch=batch,
+            tables=tables or None,
+            workers=workers,
+            prefix=prefix,
+            lease_seconds=lease_seconds,
+            strict=strict,
+            retries=retries,
+            on_batch=on_batch,
+        )
+    except (ConfigurationError, ValueError) as exc:
+        raise UsageFailure(str(exc)) from exc
+
+
+def run_drain(drainer: FastDrainer, progress: Progress | None = None) -> DrainReport:
+    try:
+        report = drainer.drain()
+    except (ConfigurationError, ValueError) as exc:
+        raise UsageFailure(str(exc)) from exc
+    if progress:
+        progress.done()
+    return report
+
+
 @main.command()
-@redis_options
-@click.option("--dsn", envvar="SYNCWD_DSN", required=True, help="PostgreSQL connection string [env SYNCWD_DSN].")
-@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True, help="Records per transaction.")
-@click.option("--table", "tables", multiple=True, help="Drain only this table (repeatable). Default: every registered table.")
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Partitions drained in parallel.")
-@click.option("--lease-seconds", type=click.FloatRange(0.1, 3600), default=30.0, show_default=True, help="Partition lease, renewed while draining.")
-@click.option("--strict", is_flag=True, help="Dead-letter records with JSON keys that are not columns (default: ignore them).")
-@click.option("--retries", type=click.IntRange(0, 100), default=5, show_default=True, help="Retries on a Redis or PostgreSQL fault before giving up (exit 3).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (the last line of stdout).")
-def drain(redis_url: str, cluster: bool, prefix: str, dsn: str, batch: int, tables: tuple[str, ...], workers: int,
-          lease_seconds: float, strict: bool, retries: int, as_json: bool) -> None:
+@drain_options
+def drain(as_json: bool, **options: Any) -> None:
     """Move every dirty record to PostgreSQL, once per record.
 
     Exit codes: 0 all landed (busy partitions are reported, not errors);
@@ -86,17 +182,43 @@ def drain(redis_url: str, cluster: bool, prefix: str, dsn: str, batch: int, tabl
         syncwd-fast drain --redis redis://localhost:6379/0 --dsn "dbname=app" --batch 5000
     """
     progress = Progress(enabled=not as_json and sys.stderr.isatty())
-    try:
-        drainer = FastDrainer(
-            redis_from_url(redis_url, cluster=cluster), dsn, batch=batch, tables=tables or None, workers=workers,
-            prefix=prefix, lease_seconds=lease_seconds, strict=strict, retries=retries, on_batch=progress,
-        )
-        report = drainer.drain()
-    except (ConfigurationError, ValueError) as exc:
-        raise UsageFailure(str(exc)) from exc
-    progress.done()
+    report = run_drain(make_drainer(**options, on_batch=progress), progress)
     emit(report, as_json)
     sys.exit(report.exit_code)
+
+
+@main.command()
+@drain_options
+@click.option("--every", help="Drain at this interval, e.g. 10s, 5m, 1h (counted from the end of the last drain).")
+@click.option("--cron", "cron_expr", help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time).')
+@click.option("--max-runs", type=click.IntRange(1), default=None, help="Stop after this many drains.")
+def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: int | None, **options: Any) -> None:
+    """Drain again and again, at an interval or on a cron schedule, until
+    stopped (SIGINT/SIGTERM end it after the drain under way). A drain that
+    aborts on a fault is reported and the next one resumes its work.
+
+    \b
+    Examples:
+        syncwd-fast schedule --dsn "dbname=app" --every 10s
+        syncwd-fast schedule --dsn "dbname=app" --cron "0 2 * * *"
+    """
+    from .schedule import Schedule
+
+    try:
+        plan = Schedule.parse(every=every, cron=cron_expr)
+    except ValueError as exc:
+        raise UsageFailure(str(exc)) from exc
+    drainer = make_drainer(**options)
+    runs = 0
+    for _ in plan.ticks():
+        report = run_drain(drainer)
+        runs += 1
+        if as_json:
+            emit(report, True)
+        else:
+            click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
+        if max_runs and runs >= max_runs:
+            break
 
 
 @main.command()
@@ -122,19 +244,36 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
     if not result:
         click.echo(f"no tables registered under prefix {prefix!r}")
     for name, t in result.items():
-        click.echo(f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
-                   f"({t['partitions']} partitions)")
+        click.echo(
+            f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
+            f"({t['partitions']} partitions)"
+        )
 
 
 @main.command()
-@click.option("--redis", "redis_url", envvar="SYNCWD_REDIS_URL", default=None, help="Redis URL; default: local, else a throwaway server.")
-@click.option("--dsn", envvar="SYNCWD_DSN", default=None, help="PostgreSQL DSN; default: local, else a throwaway server.")
+@click.option(
+    "--redis",
+    "redis_url",
+    envvar="SYNCWD_REDIS_URL",
+    default=None,
+    help="Redis URL; default: local, else a throwaway server.",
+)
+@click.option(
+    "--dsn", envvar="SYNCWD_DSN", default=None, help="PostgreSQL DSN; default: local, else a throwaway server."
+)
 @click.option("--records", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--updates", type=click.IntRange(1), default=1_000_000, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
-@click.option("--namespace", default="syncwd_demo", show_default=True, help="PostgreSQL schema and Redis key prefix the demo uses (and resets).")
-def demo(redis_url: str | None, dsn: str | None, records: int, updates: int, batch: int, workers: int, namespace: str) -> None:
+@click.option(
+    "--namespace",
+    default="syncwd_demo",
+    show_default=True,
+    help="PostgreSQL schema and Redis key prefix the demo uses (and resets).",
+)
+def demo(
+    redis_url: str | None, dsn: str | None, records: int, updates: int, batch: int, workers: int, namespace: str
+) -> None:
     """Write UPDATES updates for RECORDS game records to Redis, drain them to
     PostgreSQL, check every row and print the report.
 
@@ -144,8 +283,18 @@ def demo(redis_url: str | None, dsn: str | None, records: int, updates: int, bat
     """
     from .demo import run_demo
 
-    sys.exit(run_demo(redis_url, dsn, records=records, updates=updates, batch=batch, workers=workers,
-                      namespace=namespace, echo=click.echo))
+    sys.exit(
+        run_demo(
+            redis_url,
+            dsn,
+            records=records,
+            updates=updates,
+            batch=batch,
+            workers=workers,
+            namespace=namespace,
+            echo=click.echo,
+        )
+    )
 
 
 if __name__ == "__main__":

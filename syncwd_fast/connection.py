@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS syncwd_stage "
-    "(g smallint NOT NULL, doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS syncwd_stage (g smallint NOT NULL, doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
 )
 
 _DEFAULTS = {
@@ -28,7 +27,7 @@ def connect(dsn: str, *, statement_timeout_s: float = 300.0, lock_timeout_s: flo
     """A connection in autocommit mode (transactions are explicit) with its
     timeouts set; values the DSN sets itself win over these defaults."""
     params = {**_DEFAULTS, **{k: str(v) for k, v in conninfo_to_dict(dsn).items()}}
-    conn = psycopg.connect(**params, autocommit=True)
+    conn = psycopg.connect(make_conninfo(**params), autocommit=True)
     # A drainer stopped inside a transaction must not hold its locks forever.
     conn.execute(
         "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"

@@ -57,7 +57,11 @@ def run_demo(
         client = redis_from_url(redis_url)
         _clear_redis(client, namespace)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL(DDL).format(schema=sql.Identifier(namespace), table=sql.Identifier(namespace, "player_progress")))
+            conn.execute(
+                sql.SQL(DDL).format(
+                    schema=sql.Identifier(namespace), table=sql.Identifier(namespace, "player_progress")
+                )
+            )
 
         writer = Syncwd(client, prefix=namespace)
         rng = random.Random(7)
@@ -81,21 +85,28 @@ def run_demo(
                 chunk = []
         writer.update_many(table, chunk)
         write_s = time.perf_counter() - t0
-        echo(f"wrote {updates:,} updates of {len(latest):,} records to Redis in {write_s:.2f}s ({updates / write_s:,.0f}/s)")
+        echo(
+            f"wrote {updates:,} updates of {len(latest):,} records to Redis"
+            f" in {write_s:.2f}s ({updates / write_s:,.0f}/s)"
+        )
 
         report = FastDrainer(client, dsn, batch=batch, workers=workers, prefix=namespace).drain()
         echo(report.summary())
 
         with psycopg.connect(dsn) as conn:
-            query = sql.SQL("SELECT user_id, level, score, coins FROM {}").format(sql.Identifier(namespace, "player_progress"))
+            query = sql.SQL("SELECT user_id, level, score, coins FROM {}").format(
+                sql.Identifier(namespace, "player_progress")
+            )
             rows = conn.execute(query).fetchall()
         wrong = [r for r in rows if (r[1], r[2], r[3]) != tuple(latest[r[0]][c] for c in ("level", "score", "coins"))]
         if len(rows) != len(latest) or wrong:
             echo(f"CHECK FAILED: {len(rows)} rows in PostgreSQL, {len(latest)} expected, {len(wrong)} wrong")
             return 1
         again = FastDrainer(client, dsn, batch=batch, prefix=namespace).drain()
-        echo(f"checked: all {len(rows):,} rows hold their latest value; "
-             f"{updates:,} updates cost {report.upserted:,} row writes; a second drain found {again.upserted} to do")
+        echo(
+            f"checked: all {len(rows):,} rows hold their latest value; "
+            f"{updates:,} updates cost {report.upserted:,} row writes; a second drain found {again.upserted} to do"
+        )
         return report.exit_code
     finally:
         for server in started:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -117,11 +118,14 @@ class FastDrainer:
             table = registry[name]
             report.tables[name] = TableReport(name, partitions=table.partitions)
             try:
-                schemas.append(self._with_retries(f"reading {name} from pg_catalog", lambda: load_schema(self._connection(), table)))
+                schemas.append(self._with_retries(f"reading {name} from pg_catalog", partial(self._schema, table)))
             except ConfigurationError as exc:
                 log.error("%s", exc)
                 report.tables[name].error = str(exc)
         return schemas
+
+    def _schema(self, table: Table) -> TableSchema:
+        return load_schema(self._connection(), table)
 
     def drain(self) -> DrainReport:
         """Drain every dirty record once; never raises for a fault: the report

@@ -76,7 +76,7 @@ def registry_key(prefix: str) -> str:
 class PartitionKeys:
     """Names of every key of one partition ``P:{T:n}:...``."""
 
-    __slots__ = ("prefix", "table", "number", "base", "dirty", "meta", "lease", "dead", "value_prefix", "run_prefix")
+    __slots__ = ("base", "dead", "dirty", "lease", "meta", "number", "prefix", "run_prefix", "table", "value_prefix")
 
     def __init__(self, prefix: str, table: str, number: int) -> None:
         self.prefix = prefix

@@ -127,6 +127,7 @@ class Merger:
         s = self.schema
         ident = sql.Identifier
         updates = [c for c in columns if c not in s.key]
+        action: sql.Composable
         if updates:
             action = sql.SQL("DO UPDATE SET {}").format(
                 sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(c)) for c in updates)

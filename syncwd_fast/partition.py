@@ -105,7 +105,9 @@ class PartitionDrain:
             self.result.busy = True
             return
         try:
-            merger = Merger(self.connection(), self.schema, lock_key(self.opts.prefix, self.table.name, self.number), self._renew)
+            merger = Merger(
+                self.connection(), self.schema, lock_key(self.opts.prefix, self.table.name, self.number), self._renew
+            )
             decoder = Decoder(self.schema, self.opts.strict)
             while True:
                 snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
@@ -138,6 +140,17 @@ class PartitionDrain:
                 self._merge(run, batch, merger)
         # Clears the run from meta even when its last batch was all dead letters.
         scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [], [])
+        r = self.result
+        self.redis.hset(
+            self.keys.meta,
+            mapping={
+                "last_run": run,
+                "last_finished_at": int(time.time()),
+                "last_upserted": r.upserted,
+                "last_deleted": r.deleted,
+                "last_dead_lettered": r.dead_lettered,
+            },
+        )
 
     def _merge(self, run: str, batch: Decoded, merger: Merger) -> None:
         if batch.dead:

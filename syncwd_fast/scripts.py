@@ -80,7 +80,9 @@ class Snapshot:
 
 def snapshot(client: Any, keys: PartitionKeys, token: str, new_run: str) -> Snapshot:
     result = _fenced(
-        call(client, "snapshot", [keys.dirty, keys.meta, keys.lease], [token, new_run, keys.run_prefix, int(time.time())]),
+        call(
+            client, "snapshot", [keys.dirty, keys.meta, keys.lease], [token, new_run, keys.run_prefix, int(time.time())]
+        ),
         keys,
         "snapshot",
     )
@@ -96,7 +98,9 @@ class Popped:
 
 def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> Popped:
     result = _fenced(
-        call(client, "pop", [keys.run(run), keys.inflight(run), keys.lease], [count, token, lease_ms, keys.value_prefix]),
+        call(
+            client, "pop", [keys.run(run), keys.inflight(run), keys.lease], [count, token, lease_ms, keys.value_prefix]
+        ),
         keys,
         "pop",
     )

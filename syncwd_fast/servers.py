@@ -27,10 +27,26 @@ class ServerUnavailable(RuntimeError):
     pass
 
 
-def free_port() -> int:
+def _port_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port(cluster_bus: bool = False) -> int:
+    """A free port; with ``cluster_bus``, one whose +10000 (Redis Cluster's bus) is free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not cluster_bus:
+            return port
+        if port + 10000 < 65536 and _port_free(port + 10000):
+            return port
+        port = 0
 
 
 def redis_reachable(url: str) -> bool:
@@ -76,12 +92,14 @@ def _wait(check: Any, what: str, timeout: float = 30.0) -> None:
 class RedisServer:
     """A private redis-server: ``RedisServer(appendonly=True).start()``."""
 
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
-        self.binary = _which("redis-server")
-        if not self.binary:
+    def __init__(self, port: int | None = None, appendonly: bool = False, cluster: bool = False) -> None:
+        binary = _which("redis-server")
+        if not binary:
             raise ServerUnavailable("redis-server not found on PATH; " + INSTALL_HINT)
-        self.port = port or free_port()
+        self.binary: str = binary
+        self.port = port or free_port(cluster_bus=cluster)
         self.appendonly = appendonly
+        self.cluster = cluster
         self.dir = tempfile.mkdtemp(prefix="syncwd-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -92,8 +110,25 @@ class RedisServer:
     def start(self) -> RedisServer:
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", ""]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        if self.cluster:
+            args += [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ]
+        args += ["--logfile", os.path.join(self.dir, "log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(lambda: redis_reachable(self.url), f"redis-server on port {self.port}")
+
+        def up() -> bool:
+            if self.process and self.process.poll() is not None:
+                with open(os.path.join(self.dir, "log"), errors="replace") as log:
+                    raise ServerUnavailable(f"redis-server on port {self.port} exited: {log.read()[-500:]}")
+            return redis_reachable(self.url)
+
+        _wait(up, f"redis-server on port {self.port}")
         return self
 
     def stop(self, kill: bool = False) -> None:
@@ -117,14 +152,70 @@ class RedisServer:
         self.close()
 
 
+class RedisClusterServers:
+    """A throwaway Redis Cluster of ``masters`` nodes, no replicas."""
+
+    def __init__(self, masters: int = 3) -> None:
+        cli = _which("redis-cli")
+        if not cli:
+            raise ServerUnavailable("redis-cli not found on PATH; " + INSTALL_HINT)
+        self.cli: str = cli
+        self.nodes = [RedisServer(cluster=True) for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> RedisClusterServers:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        created = subprocess.run(
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if created.returncode != 0:
+            raise ServerUnavailable(f"redis-cli --cluster create failed: {created.stdout} {created.stderr}")
+
+        def ready() -> bool:
+            out = subprocess.run(
+                [self.cli, "-p", str(self.nodes[0].port), "cluster", "info"], capture_output=True, text=True, timeout=10
+            ).stdout
+            return "cluster_state:ok" in out
+
+        _wait(ready, "the Redis Cluster")
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class PostgresServer:
     """A private PostgreSQL cluster (as the ``postgres`` user when run as root,
     since PostgreSQL refuses to run as root)."""
 
     def __init__(self, port: int | None = None) -> None:
-        self.initdb, self.pg_ctl = _which("initdb"), _which("pg_ctl")
-        if not (self.initdb and self.pg_ctl):
+        initdb, pg_ctl = _which("initdb"), _which("pg_ctl")
+        if not (initdb and pg_ctl):
             raise ServerUnavailable("initdb/pg_ctl not found on PATH; " + INSTALL_HINT)
+        self.initdb: str = initdb
+        self.pg_ctl: str = pg_ctl
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="syncwd-pg-")
         self.data = os.path.join(self.dir, "data")
@@ -150,7 +241,9 @@ class PostgresServer:
                 raise ServerUnavailable(f"initdb failed: {exc.stdout.decode(errors='replace')}") from exc
             self._initialized = True
         opts = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=50"
-        result = self._run(self.pg_ctl, "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start", check=False)
+        result = self._run(
+            self.pg_ctl, "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "start", check=False
+        )
         if result.returncode != 0:
             raise ServerUnavailable(f"pg_ctl start failed: {result.stdout.decode(errors='replace')}")
         _wait(lambda: postgres_reachable(self.dsn), f"PostgreSQL on port {self.port}")

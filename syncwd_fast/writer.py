@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
-from redis.exceptions import NoScriptError
 
 from . import rows, scripts
 from .errors import ConfigurationError
@@ -96,7 +95,7 @@ class Syncwd:
 
         ``update(model)`` works for a model that declares its table."""
         if row is None:
-            table, row = table, table
+            row = table
         return self._write(table, [row], deleting=False)[0]
 
     def update_many(self, table: Any, rows_: Iterable[Any]) -> int:
@@ -106,7 +105,7 @@ class Syncwd:
     def delete(self, table: Any, key_or_row: Any = None) -> str:
         """Mark the record deleted: the drain deletes its row in PostgreSQL."""
         if key_or_row is None:
-            table, key_or_row = table, table
+            key_or_row = table
         return self._write(table, [key_or_row], deleting=True)[0]
 
     def get(self, table: Any, key_or_row: Any) -> dict[str, Any] | None:
@@ -156,12 +155,24 @@ class Syncwd:
             scripts.call(self.redis, "write", *calls[0])
             return
         write = scripts.script("write")
-        pipe = self.redis.pipeline(transaction=False)
-        for keys_, args in calls:
-            pipe.evalsha(write.sha, len(keys_), *keys_, *args)
-        results = pipe.execute(raise_on_error=False)
-        for (keys_, args), result in zip(calls, results):
-            if isinstance(result, NoScriptError):  # Redis restarted: resend (writes are idempotent)
-                scripts.call(self.redis, "write", keys_, args)
-            elif isinstance(result, Exception):
-                raise result
+        for client, group in self._by_node(calls):
+            pipe = client.pipeline(transaction=False)
+            for keys_, args in group:
+                pipe.evalsha(write.sha, len(keys_), *keys_, *args)
+            for (keys_, args), result in zip(group, pipe.execute(raise_on_error=False)):
+                if isinstance(result, Exception):
+                    # NOSCRIPT after a restart, a MOVED slot, ...: one call through the
+                    # main client, which loads scripts and follows redirects (writes are idempotent).
+                    scripts.call(self.redis, "write", keys_, args)
+
+    def _by_node(self, calls: list[tuple[list[str], list[Any]]]) -> list[tuple[Any, list[tuple[list[str], list[Any]]]]]:
+        """Cluster clients cannot pipeline scripts: pipeline per node instead."""
+        if not hasattr(self.redis, "get_node_from_key"):
+            return [(self.redis, calls)]
+        groups: dict[str, tuple[Any, list[tuple[list[str], list[Any]]]]] = {}
+        for call in calls:
+            node = self.redis.get_node_from_key(call[0][0])
+            if node.name not in groups:
+                groups[node.name] = (self.redis.get_redis_connection(node), [])
+            groups[node.name][1].append(call)
+        return list(groups.values())

@@ -17,9 +17,16 @@ import psycopg
 import pytest
 import redis as redis_lib
 
-from syncwd_fast.servers import INSTALL_HINT, PostgresServer, RedisServer, ServerUnavailable, postgres_reachable, redis_reachable
+from syncwd_fast.servers import (
+    INSTALL_HINT,
+    PostgresServer,
+    RedisServer,
+    ServerUnavailable,
+    postgres_reachable,
+    redis_reachable,
+)
 
-LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_REDIS = "redis://127.0.0.1:6379/9"  # a database of its own: cleanup scans stay small
 LOCAL_DSNS = ("host=127.0.0.1 port=5432 dbname=test", "host=127.0.0.1 port=5432 dbname=postgres")
 
 _started: list[Any] = []
@@ -73,7 +80,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     r = redis_lib.Redis.from_url(server_url("redis"))
     with psycopg.connect(server_url("pg")) as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-    return [f"redis {r.info('server')['redis_version']} at {server_url('redis')}", f"postgresql {pg_version} at {server_url('pg')}"]
+    return [
+        f"redis {r.info('server')['redis_version']} at {server_url('redis')}",
+        f"postgresql {pg_version} at {server_url('pg')}",
+    ]
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -29,7 +29,10 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
     """Run ``python -m syncwd_fast`` as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "syncwd_fast", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -11,7 +11,9 @@ from .helpers import count, dead_entries
 
 @pytest.fixture
 def t(db, schema):
-    db.execute(f"""CREATE TABLE {schema}.p (id int PRIMARY KEY, score int CHECK (score >= 0), name text NOT NULL DEFAULT '')""")
+    db.execute(
+        f"""CREATE TABLE {schema}.p (id int PRIMARY KEY, score int CHECK (score >= 0), name text NOT NULL DEFAULT '')"""
+    )
     return Table(f"{schema}.p")  # one partition: every record in one batch
 
 

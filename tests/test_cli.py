@@ -50,12 +50,15 @@ def test_exit_1_with_a_table_missing_in_postgresql(r, redis_url, dsn, prefix, sc
     assert "does not exist" in last_json(out.stdout)["tables"][f"{schema}.absent"]["error"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--batch", "0"], "batch"),
-    (["--table", "bad;name"], "invalid table name"),
-    (["--table", "never_written"], "not registered"),
-    (["--prefix", "a b"], "invalid key prefix"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch", "0"], "batch"),
+        (["--table", "bad;name"], "invalid table name"),
+        (["--table", "never_written"], "not registered"),
+        (["--prefix", "a b"], "invalid key prefix"),
+    ],
+)
 def test_exit_2_on_usage_errors(redis_url, dsn, prefix, args, message):
     argv = ["drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, *args]
     if "--prefix" in args:
@@ -105,8 +108,18 @@ def test_every_command_has_help_and_is_in_the_readme():
 
 def test_demo_runs_end_to_end(redis_url, dsn, db, prefix):
     namespace = prefix  # the demo resets its own schema and prefix; this test's are unique
-    out = cli("demo", "--records", "2000", "--updates", "10000", "--batch", "500", "--namespace", namespace,
-              env={"SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": dsn})
+    out = cli(
+        "demo",
+        "--records",
+        "2000",
+        "--updates",
+        "10000",
+        "--batch",
+        "500",
+        "--namespace",
+        namespace,
+        env={"SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": dsn},
+    )
     db.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "checked: all 2,000 rows hold their latest value" in out.stdout

@@ -36,9 +36,24 @@ def test_kill_9_mid_run_then_a_second_drain_lands_everything(r, db, redis_url, d
     sw = Syncwd(r, prefix=prefix)
     sw.update_many(t, [{"id": i, "v": i, "note": "first"} for i in range(n)])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix,
-         "--batch", "200", "--lease-seconds", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "syncwd_fast",
+            "drain",
+            "--redis",
+            redis_url,
+            "--dsn",
+            dsn,
+            "--prefix",
+            prefix,
+            "--batch",
+            "200",
+            "--lease-seconds",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         assert wait_for(lambda: count(db, t.name) >= 5000), "the drain never started merging"
@@ -67,7 +82,13 @@ def test_kill_9_mid_run_then_a_second_drain_lands_everything(r, db, redis_url, d
     ).fetchone()[0]
     assert wrong == 0
     status = table_status(r, prefix)[t.name]
-    assert (status["dirty"], status["in_run"], status["inflight"], status["dead"], status["active_runs"]) == (0, 0, 0, 0, {})
+    assert (status["dirty"], status["in_run"], status["inflight"], status["dead"], status["active_runs"]) == (
+        0,
+        0,
+        0,
+        0,
+        {},
+    )
 
 
 def test_writes_during_a_drain_land_in_the_next_one(r, db, dsn, prefix, t):
@@ -75,7 +96,9 @@ def test_writes_during_a_drain_land_in_the_next_one(r, db, dsn, prefix, t):
     sw = Syncwd(r, prefix=prefix)
     sw.update_many(t, [{"id": i, "v": 1} for i in range(40_000)])
     result = {}
-    drainer = threading.Thread(target=lambda: result.update(report=FastDrainer(r, dsn, prefix=prefix, batch=200).drain()))
+    drainer = threading.Thread(
+        target=lambda: result.update(report=FastDrainer(r, dsn, prefix=prefix, batch=200).drain())
+    )
     drainer.start()
     assert wait_for(lambda: count(db, t.name) > 0)
     # The snapshot is taken: these writes belong to the next run.

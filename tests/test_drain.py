@@ -1,14 +1,13 @@
 """FastDrainer against real Redis and PostgreSQL: inserts, updates, partial
 columns, deletes, idempotent re-runs, TTLs, composite keys, workers."""
 
-import psycopg
 import pytest
 import redis as redis_lib
 
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.errors import ConfigurationError
 
-from .helpers import count, rows
+from .helpers import cli, count, last_json, rows
 
 
 @pytest.fixture
@@ -27,13 +26,25 @@ def drain(r, dsn, prefix, **kw):
 def test_insert_update_and_typing(r, db, dsn, prefix, game):
     sw = Syncwd(r, prefix=prefix)
     sw.update_many(game, [{"user_id": i, "level": 2, "score": i * 10, "name": f"p{i}"} for i in range(100)])
-    sw.update(game, {"user_id": 5, "level": 3, "score": 1, "name": "ünï ✓", "inventory": {"a": [1, {"b": None}]},
-                     "tags": ["x", "y"], "seen_at": "2026-11-28T01:02:03Z"})
+    sw.update(
+        game,
+        {
+            "user_id": 5,
+            "level": 3,
+            "score": 1,
+            "name": "ünï ✓",
+            "inventory": {"a": [1, {"b": None}]},
+            "tags": ["x", "y"],
+            "seen_at": "2026-11-28T01:02:03Z",
+        },
+    )
     report = drain(r, dsn, prefix)
     assert (report.upserted, report.deleted, report.dead_lettered, report.exit_code) == (100, 0, 0, 0)
     assert report.tables[game.name].upserted == 100
     assert count(db, game.name) == 100
-    row = db.execute(f"SELECT level, score, name, inventory, tags, seen_at::text, doubled FROM {game.name} WHERE user_id = 5").fetchone()
+    row = db.execute(
+        f"SELECT level, score, name, inventory, tags, seen_at::text, doubled FROM {game.name} WHERE user_id = 5"
+    ).fetchone()
     assert row == (3, 1, "ünï ✓", {"a": [1, {"b": None}]}, ["x", "y"], "2026-11-28 01:02:03+00", 2)
 
     sw.update(game, {"user_id": 5, "level": 4, "score": 2})
@@ -154,17 +165,18 @@ def test_a_decode_responses_client_works_too(redis_url, db, dsn, prefix, game):
     assert db.execute(f"SELECT name FROM {game.name}").fetchone() == ("é",)
 
 
-def test_ids_and_values_land_exactly_at_volume(r, db, dsn, prefix, schema):
-    """300k dirty records through the public API, batch 5000."""
+def test_ids_and_values_land_exactly_at_volume(r, db, redis_url, dsn, prefix, schema):
+    """300k dirty records through `syncwd-fast drain --batch 5000`."""
     db.execute(f"CREATE TABLE {schema}.big (id bigint PRIMARY KEY, v bigint, s text)")
     t = Table(f"{schema}.big", partitions=4)
     sw = Syncwd(r, prefix=prefix)
     for start in range(0, 300_000, 50_000):
         sw.update_many(t, [{"id": i, "v": i * 3, "s": str(i)} for i in range(start, start + 50_000)])
-    report = drain(r, dsn, prefix, batch=5000)
-    assert report.upserted == 300_000 and report.exit_code == 0
-    assert db.execute(f"SELECT count(*), sum(v), count(*) FILTER (WHERE s <> id::text) FROM {schema}.big").fetchone() == (
-        300_000, 3 * sum(range(300_000)), 0)
-    assert drain(r, dsn, prefix).upserted == 0
-    with psycopg.connect(dsn) as c:
-        assert c.execute(f"SELECT count(*) FROM {schema}.big").fetchone()[0] == 300_000
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, "--batch", "5000", "--json")
+    assert out.returncode == 0, out.stderr
+    assert last_json(out.stdout)["upserted"] == 300_000
+    assert db.execute(
+        f"SELECT count(*), sum(v), count(*) FILTER (WHERE s <> id::text) FROM {schema}.big"
+    ).fetchone() == (300_000, 3 * sum(range(300_000)), 0)
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, "--batch", "5000", "--json")
+    assert (out.returncode, last_json(out.stdout)["upserted"]) == (0, 0)

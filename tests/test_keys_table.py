@@ -56,7 +56,10 @@ def test_key_layout_is_the_documented_contract():
     assert k.run("R") == "syncwd:{game.progress:3}:run:R"
     assert k.inflight("R") == "syncwd:{game.progress:3}:run:R:inflight"
     assert (k.meta, k.lease, k.dead) == (
-        "syncwd:{game.progress:3}:meta", "syncwd:{game.progress:3}:lease", "syncwd:{game.progress:3}:dead")
+        "syncwd:{game.progress:3}:meta",
+        "syncwd:{game.progress:3}:lease",
+        "syncwd:{game.progress:3}:dead",
+    )
 
 
 def test_registry_round_trip():

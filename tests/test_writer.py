@@ -29,7 +29,11 @@ def test_update_stores_latest_state_and_marks_dirty(r, prefix):
 def test_update_registers_the_table(r, prefix):
     Syncwd(r, prefix=prefix).update(T, {"user_id": 1})
     assert orjson.loads(r.hget(registry_key(prefix), "progress")) == {
-        "partitions": 4, "key": ["user_id"], "ttl": 60, "version_column": None}
+        "partitions": 4,
+        "key": ["user_id"],
+        "ttl": 60,
+        "version_column": None,
+    }
 
 
 def test_the_partition_count_cannot_change_under_dirty_data(r, prefix):
@@ -87,8 +91,7 @@ def test_bad_rows_are_refused_before_redis(r, prefix):
         sw.update(T, {"user_id": 1, "x": object.__new__(type("Opaque", (), {"__slots__": ()}))})
     with pytest.raises(ValueError):
         sw.update(T, "not a row")
-    assert not r.exists(registry_key(prefix)) or not any(
-        r.scard(T.keys(p, prefix).dirty) for p in range(4))
+    assert not r.exists(registry_key(prefix)) or not any(r.scard(T.keys(p, prefix).dirty) for p in range(4))
 
 
 @dataclasses.dataclass
