@@ -33,16 +33,9 @@ _started: list[Any] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--slow", action="store_true", help="also run tests marked slow")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --slow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    parser.addoption(
+        "--soak-seconds", type=float, default=30.0, help="how long the soak test writes and drains (default 30)"
+    )
 
 
 def _server(kind: str) -> str:
