@@ -2,23 +2,53 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import Any
 
 import click
 import orjson
+import psycopg
+import redis
 
 from .connection import redis_from_url
 from .drain import FastDrainer
-from .errors import ConfigurationError
+from .errors import ConfigurationError, DrainFault
 from .keys import DEFAULT_PREFIX
-from .report import EXIT_USAGE, DrainReport
+from .masking import Masker, MaskingFilter
+from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
 from .servers import DEFAULT_REDIS_URL
+
+masker = Masker()
 
 
 class UsageFailure(click.ClickException):
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(masker(message))
+
+
+class FaultFailure(UsageFailure):
+    exit_code = EXIT_FAULT
+
+
+class Main(click.Group):
+    """Turns library errors into messages and exit codes, passwords masked."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ConfigurationError, ValueError, psycopg.ProgrammingError) as exc:
+            raise UsageFailure(str(exc).strip()) from exc
+        except (redis.exceptions.RedisError, psycopg.OperationalError, DrainFault) as exc:
+            raise FaultFailure(f"{type(exc).__name__}: {str(exc).strip()}") from exc
+
+
+def open_redis(redis_url: str, cluster: bool) -> Any:
+    masker.add(redis_url)
+    return redis_from_url(redis_url, cluster=cluster)
 
 
 def redis_options(f: Any) -> Any:
@@ -43,10 +73,7 @@ def redis_options(f: Any) -> Any:
 
 
 def emit(report: DrainReport, as_json: bool) -> None:
-    if as_json:
-        click.echo(orjson.dumps(report.to_dict()).decode())
-    else:
-        click.echo(report.summary())
+    click.echo(masker(orjson.dumps(report.to_dict()).decode() if as_json else report.summary()))
 
 
 class Progress:
@@ -73,10 +100,17 @@ class Progress:
             click.echo("", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNCWD"})
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNCWD"})
 @click.version_option(package_name="syncwd-fast")
 def main() -> None:
     """Keep hot records in Redis and drain them to PostgreSQL in bulk."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("syncwd-fast: %(levelname)s: %(message)s"))
+    handler.addFilter(MaskingFilter(masker))
+    log = logging.getLogger("syncwd_fast")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def drain_options(f: Any) -> Any:
@@ -141,28 +175,23 @@ def make_drainer(
     retries: int,
     on_batch: Any = None,
 ) -> FastDrainer:
-    try:
-        return FastDrainer(
-            redis_from_url(redis_url, cluster=cluster),
-            dsn,
-            batch=batch,
-            tables=tables or None,
-            workers=workers,
-            prefix=prefix,
-            lease_seconds=lease_seconds,
-            strict=strict,
-            retries=retries,
-            on_batch=on_batch,
-        )
-    except (ConfigurationError, ValueError) as exc:
-        raise UsageFailure(str(exc)) from exc
+    masker.add(dsn)
+    return FastDrainer(
+        open_redis(redis_url, cluster),
+        dsn,
+        batch=batch,
+        tables=tables or None,
+        workers=workers,
+        prefix=prefix,
+        lease_seconds=lease_seconds,
+        strict=strict,
+        retries=retries,
+        on_batch=on_batch,
+    )
 
 
 def run_drain(drainer: FastDrainer, progress: Progress | None = None) -> DrainReport:
-    try:
-        report = drainer.drain()
-    except (ConfigurationError, ValueError) as exc:
-        raise UsageFailure(str(exc)) from exc
+    report = drainer.drain()
     if progress:
         progress.done()
     return report
@@ -204,10 +233,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
     """
     from .schedule import Schedule
 
-    try:
-        plan = Schedule.parse(every=every, cron=cron_expr)
-    except ValueError as exc:
-        raise UsageFailure(str(exc)) from exc
+    plan = Schedule.parse(every=every, cron=cron_expr)
     drainer = make_drainer(**options)
     runs = 0
     for _ in plan.ticks():
@@ -219,6 +245,113 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
             click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
         if max_runs and runs >= max_runs:
             break
+
+
+@main.group("dead-letter")
+def dead_letter() -> None:
+    """List, retry or purge records that could not be merged."""
+
+
+def dead_letter_options(f: Any) -> Any:
+    f = click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")(f)
+    return redis_options(f)
+
+
+@dead_letter.command("list")
+@dead_letter_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: table, partition, id, error, value, at, attempts.",
+)
+def dead_letter_list(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], as_json: bool) -> None:
+    """Show each dead letter with the reason it was refused.
+
+    \b
+    Example:
+        syncwd-fast dead-letter list --redis redis://localhost:6379/0 --table player_progress --json
+    """
+    from .deadletter import list_dead
+
+    for entry in list_dead(open_redis(redis_url, cluster), prefix, tables or None):
+        if as_json:
+            click.echo(orjson.dumps(entry.to_dict()).decode())
+        else:
+            value = entry.value if entry.value is None or len(entry.value) <= 80 else entry.value[:77] + "..."
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
+            click.echo(
+                f"{entry.table} id={entry.id} attempts={entry.attempts} at={when}\n"
+                f"  error: {entry.error}\n  value: {value}"
+            )
+
+
+@dead_letter.command("retry")
+@dead_letter_options
+@click.option("--id", "ids", multiple=True, help="Only this record id (repeatable).")
+@click.option("--dsn", envvar="SYNCWD_DSN", default=None, help="Drain the retried tables at once [env SYNCWD_DSN].")
+@click.option("--json", "as_json", is_flag=True, help="With --dsn: print the drain report as JSON.")
+def dead_letter_retry(
+    redis_url: str,
+    cluster: bool,
+    prefix: str,
+    tables: tuple[str, ...],
+    ids: tuple[str, ...],
+    dsn: str | None,
+    as_json: bool,
+) -> None:
+    """Put dead letters back in the dirty set with their current values (fix
+    the cause first); with --dsn, drain them at once. An entry leaves the
+    dead-letter list when its record lands.
+
+    \b
+    Example:
+        syncwd-fast dead-letter retry --redis redis://localhost:6379/0 --dsn "dbname=app"
+    """
+    from .deadletter import retry_dead
+
+    client = open_redis(redis_url, cluster)
+    n = retry_dead(client, prefix, tables or None, ids or None)
+    click.echo(f"{n} dead letters marked dirty again", err=as_json)
+    if dsn:
+        drainer = make_drainer(
+            redis_url=redis_url,
+            cluster=cluster,
+            prefix=prefix,
+            dsn=dsn,
+            batch=5000,
+            tables=tables,
+            workers=1,
+            lease_seconds=30.0,
+            strict=False,
+            retries=5,
+        )
+        report = run_drain(drainer)
+        emit(report, as_json)
+        sys.exit(report.exit_code)
+
+
+@dead_letter.command("purge")
+@dead_letter_options
+@click.option("--id", "ids", multiple=True, help="Only this record id (repeatable).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dead_letter_purge(
+    redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], ids: tuple[str, ...], yes: bool
+) -> None:
+    """Forget dead letters for good (their values stay readable in Redis
+    until the cache TTL ends). Asks for confirmation unless --yes.
+
+    \b
+    Example:
+        syncwd-fast dead-letter purge --redis redis://localhost:6379/0 --table player_progress --yes
+    """
+    from .deadletter import purge_dead
+
+    what = f"{'ids ' + ', '.join(ids) if ids else 'all dead letters'} of {', '.join(tables) or 'every table'}"
+    if not yes:
+        click.confirm(f"Purge {what} under prefix {prefix!r}?", abort=True)
+    n = purge_dead(open_redis(redis_url, cluster), prefix, tables or None, ids or None)
+    click.echo(f"{n} dead letters purged")
 
 
 @main.command()
@@ -234,10 +367,7 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
     """
     from .status import table_status
 
-    try:
-        result = table_status(redis_from_url(redis_url, cluster=cluster), prefix, tables or None)
-    except (ConfigurationError, ValueError) as exc:
-        raise UsageFailure(str(exc)) from exc
+    result = table_status(open_redis(redis_url, cluster), prefix, tables or None)
     if as_json:
         click.echo(orjson.dumps(result).decode())
         return

@@ -23,16 +23,32 @@ _DEFAULTS = {
 }
 
 
-def connect(dsn: str, *, statement_timeout_s: float = 300.0, lock_timeout_s: float = 60.0) -> psycopg.Connection[Any]:
+def conninfo(dsn: str) -> str:
+    """The DSN with timeout and keepalive defaults added; everything the DSN
+    sets itself (sslmode, sslrootcert, password, ...) passes through untouched."""
+    return make_conninfo(**{**_DEFAULTS, **{k: str(v) for k, v in conninfo_to_dict(dsn).items()}})
+
+
+def connect(
+    dsn: str,
+    *,
+    statement_timeout_s: float = 300.0,
+    lock_timeout_s: float = 60.0,
+    idle_in_transaction_s: float = 60.0,
+) -> psycopg.Connection[Any]:
     """A connection in autocommit mode (transactions are explicit) with its
-    timeouts set; values the DSN sets itself win over these defaults."""
-    params = {**_DEFAULTS, **{k: str(v) for k, v in conninfo_to_dict(dsn).items()}}
-    conn = psycopg.connect(make_conninfo(**params), autocommit=True)
-    # A drainer stopped inside a transaction must not hold its locks forever.
+    timeouts set, and the per-connection stage table."""
+    conn = psycopg.connect(conninfo(dsn), autocommit=True)
+    # A drainer stopped inside a transaction must not hold its locks for long:
+    # the server ends such a session after idle_in_transaction_s.
     conn.execute(
         "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"
         " set_config('idle_in_transaction_session_timeout', %s, false)",
-        (f"{int(statement_timeout_s * 1000)}", f"{int(lock_timeout_s * 1000)}", f"{int(statement_timeout_s * 1000)}"),
+        (
+            str(int(statement_timeout_s * 1000)),
+            str(int(lock_timeout_s * 1000)),
+            str(int(idle_in_transaction_s * 1000)),
+        ),
     )
     conn.execute(STAGE_DDL)
     return conn

@@ -16,6 +16,7 @@ import psycopg
 from .connection import connect
 from .errors import ConfigurationError, DrainFault, LeaseLost
 from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
+from .masking import mask
 from .partition import TRANSIENT, Options, PartitionDrain, PartitionResult
 from .report import DrainReport, TableReport
 from .schema import TableSchema, load_schema
@@ -88,7 +89,16 @@ class FastDrainer:
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
-            conn = connect(self.dsn, lock_timeout_s=max(self.lease_seconds, 5.0))
+            # A merge transaction is never idle for more than a Redis round trip; a
+            # stalled drainer's open transaction must not outlive its lease by much.
+            try:
+                conn = connect(
+                    self.dsn,
+                    lock_timeout_s=max(self.lease_seconds, 5.0),
+                    idle_in_transaction_s=max(2 * self.lease_seconds, 5.0),
+                )
+            except psycopg.ProgrammingError as exc:  # a malformed DSN, not a fault
+                raise ConfigurationError(f"invalid PostgreSQL DSN: {mask(str(exc).strip())}") from exc
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -113,6 +123,7 @@ class FastDrainer:
                 f"not registered under prefix {self.prefix!r}: {', '.join(unknown)} "
                 f"(registered: {', '.join(registry) or 'none'})"
             )
+        self._with_retries("connecting to PostgreSQL", self._connection)  # a bad DSN fails here, for every table
         schemas = []
         for name in names:
             table = registry[name]

@@ -19,7 +19,7 @@ import redis.exceptions
 from . import scripts
 from .decode import Decoded, Decoder
 from .errors import DrainFault
-from .merge import Merger
+from .merge import Merger, MergeResult
 from .schema import TableSchema
 
 log = logging.getLogger("syncwd_fast")
@@ -130,14 +130,23 @@ class PartitionDrain:
         return popped, decoder.decode(popped.ids, popped.values) if popped.ids else None
 
     def _drain_run(self, run: str, merger: Merger, decoder: Decoder) -> None:
-        with ThreadPoolExecutor(1, thread_name_prefix="syncwd-fetch") as prefetch:
-            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = prefetch.submit(self._fetch, run, decoder)
+        # One Redis thread runs pops and acks in order, so PostgreSQL merges batch
+        # k+1 while batch k is acked and batch k+2 is popped and decoded.
+        acks: list[Future[None]] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="syncwd-redis") as redis_io:
+            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = redis_io.submit(self._fetch, run, decoder)
             while pending is not None:
                 popped, batch = pending.result()
+                for done in [a for a in acks if a.done()]:
+                    acks.remove(done)
+                    done.result()  # an ack that failed (lease lost, fault) stops the run here
                 if batch is None:
                     break
-                pending = prefetch.submit(self._fetch, run, decoder) if popped.remaining else None
-                self._merge(run, batch, merger)
+                pending = redis_io.submit(self._fetch, run, decoder) if popped.remaining else None
+                merged = self._merge(run, batch, merger)
+                acks.append(redis_io.submit(self._ack, run, merged))
+            for ack in acks:
+                ack.result()
         # Clears the run from meta even when its last batch was all dead letters.
         scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [], [])
         r = self.result
@@ -152,16 +161,19 @@ class PartitionDrain:
             },
         )
 
-    def _merge(self, run: str, batch: Decoded, merger: Merger) -> None:
+    def _merge(self, run: str, batch: Decoded, merger: Merger) -> MergeResult:
         if batch.dead:
             scripts.dead(self.redis, self.keys, run, self.token, batch.dead)
         merged = merger.merge(batch)
         if merged.dead:
             scripts.dead(self.redis, self.keys, run, self.token, merged.dead)
-        scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, merged.upserted, merged.deleted)
         r = self.result
         r.upserted += len(merged.upserted)
         r.deleted += len(merged.deleted)
         r.dead_lettered += len(batch.dead) + len(merged.dead)
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
+        return merged
+
+    def _ack(self, run: str, merged: MergeResult) -> None:
+        scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, merged.upserted, merged.deleted)

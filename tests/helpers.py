@@ -25,10 +25,13 @@ def dead_entries(r: Any, keys: PartitionKeys) -> dict[str, dict[str, Any]]:
     return {k.decode(): orjson.loads(v) for k, v in r.hgetall(keys.dead).items()}
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m syncwd_fast`` as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "syncwd_fast", *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,0 +1,97 @@
+"""Dead letters: list them, put them back for another drain, or purge them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+
+from . import scripts
+from .drain import registered_tables
+from .errors import ConfigurationError
+from .table import Table
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    table: str
+    partition: int
+    id: str
+    error: str
+    value: str | None
+    at: float
+    attempts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _tables(redis_client: Any, prefix: str, tables: Iterable[str] | None) -> list[Table]:
+    registry = registered_tables(redis_client, prefix)
+    names = list(tables) if tables else list(registry)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ConfigurationError(f"not registered under prefix {prefix!r}: {', '.join(unknown)}")
+    return [registry[n] for n in names]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def list_dead(redis_client: Any, prefix: str, tables: Iterable[str] | None = None) -> Iterator[DeadLetter]:
+    for table in _tables(redis_client, prefix, tables):
+        for number in range(table.partitions):
+            keys = table.keys(number, prefix)
+            for record_id, raw in redis_client.hscan_iter(keys.dead, count=1000):
+                try:
+                    entry = orjson.loads(raw)
+                except orjson.JSONDecodeError:  # a value that was not UTF-8
+                    entry = orjson.loads(_text(raw))
+                yield DeadLetter(
+                    table.name,
+                    number,
+                    _text(record_id),
+                    entry.get("error", ""),
+                    entry.get("value"),
+                    float(entry.get("at", 0)),
+                    int(entry.get("attempts", 1)),
+                )
+
+
+def _per_partition(
+    redis_client: Any, prefix: str, tables: Iterable[str] | None, ids: Iterable[str] | None
+) -> Iterator[tuple[Table, Any, list[str]]]:
+    wanted = list(ids or [])
+    for table in _tables(redis_client, prefix, tables):
+        if not wanted:
+            for number in range(table.partitions):
+                yield table, table.keys(number, prefix), []
+            continue
+        by_partition: dict[int, list[str]] = {}
+        for record_id in wanted:
+            by_partition.setdefault(table.partition(record_id), []).append(record_id)
+        for number, part_ids in by_partition.items():
+            yield table, table.keys(number, prefix), part_ids
+
+
+def retry_dead(
+    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
+) -> int:
+    """Mark dead-lettered records dirty again; returns how many."""
+    return sum(
+        int(scripts.call(redis_client, "retry", [keys.dead, keys.dirty], part_ids))
+        for _, keys, part_ids in _per_partition(redis_client, prefix, tables, ids)
+    )
+
+
+def purge_dead(
+    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
+) -> int:
+    """Forget dead letters; their values get the cache TTL. Returns how many."""
+    return sum(
+        int(scripts.call(redis_client, "purge", [keys.dead, keys.dirty], [keys.value_prefix, table.ttl, *part_ids]))
+        for table, keys, part_ids in _per_partition(redis_client, prefix, tables, ids)
+    )
