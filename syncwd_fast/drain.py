@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from .connection import connect
-from .errors import ConfigurationError, DrainFault, LeaseLost
+from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
 from .masking import mask
 from .partition import TRANSIENT, Options, PartitionDrain, PartitionResult
@@ -89,14 +89,12 @@ class FastDrainer:
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
-            # A merge transaction is never idle for more than a Redis round trip; a
-            # stalled drainer's open transaction must not outlive its lease by much.
+            # A stalled drainer's open transaction holds the partition's advisory
+            # lock: the server ends it (statement or idle timeout) soon after its
+            # lease is gone, and a successor waits on the lock a little longer.
+            hold = max(2 * self.lease_seconds, 5.0)
             try:
-                conn = connect(
-                    self.dsn,
-                    lock_timeout_s=max(self.lease_seconds, 5.0),
-                    idle_in_transaction_s=max(2 * self.lease_seconds, 5.0),
-                )
+                conn = connect(self.dsn, statement_timeout_s=hold, idle_in_transaction_s=hold, lock_timeout_s=hold + 5)
             except psycopg.ProgrammingError as exc:  # a malformed DSN, not a fault
                 raise ConfigurationError(f"invalid PostgreSQL DSN: {mask(str(exc).strip())}") from exc
             self._local.conn = conn
@@ -148,27 +146,30 @@ class FastDrainer:
             schemas = self._schemas(report)
             tasks = [(s, n) for s in schemas for n in range(s.table.partitions)]
 
-            def work(schema: TableSchema, number: int) -> PartitionResult | None:
+            def work(schema: TableSchema, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
                 if stop.is_set():
                     return None
-                return PartitionDrain(self.redis, self._connection, schema, number, self.options).run()
+                partition = PartitionDrain(self.redis, self._connection, schema, number, self.options)
+                try:
+                    return partition.run(), None
+                except (DrainFault, LeaseLost) as exc:
+                    stop.set()
+                    return partition.result, exc  # what it committed before the fault still counts
 
             with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
                 futures = {pool.submit(work, s, n): (s.table.name, n) for s, n in tasks}
                 for future in as_completed(futures):
                     name, number = futures[future]
-                    try:
-                        result = future.result()
-                    except (DrainFault, LeaseLost) as exc:
-                        stop.set()
-                        report.aborted = report.aborted or str(exc)
+                    outcome = future.result()
+                    if outcome is None:
                         continue
-                    if result is None:
-                        continue
+                    result, error = outcome
                     table = report.tables[name]
                     table.add(result.upserted, result.deleted, result.dead_lettered)
                     if result.busy:
                         table.busy.append(number)
+                    if error is not None:
+                        report.aborted = report.aborted or str(error)
         except DrainFault as exc:
             report.aborted = str(exc)
         finally:

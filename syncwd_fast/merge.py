@@ -104,11 +104,13 @@ class Merger:
     def _transaction(self, items: list[tuple[int, str, bytes]], columns: list[tuple[str, ...]]) -> None:
         groups = sorted({g for g, _, _ in items})
         with self.conn.transaction(), self.conn.cursor() as cur:
-            # Serializes merges of this partition with any other drainer that
-            # may still believe it holds the lease (a stalled one waking up).
-            cur.execute(_LOCK, self.lock_key)
             with cur.copy(_COPY) as copy:
                 copy.write(copy_payload(items))
+            # Serializes merges of this partition with any other drainer that
+            # may still believe it holds the lease (a stalled one waking up).
+            # Taken after the COPY: a client stopped mid-COPY keeps its backend
+            # waiting for data beyond any timeout, and must not hold this lock.
+            cur.execute(_LOCK, self.lock_key)
             for group in groups:
                 if group == DELETE:
                     cur.execute(self._delete)
@@ -118,7 +120,10 @@ class Merger:
             # rolls the batch back; one lost after it cannot be taken over
             # until this transaction ends.
             if not self.still_leased():
-                raise LeaseLost(f"lease lost before COMMIT on {self.schema.table.name}; batch rolled back")
+                raise LeaseLost(
+                    f"{self.schema.table.name} partition {self.lock_key[1]}: lease lost to another drainer before"
+                    " COMMIT; this batch was rolled back, nothing older was written"
+                )
 
     def _upsert_sql(self, columns: tuple[str, ...]) -> sql.Composed:
         query = self._upserts.get(columns)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.errors
 import redis.exceptions
 
 from . import scripts
@@ -31,6 +32,8 @@ TRANSIENT = (
     redis.exceptions.BusyLoadingError,
     redis.exceptions.TryAgainError,
     psycopg.OperationalError,
+    psycopg.InterfaceError,  # a connection closed under us
+    psycopg.errors.IdleInTransactionSessionTimeout,  # the server ended a stalled session
 )
 
 
