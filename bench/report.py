@@ -1,0 +1,107 @@
+"""The bench's output: a table per width for people, one JSON document for
+machines (and for the plots)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from .servers import versions
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+NOTES = {
+    "write_limit": "pipelined SET + SADD (no MULTI) of JSON bytes serialized before the clock starts",
+    "write_bulk": "an extra, stronger write limit: the write script's MSET + SADD of 1000 records, without Lua",
+    "update_many": "Syncwd.update_many of dicts: serializing them is on the clock, as in an application",
+    "write_naive": "one SET and one SADD round trip per record, pre-serialized bytes, on the naive sample",
+    "limit": "the drain's Merger on the final JSON values held in memory, one connection, no Redis",
+    "drain": "python -m syncwd_fast drain --json as a subprocess; rate = upserted / the report's seconds",
+    "naive": "the original syncwd: SPOP 500, then per id GET + INSERT ... ON CONFLICT + COMMIT, on the sample",
+    "cpu_seconds": (
+        "drain = the drain subprocess (os.wait4); bench = this process (row generation included for write phases);"
+        " redis = redis-server INFO cpu; postgres = every local postgres process; servers may be shared"
+    ),
+}
+
+PHASES = [
+    ("write_naive", "write naive", "SET + SADD per record, a round trip each (sample)"),
+    ("write_limit", "write limit", "pipelined SET + SADD, JSON bytes serialized beforehand"),
+    ("write_bulk", "write bulk", "pipelined MSET + SADD of 1000 records per command (extra)"),
+    ("update_many", "update_many", "Syncwd.update_many of dicts (serializes on the clock)"),
+    ("naive", "naive", "SPOP 500, then GET + upsert + COMMIT per row (sample)"),
+    ("limit", "limit", "Merger on in-memory JSON, one connection, no Redis"),
+    ("drain", "drain", "python -m syncwd_fast drain (subprocess)"),
+]
+
+
+def machine(client: Any, dsn: str) -> dict[str, Any]:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        **versions(client, dsn),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_at_start": [round(x, 2) for x in load] if load else None,
+    }
+
+
+def default_json_path() -> Path:
+    return RESULTS / f"bench-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def width_table(width: str, r: dict[str, Any]) -> str:
+    lines = [
+        f"{width}: {r['records']:,} records x {r['updates']} updates, batch {r['batch']}, "
+        f"naive sample {r['naive_sample']:,}",
+        f"  {'phase':<12} {'records/s':>12} {'seconds':>9}  what",
+    ]
+    for key, label, what in PHASES:
+        lines.append(f"  {label:<12} {r['rates'][key]:>12,.0f} {r['seconds'][key]:>9.2f}  {what}")
+    ratios = r["ratios"]
+    lines.append(
+        f"  ratios: drain/limit {_num(ratios['drain_over_limit'], 2)}, drain/naive {_num(ratios['drain_over_naive'])}, "
+        f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}, "
+        f"update_many/write-bulk {_num(ratios['update_many_over_write_bulk'], 2)}"
+    )
+    d = r["drain"]
+    lines.append(f"  drain: peak RSS {d['peak_rss_mb']:.1f} MB, subprocess wall {d['wall_seconds']:.2f} s")
+    lines.append(f"  {'CPU seconds':<12} {'drain':>8} {'bench':>8} {'redis':>8} {'postgres':>9} {'wall':>8}")
+    for phase, cpu in r["cpu_seconds"].items():
+        lines.append(
+            f"  {phase:<12} {_num(cpu.get('drain'), 2):>8} {_num(cpu['bench'], 2):>8} {_num(cpu['redis'], 2):>8}"
+            f" {_num(cpu['postgres'], 2):>9} {_num(cpu['wall'], 2):>8}"
+        )
+    return "\n".join(lines)
+
+
+def sweep_table(kind: str, points: list[dict[str, Any]]) -> str:
+    lines = [
+        f"sweep {kind}:",
+        f"  {'width':<7} {'records':>10} {'batch':>6} {'limit/s':>10} {'drain/s':>10}"
+        f" {'drain/limit':>11} {'RSS MB':>7}",
+    ]
+    for p in points:
+        lines.append(
+            f"  {p['width']:<7} {p['records']:>10,} {p['batch']:>6} {_num(p.get('limit'), 0):>10}"
+            f" {_num(p['drain'], 0):>10} {_num(p.get('drain_over_limit'), 2):>11} {p['peak_rss_mb']:>7.1f}"
+        )
+    return "\n".join(lines)

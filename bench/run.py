@@ -1,0 +1,208 @@
+"""The bench's phases in order, on one set of generated data per width.
+
+Full run, per width: write naive -> write limit -> update_many (which leaves
+the records dirty for the drain) -> limit (into the empty target) -> truncate
+-> drain (subprocess, into the same empty target) -> naive (on a sample, into
+a table of its own). Sweeps repeat write -> limit -> truncate -> drain.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from syncwd_fast.table import Table
+from syncwd_fast.writer import Syncwd
+
+from . import data, drain_run, limit, naive, tables, write_side
+from .measure import CpuMeter
+from .servers import clear_keys
+
+
+class BenchError(RuntimeError):
+    """A phase produced a wrong result: the figures would mean nothing."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    dsn: str
+    namespace: str  # Redis key prefixes start with it; the PostgreSQL schema is syncwd_<namespace>
+    chunk: int  # rows per update_many call / per pipelined round trip
+    partitions: int
+    workers: int
+    naive_sample: int
+
+    @property
+    def schema(self) -> str:
+        return f"syncwd_{self.namespace}"
+
+    def table(self, width: str, suffix: str = "") -> Table:
+        return Table(f"{self.schema}.{width}{suffix}", key="id", partitions=self.partitions)
+
+    def prefix(self, width: str, *parts: str) -> str:
+        return ".".join((self.namespace, width, *parts))
+
+
+def log(message: str) -> None:
+    print(time.strftime("%H:%M:%S ") + message, file=sys.stderr, flush=True)
+
+
+def _rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds > 0 else 0.0
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def _write(s: Settings, client: Any, width: str, records: int, updates: int) -> tuple[float, dict[str, Any]]:
+    """update_many of every write into the drain's prefix; (timed seconds, CPU)."""
+    prefix = s.prefix(width)
+    clear_keys(client, prefix)
+    with CpuMeter(client) as meter:
+        seconds = write_side.update_many(client, s.table(width), prefix, width, records, updates, s.chunk)
+    return seconds, meter.seconds
+
+
+def _limit(s: Settings, client: Any, width: str, records: int, batch: int) -> tuple[float, dict[str, Any]]:
+    """Merge the final values (read from the drain's prefix, untimed) into the
+    empty target, then empty it again for the drain."""
+    table = s.table(width)
+    values = limit.load_values(client, table, s.prefix(width), records)  # the limit's definition: all in memory
+    tables.checkpoint(s.dsn)
+    with CpuMeter(client) as meter:
+        merged, seconds = limit.merge_all(s.dsn, table, values, batch)
+    del values
+    if merged != records or tables.count(s.dsn, table) != records:
+        raise BenchError(f"limit merged {merged} rows of {records}")
+    tables.truncate(s.dsn, table)
+    return seconds, meter.seconds
+
+
+def _drain(s: Settings, client: Any, width: str, records: int, batch: int) -> drain_run.DrainRun:
+    table = s.table(width)
+    tables.checkpoint(s.dsn)
+    result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), batch, s.workers)
+    upserted = result.report.get("upserted")
+    if result.exit_code != 0 or upserted != records or tables.count(s.dsn, table) != records:
+        raise BenchError(
+            f"drain of {table.name}: exit {result.exit_code}, upserted {upserted} of {records}: {result.report}"
+            f"\n{result.stderr_tail}"
+        )
+    clear_keys(client, s.prefix(width))
+    return result
+
+
+def _naive(s: Settings, client: Any, width: str, sample: int, updates: int) -> tuple[int, float, dict[str, Any]]:
+    """The sample's final values, written with update_many to a prefix of their
+    own, drained the original way into an empty table of their own."""
+    table = s.table(width, "_naive")
+    prefix = s.prefix(width, "naive")
+    tables.create(s.dsn, table, width)
+    clear_keys(client, prefix)
+    writer = Syncwd(client, prefix=prefix)
+    for start in range(0, sample, s.chunk):
+        writer.update_many(table, data.rows(width, start, min(start + s.chunk, sample), updates - 1))
+    with CpuMeter(client) as meter:
+        done, seconds = naive.drain(client, s.dsn, table, prefix)
+    clear_keys(client, prefix)
+    if done != sample:
+        raise BenchError(f"naive drain moved {done} rows of {sample}")
+    return done, seconds, meter.seconds
+
+
+def run_width(s: Settings, client: Any, width: str, records: int, updates: int, batch: int) -> dict[str, Any]:
+    """Every figure of one width, all on the same data."""
+    writes = records * updates
+    sample = min(s.naive_sample, records)
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    cpu: dict[str, dict[str, Any]] = {}
+    tables.create(s.dsn, s.table(width), width)
+
+    log(f"{width}: write naive, {sample:,} records one by one")
+    prefix = s.prefix(width, "wnaive")
+    clear_keys(client, prefix)
+    seconds["write_naive"] = write_side.one_by_one(client, s.table(width), prefix, width, sample)
+    counts["write_naive"] = sample
+    clear_keys(client, prefix)
+
+    log(f"{width}: write limit, {writes:,} pipelined SET + SADD")
+    prefix = s.prefix(width, "wlimit")
+    clear_keys(client, prefix)
+    with CpuMeter(client) as meter:
+        seconds["write_limit"] = write_side.pipelined(client, s.table(width), prefix, width, records, updates, s.chunk)
+    counts["write_limit"], cpu["write_limit"] = writes, meter.seconds
+    clear_keys(client, prefix)
+
+    log(f"{width}: write bulk, {writes:,} writes as pipelined MSET + SADD of 1000 records each")
+    prefix = s.prefix(width, "wbulk")
+    clear_keys(client, prefix)
+    with CpuMeter(client) as meter:
+        seconds["write_bulk"] = write_side.bulk(client, s.table(width), prefix, width, records, updates, s.chunk)
+    counts["write_bulk"], cpu["write_bulk"] = writes, meter.seconds
+    clear_keys(client, prefix)
+
+    log(f"{width}: update_many, {writes:,} writes")
+    seconds["update_many"], cpu["update_many"] = _write(s, client, width, records, updates)
+    counts["update_many"] = writes
+
+    log(f"{width}: limit, {records:,} rows merged from memory")
+    seconds["limit"], cpu["limit"] = _limit(s, client, width, records, batch)
+    counts["limit"] = records
+
+    log(f"{width}: drain subprocess, batch {batch}")
+    drained = _drain(s, client, width, records, batch)
+    seconds["drain"], counts["drain"], cpu["drain"] = float(drained.report["seconds"]), records, drained.cpu
+
+    log(f"{width}: naive drain, {sample:,} records row by row")
+    counts["naive"], seconds["naive"], cpu["naive"] = _naive(s, client, width, sample, updates)
+
+    rates = {phase: _rate(counts[phase], seconds[phase]) for phase in seconds}
+    rates["drain"] = round(drained.rate, 1)
+    return {
+        "records": records,
+        "updates": updates,
+        "writes": writes,
+        "batch": batch,
+        "naive_sample": sample,
+        "rates": rates,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "counts": counts,
+        "ratios": {
+            "drain_over_limit": _ratio(rates["drain"], rates["limit"]),
+            "drain_over_naive": _ratio(rates["drain"], rates["naive"]),
+            "update_many_over_write_limit": _ratio(rates["update_many"], rates["write_limit"]),
+            "update_many_over_write_bulk": _ratio(rates["update_many"], rates["write_bulk"]),
+        },
+        "drain": {
+            "report": drained.report,
+            "exit_code": drained.exit_code,
+            "wall_seconds": drained.wall_seconds,
+            "peak_rss_mb": drained.peak_rss_mb,
+        },
+        "cpu_seconds": cpu,
+    }
+
+
+def drain_point(
+    s: Settings, client: Any, width: str, records: int, updates: int, batch: int, with_limit: bool
+) -> dict[str, Any]:
+    """One sweep point: fresh table, records written, limit (optional), drain."""
+    log(f"{width}: sweep point, {records:,} records, batch {batch}")
+    tables.create(s.dsn, s.table(width), width)
+    _write(s, client, width, records, updates)
+    point: dict[str, Any] = {"width": width, "records": records, "updates": updates, "batch": batch}
+    if with_limit:
+        limit_s, _ = _limit(s, client, width, records, batch)
+        point["limit"] = _rate(records, limit_s)
+    drained = _drain(s, client, width, records, batch)
+    point["drain"] = round(drained.rate, 1)
+    point["peak_rss_mb"] = drained.peak_rss_mb
+    point["cpu_seconds"] = drained.cpu
+    if with_limit:
+        point["drain_over_limit"] = _ratio(point["drain"], point["limit"])
+    return point
