@@ -29,13 +29,14 @@ local rcall = redis.call
 local inflight, run, dirty, meta, lease, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local token, prefix, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n_upserted = tonumber(ARGV[4])
-local CHUNK = 1000
+local CHUNK = 5000 -- under Lua's unpack limit (~8000)
 
 if rcall("GET", lease) ~= token then
   return -1
 end
 
 local has_dead = rcall("HLEN", dead) > 0
+local has_dirty = rcall("SCARD", dirty) > 0 -- nothing can be re-dirtied otherwise
 local first, last = 5, #ARGV
 for i = first, last, CHUNK do
   local j = math.min(i + CHUNK - 1, last)
@@ -43,9 +44,9 @@ for i = first, last, CHUNK do
   if has_dead then
     rcall("HDEL", dead, unpack(ARGV, i, j))
   end
-  local redirtied = rcall("SMISMEMBER", dirty, unpack(ARGV, i, j))
+  local redirtied = has_dirty and rcall("SMISMEMBER", dirty, unpack(ARGV, i, j)) or {}
   for k = i, j do
-    if redirtied[k - i + 1] == 0 then
+    if redirtied[k - i + 1] ~= 1 then
       if k < first + n_upserted then
         if ttl > 0 then
           rcall("EXPIRE", prefix .. ARGV[k], ttl)

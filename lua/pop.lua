@@ -20,7 +20,7 @@
 local rcall = redis.call
 local run, inflight, lease = KEYS[1], KEYS[2], KEYS[3]
 local token, prefix = ARGV[2], ARGV[4]
-local CHUNK = 1000
+local CHUNK = 5000 -- one call per batch of up to 5000; under Lua's unpack limit (~8000)
 
 if rcall("GET", lease) ~= token then
   return -1
@@ -28,15 +28,27 @@ end
 rcall("PEXPIRE", lease, ARGV[3])
 
 local ids = rcall("SPOP", run, ARGV[1])
+local function value_keys(first, last)
+  local keys = {}
+  for j = first, last do
+    keys[#keys + 1] = prefix .. ids[j]
+  end
+  return keys
+end
+
+if #ids <= CHUNK then -- the common case: no copying of values between tables
+  if #ids == 0 then
+    return {ids, {}, rcall("SCARD", run)}
+  end
+  rcall("SADD", inflight, unpack(ids))
+  return {ids, rcall("MGET", unpack(value_keys(1, #ids))), rcall("SCARD", run)}
+end
+
 local values = {}
 for i = 1, #ids, CHUNK do
   local last = math.min(i + CHUNK - 1, #ids)
   rcall("SADD", inflight, unpack(ids, i, last))
-  local keys = {}
-  for j = i, last do
-    keys[#keys + 1] = prefix .. ids[j]
-  end
-  local got = rcall("MGET", unpack(keys))
+  local got = rcall("MGET", unpack(value_keys(i, last)))
   for j = 1, #got do
     values[#values + 1] = got[j]
   end

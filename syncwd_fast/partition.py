@@ -133,11 +133,14 @@ class PartitionDrain:
         return popped, decoder.decode(popped.ids, popped.values) if popped.ids else None
 
     def _drain_run(self, run: str, merger: Merger, decoder: Decoder) -> None:
-        # One Redis thread runs pops and acks in order, so PostgreSQL merges batch
-        # k+1 while batch k is acked and batch k+2 is popped and decoded.
+        # PostgreSQL merges batch k while one thread acks batch k-1 and another
+        # pops and decodes batch k+1: Redis, Python and PostgreSQL work at once.
         acks: list[Future[None]] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="syncwd-redis") as redis_io:
-            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = redis_io.submit(self._fetch, run, decoder)
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="syncwd-pop") as popper,
+            ThreadPoolExecutor(1, thread_name_prefix="syncwd-ack") as acker,
+        ):
+            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = popper.submit(self._fetch, run, decoder)
             while pending is not None:
                 popped, batch = pending.result()
                 for done in [a for a in acks if a.done()]:
@@ -145,9 +148,9 @@ class PartitionDrain:
                     done.result()  # an ack that failed (lease lost, fault) stops the run here
                 if batch is None:
                     break
-                pending = redis_io.submit(self._fetch, run, decoder) if popped.remaining else None
+                pending = popper.submit(self._fetch, run, decoder) if popped.remaining else None
                 merged = self._merge(run, batch, merger)
-                acks.append(redis_io.submit(self._ack, run, merged))
+                acks.append(acker.submit(self._ack, run, merged))
             for ack in acks:
                 ack.result()
         # Clears the run from meta even when its last batch was all dead letters.

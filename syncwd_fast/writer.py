@@ -3,7 +3,7 @@ here instead of to PostgreSQL; a drain moves it later."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ from .keys import DEFAULT_PREFIX, TOMBSTONE, canonical_id, registry_key, validat
 from .table import Table
 
 CHUNK = 1000  # records per Lua call: short enough not to stall Redis
+PIPELINE = 16  # Lua calls per round trip; bounds the memory update_many holds
 
 
 def table_of(obj: Any) -> Table:
@@ -96,17 +97,22 @@ class Syncwd:
         ``update(model)`` works for a model that declares its table."""
         if row is None:
             row = table
-        return self._write(table, [row], deleting=False)[0]
+        t = self._table(table)
+        self._write(t, [row], deleting=False)
+        return canonical_id(rows.key_values(row, t.key_columns))
 
     def update_many(self, table: Any, rows_: Iterable[Any]) -> int:
-        """Store many rows: one Lua call per partition chunk, all pipelined."""
-        return len(self._write(table, rows_, deleting=False))
+        """Store many rows: one Lua call per partition chunk, pipelined;
+        memory stays bounded however many rows the iterable yields."""
+        return self._write(self._table(table), rows_, deleting=False)
 
     def delete(self, table: Any, key_or_row: Any = None) -> str:
         """Mark the record deleted: the drain deletes its row in PostgreSQL."""
         if key_or_row is None:
             key_or_row = table
-        return self._write(table, [key_or_row], deleting=True)[0]
+        t = self._table(table)
+        self._write(t, [key_or_row], deleting=True)
+        return self._id(t, key_or_row)[0]
 
     def get(self, table: Any, key_or_row: Any) -> dict[str, Any] | None:
         """The record's latest state as Redis holds it; None if absent or deleted."""
@@ -122,35 +128,35 @@ class Syncwd:
         result: dict[str, Any] = orjson.loads(value)
         return result
 
-    def _write(self, table: Any, items: Iterable[Any], deleting: bool) -> list[str]:
-        t = self._table(table)
+    def _write(self, t: Table, items: Iterable[Any], deleting: bool) -> int:
         key = t.key_columns
-        by_partition: dict[int, list[tuple[str, bytes]]] = {}
-        ids: list[str] = []
+        pending: dict[int, list[tuple[str, bytes]]] = {}
+        calls: list[tuple[list[str], list[Any]]] = []
+        n = 0
         for item in items:
             if deleting:
                 record_id, values = self._id(t, item)
                 value = rows.tombstone(key, values)
             else:
-                if isinstance(item, Mapping) or not isinstance(item, (str, bytes)):
-                    values = rows.key_values(item, key)
-                else:
+                if isinstance(item, (str, bytes)):
                     raise ValueError(f"a row must be a mapping or an object, got {item!r:.80}")
-                record_id = canonical_id(values)
+                record_id = canonical_id(rows.key_values(item, key))
                 value = rows.encode(item)
-            by_partition.setdefault(t.partition(record_id), []).append((record_id, value))
-            ids.append(record_id)
-        self._send(t, by_partition)
-        return ids
+            number = t.partition(record_id)
+            part = pending.setdefault(number, [])
+            part.append((record_id, value))
+            n += 1
+            if len(part) == CHUNK:
+                calls.append(scripts.write_args(t.keys(number, self.prefix), part))
+                pending[number] = []
+                if len(calls) == PIPELINE:
+                    self._send(calls)
+                    calls = []
+        calls.extend(scripts.write_args(t.keys(number, self.prefix), part) for number, part in pending.items() if part)
+        self._send(calls)
+        return n
 
-    def _send(self, table: Table, by_partition: dict[int, list[tuple[str, bytes]]]) -> None:
-        calls = []
-        for number, items in by_partition.items():
-            keys = table.keys(number, self.prefix)
-            for start in range(0, len(items), CHUNK):
-                calls.append(scripts.write_args(keys, items[start : start + CHUNK]))
-        if not calls:
-            return
+    def _send(self, calls: list[tuple[list[str], list[Any]]]) -> None:
         if len(calls) == 1:
             scripts.call(self.redis, "write", *calls[0])
             return
@@ -159,10 +165,11 @@ class Syncwd:
             pipe = client.pipeline(transaction=False)
             for keys_, args in group:
                 pipe.evalsha(write.sha, len(keys_), *keys_, *args)
-            for (keys_, args), result in zip(group, pipe.execute(raise_on_error=False)):
-                if isinstance(result, Exception):
-                    # NOSCRIPT after a restart, a MOVED slot, ...: one call through the
-                    # main client, which loads scripts and follows redirects (writes are idempotent).
+            if any(isinstance(result, Exception) for result in pipe.execute(raise_on_error=False)):
+                # NOSCRIPT after a restart, a MOVED slot, ...: the whole group again, in
+                # order, through the main client, which loads scripts and follows
+                # redirects. Writes are idempotent; order keeps the last value last.
+                for keys_, args in group:
                     scripts.call(self.redis, "write", keys_, args)
 
     def _by_node(self, calls: list[tuple[list[str], list[Any]]]) -> list[tuple[Any, list[tuple[list[str], list[Any]]]]]:

@@ -147,3 +147,18 @@ def test_models_that_declare_their_table(r, prefix):
     assert sw.get(Declared, "sword") is None
     with pytest.raises(ConfigurationError):
         sw.update({"id": 1})
+
+
+def test_update_many_streams_with_bounded_memory(r, prefix):
+    import tracemalloc
+
+    sw = Syncwd(r, prefix=prefix)
+    tracemalloc.start()
+    try:
+        assert sw.update_many(T, ({"user_id": i, "level": i % 9, "name": "x" * 40} for i in range(60_000))) == 60_000
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 60k rows of ~70 bytes: holding them all would take well over 10 MB.
+    assert peak < 8 * 1024 * 1024, peak
+    assert sum(r.scard(T.keys(p, prefix).dirty) for p in range(4)) == 60_000
