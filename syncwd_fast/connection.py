@@ -3,6 +3,11 @@ keepalives and user timeout, statement/lock/idle-transaction timeouts."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -41,17 +46,44 @@ def connect(
     conn = psycopg.connect(conninfo(dsn), autocommit=True)
     # A drainer stopped inside a transaction must not hold its locks for long:
     # the server ends such a session after idle_in_transaction_s.
-    conn.execute(
-        "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"
-        " set_config('idle_in_transaction_session_timeout', %s, false)",
-        (
-            str(int(statement_timeout_s * 1000)),
-            str(int(lock_timeout_s * 1000)),
-            str(int(idle_in_transaction_s * 1000)),
-        ),
-    )
-    conn.execute(STAGE_DDL)
+    with deadline(conn, statement_timeout_s + 10):
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false),"
+            " set_config('idle_in_transaction_session_timeout', %s, false)",
+            (
+                str(int(statement_timeout_s * 1000)),
+                str(int(lock_timeout_s * 1000)),
+                str(int(idle_in_transaction_s * 1000)),
+            ),
+        )
+        conn.execute(STAGE_DDL)
     return conn
+
+
+@contextmanager
+def deadline(conn: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
+    """Shut the connection's socket down if the block outlasts ``seconds``.
+
+    psycopg has no read timeout, and a stalled peer that still acknowledges
+    every segment (a hung pooler or proxy) defeats keepalives and
+    tcp_user_timeout: without this a drain could wait forever. The blocked
+    call then fails as a lost connection, which the drain retries."""
+    fd = conn.pgconn.socket
+
+    def expire() -> None:
+        try:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from .connection import connect
+from .connection import connect, deadline
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
 from .masking import mask
@@ -70,6 +70,10 @@ class FastDrainer:
         self.workers = workers
         self.prefix = validate_prefix(prefix)
         self.lease_seconds = lease_seconds
+        # A stalled drainer's open transaction holds the partition's advisory
+        # lock: the server ends it (statement or idle timeout) soon after its
+        # lease is gone, and a successor waits on the lock a little longer.
+        self.hold_s = max(2 * lease_seconds, 5.0)
         self.options = Options(
             prefix=self.prefix,
             batch=batch,
@@ -77,6 +81,7 @@ class FastDrainer:
             strict=strict,
             retries=retries,
             backoff=retry_backoff,
+            pg_deadline_s=2 * self.hold_s + 10,  # a lock wait and a statement, each at their timeout
             on_batch=on_batch,
         )
         self._local = threading.local()
@@ -89,10 +94,7 @@ class FastDrainer:
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
-            # A stalled drainer's open transaction holds the partition's advisory
-            # lock: the server ends it (statement or idle timeout) soon after its
-            # lease is gone, and a successor waits on the lock a little longer.
-            hold = max(2 * self.lease_seconds, 5.0)
+            hold = self.hold_s
             try:
                 conn = connect(self.dsn, statement_timeout_s=hold, idle_in_transaction_s=hold, lock_timeout_s=hold + 5)
             except psycopg.ProgrammingError as exc:  # a malformed DSN, not a fault
@@ -134,7 +136,9 @@ class FastDrainer:
         return schemas
 
     def _schema(self, table: Table) -> TableSchema:
-        return load_schema(self._connection(), table)
+        conn = self._connection()
+        with deadline(conn, self.options.pg_deadline_s):
+            return load_schema(conn, table)
 
     def drain(self) -> DrainReport:
         """Drain every dirty record once; never raises for a fault: the report

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .connection import deadline
 from .decode import DELETE, Decoded
 from .errors import LeaseLost
 from .schema import TableSchema
@@ -71,8 +72,10 @@ class Merger:
         schema: TableSchema,
         lock_key: tuple[int, int],
         still_leased: Callable[[], bool],
+        deadline_s: float = 600.0,
     ) -> None:
         self.conn = conn
+        self.deadline_s = deadline_s
         self.schema = schema
         self.lock_key = lock_key
         self.still_leased = still_leased
@@ -103,7 +106,7 @@ class Merger:
 
     def _transaction(self, items: list[tuple[int, str, bytes]], columns: list[tuple[str, ...]]) -> None:
         groups = sorted({g for g, _, _ in items})
-        with self.conn.transaction(), self.conn.cursor() as cur:
+        with deadline(self.conn, self.deadline_s), self.conn.transaction(), self.conn.cursor() as cur:
             with cur.copy(_COPY) as copy:
                 copy.write(copy_payload(items))
             # Serializes merges of this partition with any other drainer that

@@ -45,6 +45,7 @@ class Options:
     strict: bool
     retries: int
     backoff: float
+    pg_deadline_s: float  # the longest a merge transaction may take before its link is deemed dead
     on_batch: Callable[[str, int, int], None] | None = None
 
 
@@ -109,15 +110,19 @@ class PartitionDrain:
             return
         try:
             merger = Merger(
-                self.connection(), self.schema, lock_key(self.opts.prefix, self.table.name, self.number), self._renew
+                self.connection(),
+                self.schema,
+                lock_key(self.opts.prefix, self.table.name, self.number),
+                self._renew,
+                self.opts.pg_deadline_s,
             )
             decoder = Decoder(self.schema, self.opts.strict)
             while True:
                 snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
-                if snap.run and snap.size:
-                    self._drain_run(snap.run, merger, decoder)
-                # After an adopted run, the dirty set still waits for its turn.
-                if not snap.adopted:
+                orphans = self._drain_run(snap.run, merger, decoder) if snap.run and snap.size else 0
+                # After an adopted run, the dirty set still waits for its turn; ids
+                # left in flight (a pop whose reply was lost) are adopted the same way.
+                if not snap.adopted and not orphans:
                     break
         finally:
             try:
@@ -132,7 +137,9 @@ class PartitionDrain:
         popped = scripts.pop(self.redis, self.keys, run, self.token, self.opts.batch, self.opts.lease_ms)
         return popped, decoder.decode(popped.ids, popped.values) if popped.ids else None
 
-    def _drain_run(self, run: str, merger: Merger, decoder: Decoder) -> None:
+    def _drain_run(self, run: str, merger: Merger, decoder: Decoder) -> int:
+        """Drain the run; returns how many ids are left in flight with no batch
+        of ours holding them (a pop re-sent after its reply was lost)."""
         # PostgreSQL merges batch k while one thread acks batch k-1 and another
         # pops and decodes batch k+1: Redis, Python and PostgreSQL work at once.
         acks: list[Future[None]] = []
@@ -154,7 +161,7 @@ class PartitionDrain:
             for ack in acks:
                 ack.result()
         # Clears the run from meta even when its last batch was all dead letters.
-        scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [], [])
+        _, orphans = scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [], [])
         r = self.result
         self.redis.hset(
             self.keys.meta,
@@ -166,6 +173,7 @@ class PartitionDrain:
                 "last_dead_lettered": r.dead_lettered,
             },
         )
+        return orphans
 
     def _merge(self, run: str, batch: Decoded, merger: Merger) -> MergeResult:
         if batch.dead:
