@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -42,3 +44,19 @@ def cli(
 def last_json(stdout: str) -> dict[str, Any]:
     result: dict[str, Any] = orjson.loads(stdout.strip().splitlines()[-1])
     return result
+
+
+def drain_command(redis_url: str, dsn: str, prefix: str, *extra: str) -> list[str]:
+    """The argv of ``syncwd-fast drain`` for a subprocess the test controls."""
+    return [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix] + [
+        *extra
+    ]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

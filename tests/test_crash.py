@@ -4,16 +4,14 @@ drain ends with every record correct."""
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 
 import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.status import table_status
 
-from .helpers import count
+from .helpers import count, drain_command, wait_for
 
 
 @pytest.fixture
@@ -22,36 +20,12 @@ def t(db, schema):
     return Table(f"{schema}.p", partitions=2)
 
 
-def wait_for(predicate, timeout=60.0, interval=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
-
-
 def test_kill_9_mid_run_then_a_second_drain_lands_everything(r, db, redis_url, dsn, prefix, t):
     n = 100_000
     sw = Syncwd(r, prefix=prefix)
     sw.update_many(t, [{"id": i, "v": i, "note": "first"} for i in range(n)])
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "syncwd_fast",
-            "drain",
-            "--redis",
-            redis_url,
-            "--dsn",
-            dsn,
-            "--prefix",
-            prefix,
-            "--batch",
-            "200",
-            "--lease-seconds",
-            "1",
-        ],
+        drain_command(redis_url, dsn, prefix, "--batch", "200", "--lease-seconds", "1"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

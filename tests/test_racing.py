@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -21,27 +20,11 @@ from psycopg.conninfo import make_conninfo
 from syncwd_fast import Syncwd, Table
 from syncwd_fast.status import table_status
 
-from .helpers import count
+from .helpers import count, drain_command
 
 PARTITIONS = 8
 PER_TABLE = 20_000
 BATCH = 200
-
-
-def drain_command(redis_url: str, dsn: str, prefix: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "syncwd_fast",
-        "drain",
-        "--redis",
-        redis_url,
-        "--dsn",
-        dsn,
-        "--prefix",
-        prefix,
-        *extra,
-    ]
 
 
 def audited(db: Any, schema: str, table: str, key: str) -> None:

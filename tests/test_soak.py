@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import random
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -22,6 +21,8 @@ import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.status import table_status
+
+from .helpers import drain_command
 
 KEYSPACE = 5000
 PARTITIONS = 4
@@ -101,23 +102,7 @@ def test_soak_writers_racing_drains_end_with_the_last_values(request, r, db, dsn
             n += 1
             kill = n % 2 == 0
             with subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "syncwd_fast",
-                    "drain",
-                    "--redis",
-                    redis_url,
-                    "--dsn",
-                    dsn,
-                    "--prefix",
-                    prefix,
-                    "--batch",
-                    "300",
-                    "--lease-seconds",
-                    "5",
-                    "--json",
-                ],
+                drain_command(redis_url, dsn, prefix, "--batch", "300", "--lease-seconds", "5", "--json"),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,

@@ -5,8 +5,6 @@ batch: another drainer takes the partition over, and when the first wakes up
 import os
 import signal
 import subprocess
-import sys
-import time
 
 import orjson
 import pytest
@@ -14,18 +12,9 @@ import pytest
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.status import table_status
 
-from .helpers import count
+from .helpers import count, drain_command, wait_for
 
 N = 20_000
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 @pytest.fixture
@@ -40,8 +29,8 @@ def test_a_stalled_drainer_never_overwrites_newer_values(r, db, redis_url, dsn, 
     sw.update_many(t, [{"id": i, "v": 1} for i in range(N)])
     app = f"stalled_{prefix}"
     with subprocess.Popen(
-        [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", f"{dsn} application_name={app}",
-         "--prefix", prefix, "--batch", "50", "--lease-seconds", "1", "--retries", "2", "--json"],
+        drain_command(redis_url, f"{dsn} application_name={app}", prefix, "--batch", "50", "--lease-seconds", "1",
+                      "--retries", "2", "--json"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as stalled:
         try:
