@@ -48,9 +48,8 @@ def last_json(stdout: str) -> dict[str, Any]:
 
 def drain_command(redis_url: str, dsn: str, prefix: str, *extra: str) -> list[str]:
     """The argv of ``syncwd-fast drain`` for a subprocess the test controls."""
-    return [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix] + [
-        *extra
-    ]
+    command = [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn]
+    return [*command, "--prefix", prefix, *extra]
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: float = 0.01) -> bool:
