@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import orjson
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = ("write_naive", "write_limit", "update_many", "naive", "limit", "drain")
@@ -17,7 +16,6 @@ RATIOS = ("drain_over_limit", "drain_over_naive", "update_many_over_write_limit"
 
 
 def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
-    pytest.importorskip("psutil", reason="the bench needs the bench extra: pip install -e '.[bench]'")
     out = tmp_path / "bench.json"
     namespace = "bt" + uuid.uuid4().hex[:10]  # its own key prefix and schema, removed by the bench
     args = ["--records", "3000", "--updates", "2", "--batch", "500", "--naive-sample", "300", "--width", "both"]
