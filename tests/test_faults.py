@@ -35,6 +35,7 @@ from syncwd_fast import FastDrainer, Syncwd, Table, scripts
 from syncwd_fast.servers import PostgresServer, RedisServer, ServerUnavailable, postgres_reachable, redis_reachable
 from syncwd_fast.status import table_status
 
+from .helpers import wait_for
 from .proxy import FaultProxy
 
 N = 40_000  # records per test: a drain with --batch 200 takes a few seconds
@@ -63,15 +64,6 @@ def servers() -> Iterator[tuple[RedisServer, PostgresServer]]:
     yield redis_server, pg
     pg.close()
     redis_server.close()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 @dataclass
