@@ -98,7 +98,9 @@ def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) 
         "socket_connect_timeout": 5.0,
         "socket_keepalive": True,
         "health_check_interval": 30,
-        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), 2),
+        # Connection errors only: a timed-out read is retried by the drain's own
+        # bounded loop; retrying it here too multiplies the wait on a stalled link.
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), 2, supported_errors=(redis.exceptions.ConnectionError,)),
     }
     if cluster:
         from redis.cluster import RedisCluster
