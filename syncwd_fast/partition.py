@@ -87,14 +87,18 @@ class PartitionDrain:
         self.result = PartitionResult()
 
     def run(self) -> PartitionResult:
-        """Drain with bounded retries; a fault past them raises DrainFault."""
+        """Drain with bounded retries; a fault past them raises DrainFault.
+        The count restarts once a batch lands again: the bound is on faults in a
+        row, so a long drain does not give up over unrelated faults hours apart."""
         attempt = 0
         while True:
+            landed = self.result.upserted + self.result.deleted + self.result.dead_lettered
             try:
                 self._drain()
                 return self.result
             except TRANSIENT as exc:
-                attempt += 1
+                progressed = self.result.upserted + self.result.deleted + self.result.dead_lettered > landed
+                attempt = 1 if progressed else attempt + 1
                 if attempt > self.opts.retries:
                     raise DrainFault(
                         f"{self.table.name} partition {self.number}: gave up after {self.opts.retries} retries: "
