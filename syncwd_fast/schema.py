@@ -17,7 +17,6 @@ class TableSchema:
     table: Table
     ident: sql.Identifier  # the quoted, possibly schema-qualified, name
     columns: tuple[str, ...]  # writable columns in table order (no generated ones)
-    types: dict[str, str]
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -34,12 +33,11 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
     if oid is None or oid[0] is None:
         raise TableMissing(table.name)
     cols = conn.execute(
-        "SELECT attname, format_type(atttypid, atttypmod), attgenerated <> '' FROM pg_attribute"
+        "SELECT attname, attgenerated <> '' FROM pg_attribute"
         " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         (oid[0],),
     ).fetchall()
-    columns = tuple(name for name, _, generated in cols if not generated)
-    types = {name: type_ for name, type_, _ in cols}
+    columns = tuple(name for name, generated in cols if not generated)
     for column in (*table.key_columns, *([table.version_column] if table.version_column else [])):
         if column not in columns:
             raise ConfigurationError(f"table {table.name!r} has no writable column {column!r}")
@@ -55,4 +53,4 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
         raise ConfigurationError(
             f"table {table.name!r} has no primary key or unique index on ({', '.join(table.key_columns)})"
         )
-    return TableSchema(table, ident, columns, types)
+    return TableSchema(table, ident, columns)

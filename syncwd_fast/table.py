@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
-from .keys import PartitionKeys, canonical_id, partition_of, validate_identifier, validate_table_name
+from .keys import PartitionKeys, partition_of, validate_identifier, validate_table_name
 
 DEFAULT_TTL = 7 * 24 * 3600
 
@@ -48,9 +47,6 @@ class Table:
     @property
     def key_columns(self) -> tuple[str, ...]:
         return self.key  # type: ignore[return-value]
-
-    def id_of(self, values: Sequence[Any]) -> str:
-        return canonical_id(values)
 
     def partition(self, record_id: str) -> int:
         return partition_of(record_id, self.partitions)
