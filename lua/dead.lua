@@ -1,7 +1,9 @@
 --[[
   dead: move ids from the in-flight set to the dead-letter hash, each with its
   current value and the reason it could not be merged. The value key is kept
-  (without TTL) so that a retry can drain it once the cause is fixed.
+  and PERSISTed so that a retry can drain it once the cause is fixed: a TTL it
+  may carry (e.g. given by a purge that raced this newer value) must not expire
+  the only copy of a record that never reached PostgreSQL.
 
   Input:
     KEYS[1] in-flight set       P:{T:n}:run:<run>:inflight
@@ -36,7 +38,9 @@ for i = 4, #ARGV, 2 do
     end
   end
   local value = rcall("GET", prefix .. id)
-  if not value then
+  if value then
+    rcall("PERSIST", prefix .. id)
+  else
     value = cjson.null
   end
   rcall("HSET", dead, id, cjson.encode({value = value, error = reason, at = now, attempts = attempts}))

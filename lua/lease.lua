@@ -1,18 +1,25 @@
 --[[
   lease: the per-partition drainer lease, a fencing token with an expiry.
+  A live drainer renews it (a heartbeat while it works); one that died or
+  stalled stops renewing, so a successor sees it expire and takes over.
 
   Input:
     KEYS[1] lease key           P:{T:n}:lease
+    KEYS[2] meta hash           P:{T:n}:meta (optional) records who holds the
+                                lease in field "holder" (acquire) and clears
+                                it (release)
     ARGV[1] operation           "acquire" | "renew" | "release"
     ARGV[2] owner token         random, one per drainer and partition
     ARGV[3] lease time in ms    (acquire, renew)
+    ARGV[4] holder              (acquire, optional) "host pid N since T", for
+                                status and messages
 
   Output:
     1 when the caller holds the lease after the call (acquire, renew) or has
     just released it (release); 0 when another owner holds it or it expired.
 ]]
 local rcall = redis.call
-local key, op, token = KEYS[1], ARGV[1], ARGV[2]
+local key, meta, op, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 
 local holder = rcall("GET", key)
 if op == "acquire" then
@@ -21,6 +28,9 @@ if op == "acquire" then
     return 1
   end
   if rcall("SET", key, token, "NX", "PX", ARGV[3]) then
+    if meta and ARGV[4] then
+      rcall("HSET", meta, "holder", ARGV[4])
+    end
     return 1
   end
   return 0
@@ -33,6 +43,9 @@ elseif op == "renew" then
 elseif op == "release" then
   if holder == token then
     rcall("DEL", key)
+    if meta then
+      rcall("HDEL", meta, "holder")
+    end
     return 1
   end
   return 0

@@ -7,18 +7,21 @@
     KEYS[1] run set             P:{T:n}:run:<run>
     KEYS[2] in-flight set       P:{T:n}:run:<run>:inflight
     KEYS[3] lease key           P:{T:n}:lease
+    KEYS[4] recreated hash      P:{T:n}:recreated  id -> generation (see write.lua)
     ARGV[1] batch size          int > 0
     ARGV[2] owner token         must hold the lease
     ARGV[3] lease time in ms    the lease is renewed to this
     ARGV[4] value key prefix    P:{T:n}:v:
 
   Output:
-    {ids, values, remaining}: values[i] is false where the value key is
-    missing; remaining is the size of the run set after the pop.
+    {ids, values, remaining, generations}: values[i] is false where the value
+    key is missing; remaining is the size of the run set after the pop;
+    generations is empty when no record of the partition is a new row after a
+    delete, else generations[i] is the id's generation or false.
     -1 when the caller does not hold the lease.
 ]]
 local rcall = redis.call
-local run, inflight, lease = KEYS[1], KEYS[2], KEYS[3]
+local run, inflight, lease, recreated = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, prefix = ARGV[2], ARGV[4]
 local CHUNK = 5000 -- one call per batch of up to 5000; under Lua's unpack limit (~8000)
 
@@ -36,12 +39,26 @@ local function value_keys(first, last)
   return keys
 end
 
+local function generations()
+  if #ids == 0 or rcall("EXISTS", recreated) == 0 then
+    return {}
+  end
+  local gens = {}
+  for i = 1, #ids, CHUNK do
+    local got = rcall("HMGET", recreated, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+    for j = 1, #got do
+      gens[#gens + 1] = got[j]
+    end
+  end
+  return gens
+end
+
 if #ids <= CHUNK then -- the common case: no copying of values between tables
   if #ids == 0 then
-    return {ids, {}, rcall("SCARD", run)}
+    return {ids, {}, rcall("SCARD", run), {}}
   end
   rcall("SADD", inflight, unpack(ids))
-  return {ids, rcall("MGET", unpack(value_keys(1, #ids))), rcall("SCARD", run)}
+  return {ids, rcall("MGET", unpack(value_keys(1, #ids))), rcall("SCARD", run), generations()}
 end
 
 local values = {}
@@ -53,4 +70,4 @@ for i = 1, #ids, CHUNK do
     values[#values + 1] = got[j]
   end
 end
-return {ids, values, rcall("SCARD", run)}
+return {ids, values, rcall("SCARD", run), generations()}

@@ -1,36 +1,55 @@
 --[[
   purge: drop dead-letter entries for good. Their values are what the
   application reads, so they are not deleted: they get the cache TTL, as a
-  durable value would (unless re-dirtied meanwhile, in which case the new value
-  is still to be drained).
+  durable value would, unless a newer value is still to be drained: the id is
+  dirty, in the active run set or in flight. Such a value has no TTL until its
+  own ack; expiring it now would lose it before it is durable.
 
   Input:
     KEYS[1] dead-letter hash    P:{T:n}:dead
     KEYS[2] dirty set           P:{T:n}:dirty
+    KEYS[3] meta hash           P:{T:n}:meta       field "run" names the active run
     ARGV[1] value key prefix    P:{T:n}:v:
     ARGV[2] ttl in seconds      0 keeps values without expiry
-    ARGV[3..]                   ids to purge; none means every dead id
+    ARGV[3] run key prefix      P:{T:n}:run:       the run set is <prefix><run>, the
+                                in-flight set <prefix><run>:inflight (same slot)
+    ARGV[4..]                   ids to purge; none means every dead id
 
   Output:
     the number of entries purged.
 ]]
 local rcall = redis.call
-local dead, dirty = KEYS[1], KEYS[2]
-local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local dead, dirty, meta = KEYS[1], KEYS[2], KEYS[3]
+local prefix, ttl, run_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local ids = {}
-if #ARGV == 2 then
+if #ARGV == 3 then
   ids = rcall("HKEYS", dead)
 else
-  for i = 3, #ARGV do
+  for i = 4, #ARGV do
     ids[#ids + 1] = ARGV[i]
   end
 end
+
+-- Only one run is active per partition; snapshot and ack keep meta in step
+-- with the run and in-flight sets, so no other set can hold a pending id.
+local run, inflight
+local active = ttl > 0 and rcall("HGET", meta, "run")
+if active then
+  run = run_prefix .. active
+  inflight = run .. ":inflight"
+end
+
+local function pending(id)
+  return rcall("SISMEMBER", dirty, id) == 1
+    or (run ~= nil and (rcall("SISMEMBER", run, id) == 1 or rcall("SISMEMBER", inflight, id) == 1))
+end
+
 local n = 0
 for _, id in ipairs(ids) do
   if rcall("HDEL", dead, id) == 1 then
     n = n + 1
-    if ttl > 0 and rcall("SISMEMBER", dirty, id) == 0 then
+    if ttl > 0 and not pending(id) then
       rcall("EXPIRE", prefix .. id, ttl)
     end
   end

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import orjson
@@ -113,6 +114,13 @@ def main() -> None:
     log.propagate = False
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def discover_option(what: str) -> Callable[[F], F]:
+    return click.option("--discover", is_flag=True, envvar="SYNCWD_DISCOVER", help=f"{what} [env SYNCWD_DISCOVER].")
+
+
 def drain_options(f: Any) -> Any:
     options = [
         click.option(
@@ -142,9 +150,19 @@ def drain_options(f: Any) -> Any:
             help="Partition lease, renewed while draining.",
         ),
         click.option(
+            "--skip-busy",
+            is_flag=True,
+            help="Report a partition whose lease another drainer holds as busy at once, without waiting to see"
+            " whether that drainer is alive (for fleets that split partitions on purpose).",
+        ),
+        click.option(
             "--strict",
             is_flag=True,
             help="Dead-letter records with JSON keys that are not columns (default: ignore them).",
+        ),
+        discover_option(
+            "Also drain tables the registry P:tables lost (found by a SCAN for their partitions' meta), and"
+            " register them again; done anyway when the registry is empty or lacks a --table"
         ),
         click.option(
             "--retries",
@@ -173,6 +191,8 @@ def make_drainer(
     lease_seconds: float,
     strict: bool,
     retries: int,
+    skip_busy: bool = False,
+    discover: bool = False,
     on_batch: Any = None,
 ) -> FastDrainer:
     masker.add(dsn)
@@ -186,6 +206,8 @@ def make_drainer(
         lease_seconds=lease_seconds,
         strict=strict,
         retries=retries,
+        skip_busy=skip_busy,
+        discover=discover,
         on_batch=on_batch,
     )
 
@@ -357,9 +379,14 @@ def dead_letter_purge(
 @main.command()
 @redis_options
 @click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], as_json: bool) -> None:
+@discover_option(
+    "Also show tables the registry P:tables lost (found by a SCAN for their partitions' meta); done anyway"
+    " when the registry is empty or lacks a --table"
+)
+@click.option("--json", "as_json", is_flag=True, help='Print one JSON object ("registered": false marks a lost table).')
+def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], discover: bool, as_json: bool) -> None:
     """Show, per table, what waits to be drained: dirty, in a run, in flight, dead.
+    A table the registry lost is shown as unregistered; `drain --discover` registers it again.
 
     \b
     Example:
@@ -367,16 +394,17 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
     """
     from .status import table_status
 
-    result = table_status(open_redis(redis_url, cluster), prefix, tables or None)
+    result = table_status(open_redis(redis_url, cluster), prefix, tables or None, discover)
     if as_json:
         click.echo(orjson.dumps(result).decode())
         return
     if not result:
-        click.echo(f"no tables registered under prefix {prefix!r}")
+        click.echo(f"no tables registered under prefix {prefix!r}, and none found in partition meta")
     for name, t in result.items():
+        lost = "" if t["registered"] else "; unregistered, found in partition meta: drain --discover registers it"
         click.echo(
             f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
-            f"({t['partitions']} partitions)"
+            f"({t['partitions']} partitions{lost})"
         )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +15,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS syncwd_stage (g smallint NOT NULL, doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS syncwd_stage"
+    " (i int NOT NULL, g smallint NOT NULL, del boolean NOT NULL, doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
 )
 
 _DEFAULTS = {
@@ -60,30 +62,49 @@ def connect(
     return conn
 
 
-@contextmanager
-def deadline(conn: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
-    """Shut the connection's socket down if the block outlasts ``seconds``.
+class Deadline:
+    """Shut the connection's socket down if no progress is reported for
+    ``seconds`` (``renew()`` reports progress).
 
     psycopg has no read timeout, and a stalled peer that still acknowledges
     every segment (a hung pooler or proxy) defeats keepalives and
     tcp_user_timeout: without this a drain could wait forever. The blocked
-    call then fails as a lost connection, which the drain retries."""
-    fd = conn.pgconn.socket
+    call then fails as a lost connection, which the drain retries. Long work
+    made of many short statements (isolating bad rows) renews it as it goes."""
 
-    def expire() -> None:
-        try:
-            with socket.socket(fileno=os.dup(fd)) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def __init__(self, conn: psycopg.Connection[Any], seconds: float) -> None:
+        self.fd = conn.pgconn.socket
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="syncwd-deadline", daemon=True)
 
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+    def renew(self) -> None:
+        self.expires = time.monotonic() + self.seconds
+
+    def _watch(self) -> None:
+        while not self._done.wait(max(self.expires - time.monotonic(), 0.0)):
+            if time.monotonic() >= self.expires:
+                try:
+                    with socket.socket(fileno=os.dup(self.fd)) as sock:
+                        sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+
+    def __enter__(self) -> Deadline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+
+@contextmanager
+def deadline(conn: psycopg.Connection[Any], seconds: float) -> Iterator[Deadline]:
+    """A `Deadline` for the duration of the block."""
+    with Deadline(conn, seconds) as d:
+        yield d
 
 
 def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:

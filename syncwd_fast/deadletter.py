@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from . import scripts
+from .discover import find_unregistered
 from .drain import registered_tables
 from .errors import ConfigurationError
 from .table import Table
@@ -29,12 +30,18 @@ class DeadLetter:
 
 
 def _tables(redis_client: Any, prefix: str, tables: Iterable[str] | None) -> list[Table]:
+    """The tables asked for, or every one; with an empty registry, or a table
+    asked for that it lacks, also those only their partitions' meta knows."""
     registry = registered_tables(redis_client, prefix)
-    names = list(tables) if tables else list(registry)
-    unknown = [n for n in names if n not in registry]
+    wanted = list(tables or [])
+    known = dict(sorted({**registry, **find_unregistered(redis_client, prefix, registry, wanted)}.items()))
+    names = wanted or list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigurationError(f"not registered under prefix {prefix!r}: {', '.join(unknown)}")
-    return [registry[n] for n in names]
+        raise ConfigurationError(
+            f"not registered under prefix {prefix!r} and in no partition meta: {', '.join(unknown)}"
+        )
+    return [known[n] for n in names]
 
 
 def _text(value: bytes | str) -> str:
@@ -90,8 +97,16 @@ def retry_dead(
 def purge_dead(
     redis_client: Any, prefix: str, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
 ) -> int:
-    """Forget dead letters; their values get the cache TTL. Returns how many."""
+    """Forget dead letters; their values get the cache TTL, unless a newer value
+    is still to be drained (dirty, in the active run or in flight). Returns how many."""
     return sum(
-        int(scripts.call(redis_client, "purge", [keys.dead, keys.dirty], [keys.value_prefix, table.ttl, *part_ids]))
+        int(
+            scripts.call(
+                redis_client,
+                "purge",
+                [keys.dead, keys.dirty, keys.meta],
+                [keys.value_prefix, table.ttl, keys.run_prefix, *part_ids],
+            )
+        )
         for table, keys, part_ids in _per_partition(redis_client, prefix, tables, ids)
     )

@@ -12,8 +12,10 @@ from functools import partial
 from typing import Any
 
 import psycopg
+from redis.exceptions import RedisError
 
 from .connection import connect, deadline
+from .discover import find_unregistered, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
 from .masking import mask
@@ -40,6 +42,16 @@ class FastDrainer:
 
     >>> report = FastDrainer(redis.Redis(), "dbname=app", batch=5000).drain()
     >>> report.upserted, report.exit_code
+
+    A partition whose lease another drainer holds is watched: if that drainer
+    keeps renewing it, the partition is reported busy; if it died or stalled,
+    its lease runs out (within the lease time) and this drain adopts its run.
+    ``skip_busy=True`` reports every held partition busy at once.
+
+    Tables missing from the registry ``P:tables`` (evicted, lost in a failover)
+    are found from their partitions' meta when the registry is empty, when
+    ``tables`` names one it lacks, or always with ``discover=True`` (a SCAN of
+    the keyspace); they are registered again and drained in the same run.
     """
 
     def __init__(
@@ -56,6 +68,8 @@ class FastDrainer:
         retries: int = 5,
         retry_backoff: float = 0.5,
         on_batch: Callable[[str, int, int], None] | None = None,
+        skip_busy: bool = False,
+        discover: bool = False,
     ) -> None:
         if not isinstance(batch, int) or not 1 <= batch <= 100_000:
             raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
@@ -67,6 +81,7 @@ class FastDrainer:
         self.dsn = dsn
         self.batch = batch
         self.tables = [validate_table_name(t) for t in tables] if tables else None
+        self.discover = discover
         self.workers = workers
         self.prefix = validate_prefix(prefix)
         self.lease_seconds = lease_seconds
@@ -83,6 +98,7 @@ class FastDrainer:
             backoff=retry_backoff,
             pg_deadline_s=2 * self.hold_s + 10,  # a lock wait and a statement, each at their timeout
             on_batch=on_batch,
+            skip_busy=skip_busy,
         )
         self._local = threading.local()
         self._connections: list[psycopg.Connection[Any]] = []
@@ -116,11 +132,18 @@ class FastDrainer:
 
     def _schemas(self, report: DrainReport) -> list[TableSchema]:
         registry = self._with_retries("reading the table registry", lambda: registered_tables(self.redis, self.prefix))
+        lost = self._with_retries(
+            "looking for tables in partition meta",
+            lambda: find_unregistered(self.redis, self.prefix, registry, self.tables, self.discover),
+        )
+        if lost:
+            self._register_again(lost)
+            registry = dict(sorted({**registry, **lost}.items()))
         names = self.tables or list(registry)
         unknown = [n for n in names if n not in registry]
         if unknown:
             raise ConfigurationError(
-                f"not registered under prefix {self.prefix!r}: {', '.join(unknown)} "
+                f"not registered under prefix {self.prefix!r} and in no partition meta: {', '.join(unknown)} "
                 f"(registered: {', '.join(registry) or 'none'})"
             )
         self._with_retries("connecting to PostgreSQL", self._connection)  # a bad DSN fails here, for every table
@@ -134,6 +157,13 @@ class FastDrainer:
                 log.error("%s", exc)
                 report.tables[name].error = str(exc)
         return schemas
+
+    def _register_again(self, lost: dict[str, Table]) -> None:
+        log.warning("%s lacks %s: registered again from partition meta", registry_key(self.prefix), ", ".join(lost))
+        try:
+            restore_registry(self.redis, self.prefix, lost)
+        except RedisError as exc:  # draining needs only the partitions: go on, the next run retries
+            log.warning("could not restore the registry entries: %s: %s", type(exc).__name__, exc)
 
     def _schema(self, table: Table) -> TableSchema:
         conn = self._connection()
@@ -153,7 +183,7 @@ class FastDrainer:
             def work(schema: TableSchema, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
                 if stop.is_set():
                     return None
-                partition = PartitionDrain(self.redis, self._connection, schema, number, self.options)
+                partition = PartitionDrain(self.redis, self._connection, schema, number, self.options, stop)
                 try:
                     return partition.run(), None
                 except (DrainFault, LeaseLost) as exc:
@@ -169,7 +199,7 @@ class FastDrainer:
                         continue
                     result, error = outcome
                     table = report.tables[name]
-                    table.add(result.upserted, result.deleted, result.dead_lettered)
+                    table.add(result.upserted, result.deleted, result.dead_lettered, result.skipped)
                     if result.busy:
                         table.busy.append(number)
                     if error is not None:

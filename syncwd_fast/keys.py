@@ -6,7 +6,9 @@ partition lives in one Redis Cluster slot and one Lua script may touch it all.
 
 from __future__ import annotations
 
+import decimal
 import re
+import uuid
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -51,16 +53,53 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def json_default(obj: Any) -> Any:
+    """orjson's ``default`` for stored rows: what orjson cannot serialize itself.
+    Here rather than in rows.py so that ids and rows share it without a cycle."""
+    dump = getattr(obj, "model_dump", None)  # pydantic v2
+    if callable(dump):
+        return dump(mode="json")
+    if isinstance(obj, decimal.Decimal):
+        return str(obj)  # exact: PostgreSQL parses numeric from text
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
+    if hasattr(obj, "__dict__"):
+        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+    raise TypeError(f"cannot store a {type(obj).__name__} as JSON")
+
+
 def canonical_id(values: Sequence[Any]) -> str:
-    """The record id: a single key's text, or a JSON array for several columns."""
+    """The record id: a single key's text, or a JSON array for several columns.
+
+    The one rendering of ids: the writer calls it on the application's key
+    values, the drain on the values parsed from the stored JSON, and both must
+    agree. So a value is first made what it becomes in the stored JSON (UUID,
+    date, datetime, time, Decimal -> their strings, enums -> their values),
+    then a str is itself, an int its decimal text, anything else its JSON text.
+    """
     if len(values) == 1:
         value = values[0]
-        if type(value) is str:
+        if type(value) is str:  # the common cases: no JSON round trip
             return value
         if type(value) is int:
             return str(value)
-        return orjson.dumps(value).decode()
-    return orjson.dumps(list(values)).decode()
+        try:
+            stored: object = orjson.loads(orjson.dumps(value, default=json_default))
+        except TypeError as exc:
+            raise ValueError(f"key value cannot be stored as JSON: {exc}") from exc
+        if type(stored) is str:
+            return stored
+        if type(stored) is int:
+            return str(stored)
+        return orjson.dumps(stored).decode()
+    try:
+        # The array of the stored JSON values: orjson renders a value the same
+        # whether it is given the Python object or its parsed JSON.
+        return orjson.dumps(list(values), default=json_default).decode()
+    except TypeError as exc:
+        raise ValueError(f"key value cannot be stored as JSON: {exc}") from exc
 
 
 def partition_of(record_id: str, partitions: int) -> int:
@@ -76,7 +115,20 @@ def registry_key(prefix: str) -> str:
 class PartitionKeys:
     """Names of every key of one partition ``P:{T:n}:...``."""
 
-    __slots__ = ("base", "dead", "dirty", "lease", "meta", "number", "prefix", "run_prefix", "table", "value_prefix")
+    __slots__ = (
+        "base",
+        "dead",
+        "dirty",
+        "lease",
+        "meta",
+        "number",
+        "prefix",
+        "recreated",
+        "run_prefix",
+        "table",
+        "tombs",
+        "value_prefix",
+    )
 
     def __init__(self, prefix: str, table: str, number: int) -> None:
         self.prefix = prefix
@@ -87,6 +139,8 @@ class PartitionKeys:
         self.meta = self.base + "meta"
         self.lease = self.base + "lease"
         self.dead = self.base + "dead"
+        self.tombs = self.base + "tombs"  # ids whose pending value is a tombstone
+        self.recreated = self.base + "recreated"  # id -> generation of a new row after a delete
         self.value_prefix = self.base + "v:"
         self.run_prefix = self.base + "run:"
 

@@ -1,42 +1,64 @@
 """The merge: binary COPY of the batch's JSON documents into a temp stage
-table, then ``INSERT ... ON CONFLICT ... DO UPDATE`` for each column group and
-``DELETE ... USING`` for tombstones, in one transaction.
+table, then, in one transaction, ``DELETE ... USING`` for tombstones (and for
+new rows written after a delete), and per column group either ``INSERT ... ON
+CONFLICT ... DO UPDATE`` or, where the group lacks a NOT NULL column a new row
+would need, ``UPDATE`` of the existing rows and ``INSERT`` of the missing ones.
 
 PostgreSQL turns each document into a row of the target with
 ``jsonb_populate_record``: the server's own type input does the typing, a JSON
 key that is missing never nulls a column (each group updates only the columns
 its records carry), and Python does no per-column work.
 
-A batch PostgreSQL rejects for its data is split in halves until the bad
-records are isolated; they are dead-lettered with the server's message and the
-rest commits.
+Records PostgreSQL rejects for their data are isolated inside the same
+transaction: the failing statement is rolled back to its savepoint and run
+again on halves of its records until the bad ones are found; they are
+dead-lettered with the server's message and the rest commits. No batch is
+copied twice and nothing is committed in pieces.
 """
 
 from __future__ import annotations
 
+import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg import sql
 
-from .connection import deadline
+from .connection import Deadline, deadline
 from .decode import DELETE, Decoded
-from .errors import LeaseLost
+from .errors import LeaseLost, SyncwdError
 from .schema import TableSchema
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
-_ROW = struct.Struct(">hihi").pack  # 2 fields; int2 group; jsonb length
-_COPY = "COPY syncwd_stage (g, doc) FROM STDIN (FORMAT BINARY)"
+# 4 fields: int4 index, int2 group, bool "delete the old row first", jsonb length
+_ROW = struct.Struct(">hiiihibi").pack
+_COPY = "COPY syncwd_stage (i, g, del, doc) FROM STDIN (FORMAT BINARY)"
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+_COPY_LINE = re.compile(r"\bCOPY syncwd_stage, line (\d+)")
+# Isolating bad records runs many statements on a few stage rows each: an
+# index, dropped before COMMIT so the common path never maintains it.
+_CAREFUL = (
+    "CREATE INDEX syncwd_stage_i ON syncwd_stage (i)",
+    "SET LOCAL enable_seqscan = off",
+)
+_END_CAREFUL = "DROP INDEX pg_temp.syncwd_stage_i"
 
 # SQLSTATE classes that blame the data, not the server or the link:
-# data exception, integrity violation, program limit (e.g. index row too big),
-# errors raised by triggers.
-DATA_ERROR_CLASSES = ("22", "23", "54", "P0")
+# cardinality violation (two records naming one row), data exception,
+# integrity violation, program limit (e.g. index row too big), errors raised
+# by triggers.
+DATA_ERROR_CLASSES = ("21", "22", "23", "54", "P0")
+CARDINALITY_VIOLATION = "21000"
+NOT_NULL_VIOLATION = "23502"
+
+
+class SchemaChanged(SyncwdError):
+    """A column the merge names is gone: reload the schema and merge again."""
 
 
 def is_data_error(exc: psycopg.Error) -> bool:
@@ -51,16 +73,55 @@ def describe(exc: psycopg.Error) -> str:
     return f"{text} [SQLSTATE {exc.sqlstate}]"
 
 
-def copy_payload(items: list[tuple[int, str, bytes]]) -> bytes:
-    # jsonb's binary form is a version byte (1) and the JSON text.
-    return b"".join([_HEADER, *[_ROW(2, 2, g, len(doc) + 1) + b"\x01" + doc for g, _, doc in items], _TRAILER])
+def copy_payload(
+    items: list[tuple[int, str, bytes]], replace: Iterable[str] = (), staged: Iterable[int] | None = None
+) -> bytes:
+    """The stage rows of ``items`` (those at ``staged``, default all), each
+    with its index; ``replace``: ids whose old row is deleted before their
+    record is inserted."""
+    again = frozenset(replace)
+    rows = []
+    for i in range(len(items)) if staged is None else staged:
+        g, rid, doc = items[i]
+        # jsonb's binary form is a version byte (1) and the JSON text.
+        rows.append(_ROW(4, 4, i, 2, g, 1, g == DELETE or rid in again, len(doc) + 1) + b"\x01" + doc)
+    return b"".join([_HEADER, *rows, _TRAILER])
+
+
+class _CopyRejected(Exception):
+    def __init__(self, index: int, reason: str) -> None:
+        self.index = index
+        self.reason = reason
 
 
 @dataclass
 class MergeResult:
     upserted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # older than the row's version: not written
     dead: list[tuple[str, str]] = field(default_factory=list)
+    recreated: dict[str, str] = field(default_factory=dict)  # id -> generation, merged as new rows
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """One SQL statement over a set of stage rows: ``whole`` selects them by
+    group (``%(g)s``), ``some`` by index (``%(idx)s``)."""
+
+    whole: sql.Composed
+    some: sql.Composed
+    returns_stale: bool = False  # yields the stage indices the version guard skips
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """The statements that merge one column group (or the deletes)."""
+
+    statements: list[_Statement]
+    # A group lacking NOT NULL columns a new row needs: those columns, and the
+    # statement finding which of its records are new rows.
+    needs: tuple[str, ...] = ()
+    new_rows: _Statement | None = None
 
 
 class Merger:
@@ -76,49 +137,78 @@ class Merger:
     ) -> None:
         self.conn = conn
         self.deadline_s = deadline_s
-        self.schema = schema
         self.lock_key = lock_key
         self.still_leased = still_leased
-        self._upserts: dict[tuple[str, ...], sql.Composed] = {}
-        self._delete = self._delete_sql()
+        self.set_schema(schema)
+
+    def set_schema(self, schema: TableSchema) -> None:
+        self.schema = schema
+        self._units: dict[tuple[str, ...], _Unit] = {}
+        self._delete = self._delete_unit()
 
     def merge(self, batch: Decoded) -> MergeResult:
         result = MergeResult()
-        if batch.items:
-            self._apply(batch.items, batch.columns, result)
+        if not batch.items:
+            return result
+        items, replace = batch.items, batch.replace
+        rejected: dict[int, str] = {}  # refused by COPY itself (a \u0000 in jsonb, ...)
+        while True:
+            try:
+                run = self._transaction(items, batch.columns, replace, rejected)
+                break
+            except _CopyRejected as exc:
+                rejected[exc.index] = exc.reason
+        dead = {**rejected, **run.dead}
+        for i, (g, rid, _) in enumerate(items):
+            if i in dead:
+                result.dead.append((rid, dead[i]))
+            elif g == DELETE:
+                result.deleted.append(rid)
+            elif i in run.stale:
+                result.skipped.append(rid)
+            else:
+                result.upserted.append(rid)
+                if rid in replace:
+                    result.recreated[rid] = replace[rid]
         return result
 
-    def _apply(self, items: list[tuple[int, str, bytes]], columns: list[tuple[str, ...]], result: MergeResult) -> None:
-        try:
-            self._transaction(items, columns)
-        except psycopg.Error as exc:
-            if not is_data_error(exc):
+    def _transaction(
+        self,
+        items: list[tuple[int, str, bytes]],
+        columns: list[tuple[str, ...]],
+        replace: dict[str, str],
+        rejected: dict[int, str],
+    ) -> _Run:
+        staged = [i for i in range(len(items)) if i not in rejected]
+        groups: dict[int, list[int]] = {}
+        deleting: list[int] = []
+        for i in staged:
+            g, rid, _ = items[i]
+            if g == DELETE or rid in replace:
+                deleting.append(i)
+            if g != DELETE:
+                groups.setdefault(g, []).append(i)
+        with deadline(self.conn, self.deadline_s) as clock, self.conn.transaction(), self.conn.cursor() as cur:
+            try:
+                with cur.copy(_COPY) as copy:
+                    copy.write(copy_payload(items, replace, staged))
+            except psycopg.Error as exc:
+                # The server names the row it refused: drop it and copy again.
+                line = _COPY_LINE.search(exc.diag.context or "")
+                if is_data_error(exc) and line and 0 < int(line[1]) <= len(staged):
+                    raise _CopyRejected(staged[int(line[1]) - 1], describe(exc)) from exc
                 raise
-            if len(items) == 1:
-                result.dead.append((items[0][1], describe(exc)))
-                return
-            middle = len(items) // 2
-            self._apply(items[:middle], columns, result)
-            self._apply(items[middle:], columns, result)
-            return
-        for group, rid, _ in items:
-            (result.deleted if group == DELETE else result.upserted).append(rid)
-
-    def _transaction(self, items: list[tuple[int, str, bytes]], columns: list[tuple[str, ...]]) -> None:
-        groups = sorted({g for g, _, _ in items})
-        with deadline(self.conn, self.deadline_s), self.conn.transaction(), self.conn.cursor() as cur:
-            with cur.copy(_COPY) as copy:
-                copy.write(copy_payload(items))
             # Serializes merges of this partition with any other drainer that
             # may still believe it holds the lease (a stalled one waking up).
             # Taken after the COPY: a client stopped mid-COPY keeps its backend
             # waiting for data beyond any timeout, and must not hold this lock.
             cur.execute(_LOCK, self.lock_key)
-            for group in groups:
-                if group == DELETE:
-                    cur.execute(self._delete)
-                else:
-                    cur.execute(self._upsert_sql(columns[group]), (group,))
+            run = _Run(self, cur, clock, items)
+            # Deletes first: a new row after a delete replaces the old row whole.
+            run.apply(self._delete, deleting, DELETE)
+            for g, indices in groups.items():
+                run.apply(self._unit(columns[g]), indices, g)
+            run.finish()
             # Checked under the advisory lock: a lease lost before this point
             # rolls the batch back; one lost after it cannot be taken over
             # until this transaction ends.
@@ -127,46 +217,246 @@ class Merger:
                     f"{self.schema.table.name} partition {self.lock_key[1]}: lease lost to another drainer before"
                     " COMMIT; this batch was rolled back, nothing older was written"
                 )
+        return run
 
-    def _upsert_sql(self, columns: tuple[str, ...]) -> sql.Composed:
-        query = self._upserts.get(columns)
-        if query is not None:
-            return query
+    # --- SQL ------------------------------------------------------------------
+
+    def _both(
+        self, template: str, whole: str = "s.g = %(g)s", **parts: sql.Composable
+    ) -> tuple[sql.Composed, sql.Composed]:
+        s = self.schema
+        common = {"table": s.ident, "populate": sql.SQL("jsonb_populate_record(NULL::{}, s.doc)").format(s.ident)}
+        return (
+            sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
+            sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
+        )
+
+    def _key_match(self, left: str, right: str) -> sql.Composed:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{}.{} = {}.{}").format(
+                sql.Identifier(left), sql.Identifier(c), sql.Identifier(right), sql.Identifier(c)
+            )
+            for c in self.schema.key
+        )
+
+    def _delete_unit(self) -> _Unit:
+        # Tombstones and replaced rows are flagged in the stage, across groups.
+        return _Unit(
+            [
+                _Statement(
+                    *self._both(
+                        "DELETE FROM {table} AS t USING syncwd_stage s CROSS JOIN LATERAL {populate} r"
+                        " WHERE {where} AND {match}",
+                        whole="s.del",
+                        match=self._key_match("t", "r"),
+                    )
+                )
+            ]
+        )
+
+    def _unit(self, columns: tuple[str, ...]) -> _Unit:
+        """The statements that merge one column group: skipped-as-stale
+        lookup (version column), then upsert, or update + insert."""
+        known = self._units.get(columns)
+        if known is not None:
+            return known
         s = self.schema
         ident = sql.Identifier
         updates = [c for c in columns if c not in s.key]
-        action: sql.Composable
+        version = s.table.version_column if s.table.version_column in columns else None
+        unit: list[_Statement] = []
+        if version:
+            # The guard keeps a row whose stored version is newer; equal or
+            # null versions are not older, so the later write wins.
+            unit.append(
+                _Statement(
+                    *self._both(
+                        "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {populate} r"
+                        " JOIN {table} AS t ON {match} WHERE {where} AND t.{v} > r.{v}",
+                        match=self._key_match("t", "r"),
+                        v=ident(version),
+                    ),
+                    returns_stale=True,
+                )
+            )
+        cols = sql.SQL(", ").join(map(ident, columns))
+        rcols = sql.SQL(", ").join(ident("r", c) for c in columns)
+        key = sql.SQL(", ").join(map(ident, s.key))
         if updates:
-            action = sql.SQL("DO UPDATE SET {}").format(
+            action: sql.Composable = sql.SQL("DO UPDATE SET {}").format(
                 sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(c)) for c in updates)
             )
-            version = s.table.version_column
-            if version and version in columns:
-                action += sql.SQL(" WHERE t.{0} IS NULL OR t.{0} < EXCLUDED.{0}").format(ident(version))
+            if version:
+                action += sql.SQL(" WHERE t.{0} IS NULL OR EXCLUDED.{0} IS NULL OR t.{0} <= EXCLUDED.{0}").format(
+                    ident(version)
+                )
         else:
             action = sql.SQL("DO NOTHING")
-        query = sql.SQL(
-            "INSERT INTO {table} AS t ({cols}) SELECT {rcols} FROM syncwd_stage s"
-            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, s.doc) r"
-            " WHERE s.g = %s ON CONFLICT ({key}) {action}"
-        ).format(
-            table=s.ident,
-            cols=sql.SQL(", ").join(map(ident, columns)),
-            rcols=sql.SQL(", ").join(ident("r", c) for c in columns),
-            key=sql.SQL(", ").join(map(ident, s.key)),
-            action=action,
+        needs = tuple(sorted(s.required - set(columns)))
+        missing_only: sql.Composable = sql.SQL("")
+        new_rows = None
+        if needs:
+            # INSERT checks NOT NULL on the proposed row before it looks for a
+            # conflict, so a record lacking a required column could never
+            # update its existing row that way: update existing rows first,
+            # insert only the missing ones (which then need every NOT NULL column).
+            if updates:
+                guard: sql.Composable = sql.SQL("")
+                if version:
+                    guard = sql.SQL(" AND (t.{0} IS NULL OR r.{0} IS NULL OR t.{0} <= r.{0})").format(ident(version))
+                unit.append(
+                    _Statement(
+                        *self._both(
+                            "UPDATE {table} AS t SET {sets} FROM syncwd_stage s CROSS JOIN LATERAL {populate} r"
+                            " WHERE {where} AND {match}{guard}",
+                            sets=sql.SQL(", ").join(sql.SQL("{0} = r.{0}").format(ident(c)) for c in updates),
+                            match=self._key_match("t", "r"),
+                            guard=guard,
+                        )
+                    )
+                )
+            missing_only = sql.SQL(" AND NOT EXISTS (SELECT FROM {table} AS e WHERE {match})").format(
+                table=s.ident, match=self._key_match("e", "r")
+            )
+            new_rows = _Statement(
+                *self._both(
+                    "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {populate} r WHERE {where}{missing_only}",
+                    missing_only=missing_only,
+                )
+            )
+        unit.append(
+            _Statement(
+                *self._both(
+                    "INSERT INTO {table} AS t ({cols}) SELECT {rcols} FROM syncwd_stage s"
+                    " CROSS JOIN LATERAL {populate} r WHERE {where}{missing_only} ON CONFLICT ({key}) {action}",
+                    cols=cols,
+                    rcols=rcols,
+                    key=key,
+                    action=action,
+                    missing_only=missing_only,
+                )
+            )
         )
-        self._upserts[columns] = query
-        return query
+        self._units[columns] = _Unit(unit, needs, new_rows)
+        return self._units[columns]
 
-    def _delete_sql(self) -> sql.Composed:
-        s = self.schema
+    def _duplicates_sql(self) -> sql.Composed:
+        types = dict(self.schema.types)
         return sql.SQL(
-            "DELETE FROM {table} AS t USING syncwd_stage s"
-            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, s.doc) r"
-            " WHERE s.g = {group} AND {match}"
+            "SELECT array_agg(s.i ORDER BY s.i) FROM syncwd_stage s WHERE s.i = ANY(%(idx)s)"
+            " GROUP BY {key} HAVING count(*) > 1"
         ).format(
-            table=s.ident,
-            group=sql.Literal(DELETE),
-            match=sql.SQL(" AND ").join(sql.SQL("t.{0} = r.{0}").format(sql.Identifier(c)) for c in s.key),
+            key=sql.SQL(", ").join(
+                sql.SQL("(s.doc ->> {})::{}").format(sql.Literal(c), sql.SQL(types[c])) for c in self.schema.key
+            )
         )
+
+
+class _Run:
+    """One batch's statements inside its transaction, and the records they
+    rejected (stage index -> reason) or skipped as stale."""
+
+    def __init__(
+        self, merger: Merger, cur: psycopg.Cursor[Any], clock: Deadline, items: list[tuple[int, str, bytes]]
+    ) -> None:
+        self.merger = merger
+        self.cur = cur
+        self.clock = clock
+        self.items = items
+        self.dead: dict[int, str] = {}
+        self.stale: set[int] = set()
+        self.careful = False
+
+    def apply(self, unit: _Unit, indices: list[int], group: int) -> None:
+        """Run ``unit`` on the stage rows ``indices`` (all of ``group``'s, as
+        far as none was dead-lettered by an earlier unit)."""
+        live = [i for i in indices if i not in self.dead]
+        if live:
+            self._try(unit, live, whole=group if len(live) == len(indices) else None)
+
+    def finish(self) -> None:
+        if self.careful:
+            self.cur.execute(_END_CAREFUL)
+
+    def _run(self, unit: _Unit, indices: list[int], whole: int | None) -> set[int]:
+        params = {"g": whole, "idx": indices}
+        stale: set[int] = set()
+        for statement in unit.statements:
+            self.cur.execute(statement.whole if whole is not None else statement.some, params)
+            if statement.returns_stale:
+                stale.update(row[0] for row in self.cur.fetchall())
+        return stale
+
+    def _try(self, unit: _Unit, indices: list[int], whole: int | None) -> None:
+        conn = self.merger.conn
+        try:
+            with conn.transaction():  # a savepoint
+                stale = self._run(unit, indices, whole)
+        except psycopg.errors.UndefinedColumn as exc:
+            raise SchemaChanged(str(exc).strip()) from exc
+        except psycopg.Error as exc:
+            if not is_data_error(exc) or conn.broken:
+                raise
+            self.clock.renew()
+            self._be_careful()
+            self._isolate(unit, indices, exc)
+            return
+        self.clock.renew()
+        self.stale.update(stale)
+
+    def _be_careful(self) -> None:
+        if not self.careful:
+            for statement in _CAREFUL:
+                self.cur.execute(statement)
+            self.careful = True
+
+    def _isolate(self, unit: _Unit, indices: list[int], exc: psycopg.Error) -> None:
+        if exc.sqlstate == NOT_NULL_VIOLATION and unit.new_rows and not self.merger.schema.insert_triggers:
+            # Every new row of a group lacking a required column fails the same
+            # way (no trigger can fill it in): dead-letter them all at once
+            # instead of finding them one halving at a time.
+            self.cur.execute(unit.new_rows.some, {"idx": indices})
+            new = {row[0] for row in self.cur.fetchall()}
+            if new:
+                reason = (
+                    f"a new row needs NOT NULL column(s) {', '.join(unit.needs)} without default,"
+                    f" which the record does not carry [SQLSTATE {exc.sqlstate}]"
+                )
+                self.dead.update(dict.fromkeys(new, reason))
+                rest = [i for i in indices if i not in new]
+                if rest:
+                    self._try(unit, rest, None)
+                return
+        if exc.sqlstate == CARDINALITY_VIOLATION and len(indices) > 1:
+            groups = self._duplicates(indices)
+            if groups:
+                for group in groups:
+                    ids = [self.items[i][1] for i in group]
+                    for i, rid in zip(group, ids):
+                        others = ", ".join(repr(o) for o in ids if o != rid)
+                        self.dead[i] = (
+                            f"names the same row as id {others} in this batch (two spellings of one key);"
+                            f" none of them was written [SQLSTATE {exc.sqlstate}]"
+                        )
+                rest = [i for i in indices if i not in self.dead]
+                if rest:
+                    self._try(unit, rest, None)
+                return
+        if len(indices) == 1:
+            self.dead[indices[0]] = describe(exc)
+            return
+        middle = len(indices) // 2
+        self._try(unit, indices[:middle], None)
+        self._try(unit, indices[middle:], None)
+
+    def _duplicates(self, indices: list[int]) -> list[list[int]]:
+        """Groups of stage rows whose keys PostgreSQL sees as one ("7" and
+        "07" into an int key, differently cased UUIDs, citext)."""
+        try:
+            with self.merger.conn.transaction():
+                self.cur.execute(self.merger._duplicates_sql(), {"idx": indices})
+                return [list(row[0]) for row in self.cur.fetchall()]
+        except psycopg.Error as exc:
+            if not is_data_error(exc) or self.merger.conn.broken:
+                raise
+            return []  # a key that does not even parse: plain halving finds it

@@ -5,6 +5,9 @@ the current one."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
 import uuid
 import zlib
@@ -18,10 +21,11 @@ import psycopg.errors
 import redis.exceptions
 
 from . import scripts
+from .connection import deadline
 from .decode import Decoded, Decoder
 from .errors import DrainFault
-from .merge import Merger, MergeResult
-from .schema import TableSchema
+from .merge import Merger, MergeResult, SchemaChanged
+from .schema import TableSchema, load_schema
 
 log = logging.getLogger("syncwd_fast")
 
@@ -45,8 +49,15 @@ class Options:
     strict: bool
     retries: int
     backoff: float
-    pg_deadline_s: float  # the longest a merge transaction may take before its link is deemed dead
+    pg_deadline_s: float  # the longest a merge statement may take before its link is deemed dead
     on_batch: Callable[[str, int, int], None] | None = None
+    skip_busy: bool = False  # a held lease means busy at once, live holder or not
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a held lease is renewed: well inside the lease, and often
+        enough that a drainer watching it tells a live holder within a second."""
+        return min(self.lease_ms / 3000, 1.0)
 
 
 @dataclass
@@ -54,6 +65,7 @@ class PartitionResult:
     upserted: int = 0
     deleted: int = 0
     dead_lettered: int = 0
+    skipped: int = 0  # older than the row's version in PostgreSQL: not written
     busy: bool = False
 
 
@@ -67,6 +79,47 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
+def holder_text() -> str:
+    """Who holds a lease, for status and messages."""
+    return f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+
+
+class Heartbeat:
+    """Renews the partition's lease while its drainer works, merges included:
+    a merge may wait on a row lock or a slow disk far longer than the lease.
+    A drainer that dies or stalls stops renewing, so its lease expires and a
+    successor takes over; fencing (the lease check before COMMIT) still stops
+    a stalled drainer that wakes up late."""
+
+    def __init__(self, renew: Callable[[], bool], interval_s: float, where: str) -> None:
+        self.renew = renew
+        self.interval_s = interval_s
+        self.where = where
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="syncwd-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if not self.renew():
+                    self.lost = True
+                    log.warning(
+                        "%s: lease lost (expired or taken over); the merge under way will roll back", self.where
+                    )
+                    return
+            except redis.exceptions.RedisError as exc:  # the lease may lapse; fencing then stops the merge
+                log.debug("%s: lease renewal failed: %s", self.where, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class PartitionDrain:
     def __init__(
         self,
@@ -75,6 +128,7 @@ class PartitionDrain:
         schema: TableSchema,
         number: int,
         options: Options,
+        stop: threading.Event | None = None,
     ) -> None:
         self.redis = redis_client
         self.connection = connection
@@ -82,9 +136,12 @@ class PartitionDrain:
         self.table = schema.table
         self.number = number
         self.opts = options
+        self.stop = stop or threading.Event()
         self.keys = self.table.keys(number, options.prefix)
+        self.where = f"{self.table.name}/{number}"
         self.token = uuid.uuid4().hex
         self.result = PartitionResult()
+        self.decoder = Decoder(schema, options.strict)
 
     def run(self) -> PartitionResult:
         """Drain with bounded retries; a fault past them raises DrainFault.
@@ -92,56 +149,112 @@ class PartitionDrain:
         row, so a long drain does not give up over unrelated faults hours apart."""
         attempt = 0
         while True:
-            landed = self.result.upserted + self.result.deleted + self.result.dead_lettered
+            landed = self._landed()
             try:
                 self._drain()
                 return self.result
             except TRANSIENT as exc:
-                progressed = self.result.upserted + self.result.deleted + self.result.dead_lettered > landed
-                attempt = 1 if progressed else attempt + 1
+                attempt = 1 if self._landed() > landed else attempt + 1
                 if attempt > self.opts.retries:
                     raise DrainFault(
                         f"{self.table.name} partition {self.number}: gave up after {self.opts.retries} retries: "
                         f"{type(exc).__name__}: {str(exc).strip()}"
                     ) from exc
                 delay = min(self.opts.backoff * 2 ** (attempt - 1), 10.0)
-                log.warning("%s/%d: %s; retry %d in %.1fs", self.table.name, self.number, exc, attempt, delay)
+                log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
                 time.sleep(delay)
 
+    def _landed(self) -> int:
+        r = self.result
+        return r.upserted + r.deleted + r.dead_lettered + r.skipped
+
+    # --- the lease ------------------------------------------------------------
+
+    def _acquire(self) -> bool:
+        if scripts.lease(self.redis, self.keys, "acquire", self.token, self.opts.lease_ms, holder_text()):
+            return True
+        if self.opts.skip_busy:
+            return False
+        return self._wait_for_lease()
+
+    def _wait_for_lease(self) -> bool:
+        """Another token holds the lease. A live holder renews it (its
+        heartbeat), so the partition is busy; a dead or stalled one does not,
+        and its lease runs out within the lease time: take it over then, and
+        adopt its run. True when the lease is ours."""
+        seen: tuple[bytes, int] | None = None
+        while not self.stop.is_set():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.get(self.keys.lease)
+            pipe.pttl(self.keys.lease)
+            token, ttl = pipe.execute()
+            if token is None:
+                if scripts.lease(self.redis, self.keys, "acquire", self.token, self.opts.lease_ms, holder_text()):
+                    if seen is not None:
+                        log.warning("%s: its drainer stopped renewing the lease; taking the partition over", self.where)
+                    return True
+                seen = None  # someone else was quicker: watch the new holder
+                continue
+            if ttl < 0 or (seen is not None and (token != seen[0] or ttl > seen[1])):
+                # renewed, or taken over by another live drainer (or set with no expiry by hand)
+                holder = self.redis.hget(self.keys.meta, "holder")
+                log.info("%s: busy, held by %s", self.where, holder.decode() if holder else "another drainer")
+                return False
+            seen = (token, ttl)
+            time.sleep(min(0.05, ttl / 1000))
+        return False
+
+    def _renew(self) -> bool:
+        return scripts.lease(self.redis, self.keys, "renew", self.token, self.opts.lease_ms)
+
+    # --- draining -------------------------------------------------------------
+
     def _drain(self) -> None:
-        if not scripts.lease(self.redis, self.keys, "acquire", self.token, self.opts.lease_ms):
+        if not self._acquire():
             self.result.busy = True
             return
         try:
-            merger = Merger(
-                self.connection(),
-                self.schema,
-                lock_key(self.opts.prefix, self.table.name, self.number),
-                self._renew,
-                self.opts.pg_deadline_s,
-            )
-            decoder = Decoder(self.schema, self.opts.strict)
-            while True:
-                snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
-                orphans = self._drain_run(snap.run, merger, decoder) if snap.run and snap.size else 0
-                # After an adopted run, the dirty set still waits for its turn; ids
-                # left in flight (a pop whose reply was lost) are adopted the same way.
-                if not snap.adopted and not orphans:
-                    break
+            with Heartbeat(self._renew, self.opts.heartbeat_s, self.where):
+                merger = Merger(
+                    self.connection(),
+                    self.schema,
+                    lock_key(self.opts.prefix, self.table.name, self.number),
+                    self._renew,
+                    self.opts.pg_deadline_s,
+                )
+                while True:
+                    snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
+                    orphans = self._drain_run(snap.run, merger) if snap.run and snap.size else 0
+                    # After an adopted run, the dirty set still waits for its turn; ids
+                    # left in flight (a pop whose reply was lost) are adopted the same way.
+                    if not snap.adopted and not orphans:
+                        break
         finally:
             try:
                 scripts.lease(self.redis, self.keys, "release", self.token)
             except redis.exceptions.RedisError:
                 pass  # it expires by itself
 
-    def _renew(self) -> bool:
-        return scripts.lease(self.redis, self.keys, "renew", self.token, self.opts.lease_ms)
-
-    def _fetch(self, run: str, decoder: Decoder) -> tuple[scripts.Popped, Decoded | None]:
+    def _fetch(self, run: str) -> tuple[scripts.Popped, Decoded | None]:
         popped = scripts.pop(self.redis, self.keys, run, self.token, self.opts.batch, self.opts.lease_ms)
-        return popped, decoder.decode(popped.ids, popped.values) if popped.ids else None
+        if not popped.ids:
+            return popped, None
+        return popped, self.decoder.decode(popped.ids, popped.values, popped.recreated)
 
-    def _drain_run(self, run: str, merger: Merger, decoder: Decoder) -> int:
+    def _reload_schema(self, merger: Merger) -> bool:
+        """Read the table's schema again (a column may have been added or
+        dropped since the drain started); True when it changed."""
+        with deadline(merger.conn, self.opts.pg_deadline_s):
+            schema = load_schema(merger.conn, self.table)
+        if schema == self.schema:
+            return False
+        log.info("%s: the table's columns changed; merging with the new schema", self.where)
+        self.schema = schema
+        self.decoder = Decoder(schema, self.opts.strict)
+        merger.set_schema(schema)
+        return True
+
+    def _drain_run(self, run: str, merger: Merger) -> int:
         """Drain the run; returns how many ids are left in flight with no batch
         of ours holding them (a pop re-sent after its reply was lost)."""
         # PostgreSQL merges batch k while one thread acks batch k-1 and another
@@ -151,7 +264,7 @@ class PartitionDrain:
             ThreadPoolExecutor(1, thread_name_prefix="syncwd-pop") as popper,
             ThreadPoolExecutor(1, thread_name_prefix="syncwd-ack") as acker,
         ):
-            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = popper.submit(self._fetch, run, decoder)
+            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = popper.submit(self._fetch, run)
             while pending is not None:
                 popped, batch = pending.result()
                 for done in [a for a in acks if a.done()]:
@@ -159,8 +272,8 @@ class PartitionDrain:
                     done.result()  # an ack that failed (lease lost, fault) stops the run here
                 if batch is None:
                     break
-                pending = popper.submit(self._fetch, run, decoder) if popped.remaining else None
-                merged = self._merge(run, batch, merger)
+                pending = popper.submit(self._fetch, run) if popped.remaining else None
+                merged = self._merge(run, popped, batch, merger)
                 acks.append(acker.submit(self._ack, run, merged))
             for ack in acks:
                 ack.result()
@@ -175,23 +288,47 @@ class PartitionDrain:
                 "last_upserted": r.upserted,
                 "last_deleted": r.deleted,
                 "last_dead_lettered": r.dead_lettered,
+                "last_skipped": r.skipped,
             },
         )
         return orphans
 
-    def _merge(self, run: str, batch: Decoded, merger: Merger) -> MergeResult:
-        if batch.dead:
-            scripts.dead(self.redis, self.keys, run, self.token, batch.dead)
-        merged = merger.merge(batch)
-        if merged.dead:
-            scripts.dead(self.redis, self.keys, run, self.token, merged.dead)
+    def _merge(self, run: str, popped: scripts.Popped, batch: Decoded, merger: Merger) -> MergeResult:
+        # A key that is not a column may be one added since the schema was read:
+        # read it again before such a record's value is acked without it.
+        if batch.unknown:
+            self._reload_schema(merger)
+        if batch.schema is not self.schema:  # decoded (ahead) against the schema before a reload
+            batch = self.decoder.decode(popped.ids, popped.values, popped.recreated)
+        for attempt in range(3):
+            try:
+                merged = merger.merge(batch)
+                break
+            except SchemaChanged:  # a column the statements name was dropped
+                if attempt == 2 or not self._reload_schema(merger):
+                    raise
+                batch = self.decoder.decode(popped.ids, popped.values, popped.recreated)
+        dead = batch.dead + merged.dead
+        if dead:
+            scripts.dead(self.redis, self.keys, run, self.token, dead)
         r = self.result
         r.upserted += len(merged.upserted)
         r.deleted += len(merged.deleted)
-        r.dead_lettered += len(batch.dead) + len(merged.dead)
+        r.skipped += len(merged.skipped)
+        r.dead_lettered += len(dead)
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged
 
     def _ack(self, run: str, merged: MergeResult) -> None:
-        scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, merged.upserted, merged.deleted)
+        scripts.ack(
+            self.redis,
+            self.keys,
+            run,
+            self.token,
+            self.table.ttl,
+            merged.upserted,
+            merged.deleted,
+            kept=merged.skipped,
+            recreated=merged.recreated,
+        )

@@ -15,13 +15,15 @@ class TableReport:
     upserted: int = 0
     deleted: int = 0
     dead_lettered: int = 0
+    skipped: int = 0  # records older than their row's version in PostgreSQL: not written
     busy: list[int] = field(default_factory=list)  # partitions another drainer held
     error: str | None = None  # why the table could not be drained
 
-    def add(self, upserted: int = 0, deleted: int = 0, dead_lettered: int = 0) -> None:
+    def add(self, upserted: int = 0, deleted: int = 0, dead_lettered: int = 0, skipped: int = 0) -> None:
         self.upserted += upserted
         self.deleted += deleted
         self.dead_lettered += dead_lettered
+        self.skipped += skipped
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -29,6 +31,7 @@ class TableReport:
             "upserted": self.upserted,
             "deleted": self.deleted,
             "dead_lettered": self.dead_lettered,
+            "skipped": self.skipped,
             "busy": sorted(self.busy),
             "error": self.error,
         }
@@ -53,6 +56,10 @@ class DrainReport:
         return sum(t.dead_lettered for t in self.tables.values())
 
     @property
+    def skipped(self) -> int:
+        return sum(t.skipped for t in self.tables.values())
+
+    @property
     def rows_per_second(self) -> float:
         return (self.upserted + self.deleted) / self.seconds if self.seconds > 0 else 0.0
 
@@ -69,6 +76,7 @@ class DrainReport:
             "upserted": self.upserted,
             "deleted": self.deleted,
             "dead_lettered": self.dead_lettered,
+            "skipped": self.skipped,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "aborted": self.aborted,
@@ -78,11 +86,14 @@ class DrainReport:
 
     def summary(self) -> str:
         lines = [
-            f"{self.upserted} upserted, {self.deleted} deleted, {self.dead_lettered} dead-lettered "
-            f"in {self.seconds:.2f}s ({self.rows_per_second:,.0f} rows/s)"
+            f"{self.upserted} upserted, {self.deleted} deleted, {self.dead_lettered} dead-lettered"
+            + (f", {self.skipped} skipped as stale" if self.skipped else "")
+            + f" in {self.seconds:.2f}s ({self.rows_per_second:,.0f} rows/s)"
         ]
         for name, t in self.tables.items():
             line = f"  {name}: {t.upserted} upserted, {t.deleted} deleted, {t.dead_lettered} dead-lettered"
+            if t.skipped:
+                line += f", {t.skipped} skipped (PostgreSQL holds a newer version)"
             if t.busy:
                 line += f"; partitions {sorted(t.busy)} busy with another drainer"
             if t.error:

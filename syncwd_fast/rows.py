@@ -3,29 +3,13 @@ objects) into key values and JSON bytes."""
 
 from __future__ import annotations
 
-import decimal
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from .keys import TOMBSTONE
-
-
-def _default(obj: Any) -> Any:
-    dump = getattr(obj, "model_dump", None)  # pydantic v2
-    if callable(dump):
-        return dump(mode="json")
-    if isinstance(obj, decimal.Decimal):
-        return str(obj)  # exact: PostgreSQL parses numeric from text
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, uuid.UUID):
-        return str(obj)
-    if hasattr(obj, "__dict__"):
-        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
-    raise TypeError(f"cannot store a {type(obj).__name__} as JSON")
+from .keys import json_default as _default  # shared with canonical_id: ids render what rows store
 
 
 def field(row: Any, name: str) -> Any:
@@ -60,4 +44,5 @@ def encode(row: Any) -> bytes:
 
 
 def tombstone(key: tuple[str, ...], values: list[Any]) -> bytes:
-    return TOMBSTONE + orjson.dumps(dict(zip(key, values)))
+    # The same serialization as rows: a Decimal or a model's key must not fail here.
+    return TOMBSTONE + orjson.dumps(dict(zip(key, values)), default=_default)

@@ -17,6 +17,12 @@ class TableSchema:
     table: Table
     ident: sql.Identifier  # the quoted, possibly schema-qualified, name
     columns: tuple[str, ...]  # writable columns in table order (no generated ones)
+    # NOT NULL columns a new row must carry (no default, not an identity): a
+    # record without one of them can only update an existing row
+    required: frozenset[str] = frozenset()
+    types: tuple[tuple[str, str], ...] = ()  # (column, SQL type) of every writable column
+    # a BEFORE INSERT row trigger may fill a required column the record lacks
+    insert_triggers: bool = False
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -33,11 +39,14 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
     if oid is None or oid[0] is None:
         raise TableMissing(table.name)
     cols = conn.execute(
-        "SELECT attname, attgenerated <> '' FROM pg_attribute"
+        "SELECT attname, attgenerated <> '', attnotnull AND NOT atthasdef AND attidentity = '',"
+        " format_type(atttypid, atttypmod) FROM pg_attribute"
         " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         (oid[0],),
     ).fetchall()
-    columns = tuple(name for name, generated in cols if not generated)
+    columns = tuple(name for name, generated, _, _ in cols if not generated)
+    required = frozenset(name for name, generated, needed, _ in cols if needed and not generated)
+    types = tuple((name, type_) for name, generated, _, type_ in cols if not generated)
     for column in (*table.key_columns, *([table.version_column] if table.version_column else [])):
         if column not in columns:
             raise ConfigurationError(f"table {table.name!r} has no writable column {column!r}")
@@ -53,4 +62,8 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
         raise ConfigurationError(
             f"table {table.name!r} has no primary key or unique index on ({', '.join(table.key_columns)})"
         )
-    return TableSchema(table, ident, columns)
+    triggers = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal AND tgtype & 7 = 7)",
+        (oid[0],),
+    ).fetchone()
+    return TableSchema(table, ident, columns, required, types, bool(triggers and triggers[0]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -56,19 +56,23 @@ def _text(value: bytes | str) -> str:
 # --- write side ---------------------------------------------------------------
 
 
-def write_args(keys: PartitionKeys, items: list[tuple[str, bytes]]) -> tuple[list[str], list[Any]]:
-    args: list[Any] = [keys.value_prefix]
+def write_args(keys: PartitionKeys, entry: bytes, items: list[tuple[str, bytes]]) -> tuple[list[str], list[Any]]:
+    """``entry`` is the table's registry entry, kept in the partition's meta."""
+    args: list[Any] = [keys.value_prefix, entry]
     for record_id, value in items:
         args.append(record_id)
         args.append(value)
-    return [keys.dirty], args
+    return [keys.dirty, keys.meta, keys.tombs, keys.recreated], args
 
 
 # --- drain side ---------------------------------------------------------------
 
 
-def lease(client: Any, keys: PartitionKeys, op: str, token: str, ms: int = 0) -> bool:
-    return bool(call(client, "lease", [keys.lease], [op, token, ms]))
+def lease(client: Any, keys: PartitionKeys, op: str, token: str, ms: int = 0, holder: str | None = None) -> bool:
+    if op == "renew":
+        return bool(call(client, "lease", [keys.lease], [op, token, ms]))
+    args = [op, token, ms] if holder is None else [op, token, ms, holder]
+    return bool(call(client, "lease", [keys.lease, keys.meta], args))
 
 
 @dataclass(frozen=True)
@@ -94,12 +98,17 @@ class Popped:
     ids: list[str]
     values: list[bytes | None]
     remaining: int
+    # id -> generation, for records that are a new row after a delete (write.lua)
+    recreated: dict[str, str] = field(default_factory=dict)
 
 
 def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> Popped:
     result = _fenced(
         call(
-            client, "pop", [keys.run(run), keys.inflight(run), keys.lease], [count, token, lease_ms, keys.value_prefix]
+            client,
+            "pop",
+            [keys.run(run), keys.inflight(run), keys.lease, keys.recreated],
+            [count, token, lease_ms, keys.value_prefix],
         ),
         keys,
         "pop",
@@ -107,18 +116,40 @@ def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, leas
     ids = [_text(i) for i in result[0]]
     # Lua false comes back as None; a str value means a decode_responses client.
     values = [v.encode() if isinstance(v, str) else v for v in result[1]]
-    return Popped(ids, values, int(result[2]))
+    recreated = {rid: _text(gen) for rid, gen in zip(ids, result[3]) if gen is not None}
+    return Popped(ids, values, int(result[2]), recreated)
 
 
 def ack(
-    client: Any, keys: PartitionKeys, run: str, token: str, ttl: int, upserted: list[str], deleted: list[str]
+    client: Any,
+    keys: PartitionKeys,
+    run: str,
+    token: str,
+    ttl: int,
+    upserted: list[str],
+    deleted: list[str],
+    kept: list[str] | None = None,
+    recreated: dict[str, str] | None = None,
 ) -> tuple[int, int]:
+    """``kept``: acked without a TTL (the version guard skipped them);
+    ``recreated``: id -> generation of merged new rows after a delete."""
+    kept = kept or []
+    pairs = [x for item in (recreated or {}).items() for x in item]
     result = _fenced(
         call(
             client,
             "ack",
-            [keys.inflight(run), keys.run(run), keys.dirty, keys.meta, keys.lease, keys.dead],
-            [token, keys.value_prefix, ttl, len(upserted), *upserted, *deleted],
+            [
+                keys.inflight(run),
+                keys.run(run),
+                keys.dirty,
+                keys.meta,
+                keys.lease,
+                keys.dead,
+                keys.tombs,
+                keys.recreated,
+            ],
+            [token, keys.value_prefix, ttl, len(upserted), len(kept), len(deleted), *upserted, *kept, *deleted, *pairs],
         ),
         keys,
         "ack",

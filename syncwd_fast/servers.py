@@ -118,6 +118,8 @@ class RedisServer:
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
+                "--repl-diskless-sync-delay",  # a replica syncs at once, not after 5 s
+                "0",
             ]
         args += ["--logfile", os.path.join(self.dir, "log")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -153,14 +155,17 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """A throwaway Redis Cluster of ``masters`` nodes, no replicas."""
+    """A throwaway Redis Cluster of ``masters`` nodes, each with ``replicas``
+    replicas (none by default). Which node becomes a master is redis-cli's
+    choice: ask the cluster (CLUSTER NODES) rather than rely on the order."""
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, replicas: int = 0) -> None:
         cli = _which("redis-cli")
         if not cli:
             raise ServerUnavailable("redis-cli not found on PATH; " + INSTALL_HINT)
         self.cli: str = cli
-        self.nodes = [RedisServer(cluster=True) for _ in range(masters)]
+        self.replicas = replicas
+        self.nodes = [RedisServer(cluster=True) for _ in range(masters * (1 + replicas))]
 
     @property
     def url(self) -> str:
@@ -179,7 +184,7 @@ class RedisClusterServers:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         created = subprocess.run(
-            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            [self.cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -187,11 +192,23 @@ class RedisClusterServers:
         if created.returncode != 0:
             raise ServerUnavailable(f"redis-cli --cluster create failed: {created.stdout} {created.stderr}")
 
-        def ready() -> bool:
-            out = subprocess.run(
-                [self.cli, "-p", str(self.nodes[0].port), "cluster", "info"], capture_output=True, text=True, timeout=10
+        def ask(node: RedisServer, *command: str) -> str:
+            return subprocess.run(
+                [self.cli, "-p", str(node.port), *command], capture_output=True, text=True, timeout=10
             ).stdout
-            return "cluster_state:ok" in out
+
+        def ready() -> bool:
+            replicas = len(self.nodes) - len(self.nodes) // (1 + self.replicas)
+            for node in self.nodes:  # every node sees the whole cluster, every replica is in sync
+                if "cluster_state:ok" not in ask(node, "cluster", "info"):
+                    return False
+                flags = [line.split()[2].split(",") for line in ask(node, "cluster", "nodes").splitlines() if line]
+                if sum("slave" in f for f in flags) != replicas:
+                    return False
+                role = ask(node, "info", "replication")
+                if "role:slave" in role and "master_link_status:up" not in role:
+                    return False
+            return True
 
         _wait(ready, "the Redis Cluster")
 

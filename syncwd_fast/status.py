@@ -1,23 +1,36 @@
-"""What waits in Redis, per table: dirty, in a run, in flight, dead."""
+"""What waits in Redis, per table: dirty, in a run, in flight, dead.
+
+Tables the registry lost (see discover.py) are shown too, with
+``"registered": False``, when the registry is empty, lacks a table asked for,
+or with ``discover=True``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
+from .discover import find_unregistered
 from .drain import registered_tables
 from .errors import ConfigurationError
 
 
-def table_status(redis_client: Any, prefix: str, tables: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+def table_status(
+    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, discover: bool = False
+) -> dict[str, dict[str, Any]]:
     registry = registered_tables(redis_client, prefix)
-    names = list(tables) if tables else list(registry)
-    unknown = [n for n in names if n not in registry]
+    wanted = list(tables or [])
+    lost = find_unregistered(redis_client, prefix, registry, wanted, discover)
+    known = dict(sorted({**registry, **lost}.items()))
+    names = wanted or list(known)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigurationError(f"not registered under prefix {prefix!r}: {', '.join(unknown)}")
+        raise ConfigurationError(
+            f"not registered under prefix {prefix!r} and in no partition meta: {', '.join(unknown)}"
+        )
     result: dict[str, dict[str, Any]] = {}
     for name in names:
-        table = registry[name]
+        table = known[name]
         parts = [table.keys(n, prefix) for n in range(table.partitions)]
         pipe = redis_client.pipeline(transaction=False)
         for keys in parts:
@@ -40,5 +53,6 @@ def table_status(redis_client: Any, prefix: str, tables: Iterable[str] | None = 
             "inflight": sum(sizes[1::2]),
             "dead": sum(raw[3 * i + 2] for i in range(len(parts))),
             "active_runs": {keys.number: run for keys, run in active},
+            "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
         }
     return result

@@ -3,6 +3,11 @@ here instead of to PostgreSQL; a drain moves it later."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import enum
+import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +20,15 @@ from .table import Table
 
 CHUNK = 1000  # records per Lua call: short enough not to stall Redis
 PIPELINE = 16  # Lua calls per round trip; bounds the memory update_many holds
+# How often a writer re-asserts its tables' registry entries (HSETNX, sent with
+# a write): a lost P:tables entry comes back without a round trip per write.
+REASSERT_SECONDS = 5.0
+
+Call = tuple[list[str], list[Any]]  # one write.lua call: keys, args
+
+# A key given by itself rather than as a row (date covers datetime; Enum covers
+# str and int enums). bool stays out: a stray True is more likely a mistake.
+SCALAR_KEYS = (str, int, float, decimal.Decimal, uuid.UUID, datetime.date, datetime.time, enum.Enum)
 
 
 def table_of(obj: Any) -> Table:
@@ -49,6 +63,7 @@ class Syncwd:
         self.redis = redis
         self.prefix = validate_prefix(prefix)
         self._tables: dict[str, Table] = {}
+        self._asserted: dict[str, float] = {}  # table -> when its registry entry was last written or seen
 
     # --- tables -------------------------------------------------------------
 
@@ -68,7 +83,11 @@ class Syncwd:
         if current is None or Table.from_registry(table.name, current) != table:
             self.redis.hset(registry_key(self.prefix), table.name, table.to_registry())
         self._tables[table.name] = table
+        self._asserted[table.name] = time.monotonic()
         return table
+
+    def _reassert_due(self, t: Table) -> bool:
+        return time.monotonic() - self._asserted.get(t.name, float("-inf")) >= REASSERT_SECONDS
 
     def _table(self, table: Any) -> Table:
         if isinstance(table, str):
@@ -79,7 +98,7 @@ class Syncwd:
         return self.register(table_of(table))
 
     def _id(self, table: Table, key_or_row: Any) -> tuple[str, list[Any]]:
-        if isinstance(key_or_row, (str, int)) and not isinstance(key_or_row, bool):
+        if isinstance(key_or_row, SCALAR_KEYS) and not isinstance(key_or_row, bool):
             values = [key_or_row]
         elif isinstance(key_or_row, (tuple, list)):
             values = list(key_or_row)
@@ -130,8 +149,10 @@ class Syncwd:
 
     def _write(self, t: Table, items: Iterable[Any], deleting: bool) -> int:
         key = t.key_columns
+        entry = t.to_registry()
+        reassert: Table | None = t if self._reassert_due(t) else None  # rides along the first round trip
         pending: dict[int, list[tuple[str, bytes]]] = {}
-        calls: list[tuple[list[str], list[Any]]] = []
+        calls: list[Call] = []
         n = 0
         for item in items:
             if deleting:
@@ -147,39 +168,61 @@ class Syncwd:
             part.append((record_id, value))
             n += 1
             if len(part) == CHUNK:
-                calls.append(scripts.write_args(t.keys(number, self.prefix), part))
+                calls.append(scripts.write_args(t.keys(number, self.prefix), entry, part))
                 pending[number] = []
                 if len(calls) == PIPELINE:
-                    self._send(calls)
-                    calls = []
-        calls.extend(scripts.write_args(t.keys(number, self.prefix), part) for number, part in pending.items() if part)
-        self._send(calls)
+                    self._send(calls, reassert)
+                    calls, reassert = [], None
+        calls.extend(
+            scripts.write_args(t.keys(number, self.prefix), entry, part) for number, part in pending.items() if part
+        )
+        self._send(calls, reassert)
         return n
 
-    def _send(self, calls: list[tuple[list[str], list[Any]]]) -> None:
-        if len(calls) == 1:
+    def _send(self, calls: list[Call], reassert: Table | None = None) -> None:
+        """Run the write calls, pipelined per node. ``reassert``: HSETNX the
+        table's registry entry too, in the round trip of the writes to the
+        registry's node (on a cluster where none goes there, one command more
+        per interval); it restores a lost entry, never replaces another writer's."""
+        if not calls:
+            return
+        if len(calls) == 1 and reassert is None:
             scripts.call(self.redis, "write", *calls[0])
             return
         write = scripts.script("write")
-        for client, group in self._by_node(calls):
+        registry = registry_key(self.prefix)
+        asserted = False
+        for client, group, here in self._by_node(calls, registry if reassert else None):
             pipe = client.pipeline(transaction=False)
             for keys_, args in group:
                 pipe.evalsha(write.sha, len(keys_), *keys_, *args)
-            if any(isinstance(result, Exception) for result in pipe.execute(raise_on_error=False)):
+            if here and reassert:
+                pipe.hsetnx(registry, reassert.name, reassert.to_registry())
+            results = pipe.execute(raise_on_error=False)
+            if any(isinstance(result, Exception) for result in results[: len(group)]):
                 # NOSCRIPT after a restart, a MOVED slot, ...: the whole group again, in
                 # order, through the main client, which loads scripts and follows
                 # redirects. Writes are idempotent; order keeps the last value last.
                 for keys_, args in group:
                     scripts.call(self.redis, "write", keys_, args)
+            if here and reassert:
+                asserted = not isinstance(results[-1], Exception)
+        if reassert:
+            if not asserted:  # through the main client: it follows redirects
+                self.redis.hsetnx(registry, reassert.name, reassert.to_registry())
+            self._asserted[reassert.name] = time.monotonic()
 
-    def _by_node(self, calls: list[tuple[list[str], list[Any]]]) -> list[tuple[Any, list[tuple[list[str], list[Any]]]]]:
-        """Cluster clients cannot pipeline scripts: pipeline per node instead."""
+    def _by_node(self, calls: list[Call], extra_key: str | None = None) -> list[tuple[Any, list[Call], bool]]:
+        """Cluster clients cannot pipeline scripts: pipeline per node instead.
+        Each group says whether ``extra_key`` lives on its node."""
         if not hasattr(self.redis, "get_node_from_key"):
-            return [(self.redis, calls)]
-        groups: dict[str, tuple[Any, list[tuple[list[str], list[Any]]]]] = {}
+            return [(self.redis, calls, extra_key is not None)]
+        extra = self.redis.get_node_from_key(extra_key) if extra_key is not None else None
+        groups: dict[str, tuple[Any, list[Call], bool]] = {}
         for call in calls:
             node = self.redis.get_node_from_key(call[0][0])
             if node.name not in groups:
-                groups[node.name] = (self.redis.get_redis_connection(node), [])
+                here = extra is not None and node.name == extra.name
+                groups[node.name] = (self.redis.get_redis_connection(node), [], here)
             groups[node.name][1].append(call)
         return list(groups.values())

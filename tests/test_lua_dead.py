@@ -42,3 +42,13 @@ def test_fenced_when_the_lease_is_lost(r, keys):
     with pytest.raises(LeaseLost):
         scripts.dead(r, keys, "R", "tok", [("1", "x")])
     assert not r.exists(keys.dead)
+
+
+def test_persists_the_value_it_keeps(r, keys):
+    # A value may carry a TTL it must lose now (e.g. one a purge gave while
+    # this newer value was in flight): it is the record's only copy.
+    r.set(keys.value("1"), b"{}", ex=60)
+    r.sadd(keys.inflight("R"), "1", "2")
+    assert scripts.dead(r, keys, "R", "tok", [("1", "rejected"), ("2", "value missing")]) == 2
+    assert r.ttl(keys.value("1")) == -1
+    assert not r.exists(keys.value("2"))  # nothing to persist, nothing created

@@ -20,8 +20,41 @@ def test_purge_forgets_entries_and_starts_the_value_ttl(r, prefix):
     r.set(keys.value("1"), b"x")
     r.set(keys.value("2"), b"y")
     r.sadd(keys.dirty, "2")  # re-dirtied: its new value is still to be drained
-    assert scripts.call(r, "purge", [keys.dead, keys.dirty], [keys.value_prefix, 60, "1", "2", "7"]) == 2
+    assert purge(r, keys, 60, "1", "2", "7") == 2
     assert r.hkeys(keys.dead) == [b"3"]
     assert 0 < r.ttl(keys.value("1")) <= 60 and r.ttl(keys.value("2")) == -1
-    assert scripts.call(r, "purge", [keys.dead, keys.dirty], [keys.value_prefix, 0]) == 1
+    assert purge(r, keys, 0) == 1
     assert not r.exists(keys.dead)
+
+
+def purge(r, keys, ttl, *ids):
+    return scripts.call(r, "purge", [keys.dead, keys.dirty, keys.meta], [keys.value_prefix, ttl, keys.run_prefix, *ids])
+
+
+def test_purge_gives_no_ttl_to_a_newer_value_in_the_active_run_or_in_flight(r, prefix):
+    keys = PartitionKeys(prefix, "t", 0)
+    ids = ["queued", "flying", "dirty", "idle", "old-run"]
+    r.hset(keys.dead, mapping={i: "{}" for i in ids})
+    for i in ids:
+        r.set(keys.value(i), b"{}")
+    r.hset(keys.meta, "run", "R")
+    r.sadd(keys.run("R"), "queued")  # snapshotted, not popped yet
+    r.sadd(keys.inflight("R"), "flying")  # popped, its batch not committed yet
+    r.sadd(keys.dirty, "dirty")
+    r.sadd(keys.run("OLD"), "old-run")  # a set meta does not name is no run: nothing drains it
+    assert purge(r, keys, 60) == 5
+    assert not r.exists(keys.dead)
+    assert {i: r.ttl(keys.value(i)) for i in ["queued", "flying", "dirty"]} == {"queued": -1, "flying": -1, "dirty": -1}
+    assert 0 < r.ttl(keys.value("idle")) <= 60 and 0 < r.ttl(keys.value("old-run")) <= 60
+
+
+def test_purge_by_id_checks_the_run_named_in_meta(r, prefix):
+    keys = PartitionKeys(prefix, "t", 0)
+    r.hset(keys.dead, mapping={"1": "{}", "2": "{}"})
+    r.set(keys.value("1"), b"{}")
+    r.set(keys.value("2"), b"{}")
+    r.hset(keys.meta, "run", "R2")
+    r.sadd(keys.inflight("R2"), "1")
+    r.sadd(keys.run("R1"), "2")  # not the active run
+    assert purge(r, keys, 60, "1", "2") == 2
+    assert r.ttl(keys.value("1")) == -1 and 0 < r.ttl(keys.value("2")) <= 60

@@ -4,11 +4,14 @@ import redis
 
 from syncwd_fast import scripts
 from syncwd_fast.keys import PartitionKeys
+from syncwd_fast.table import Table
+
+ENTRY = Table("t").to_registry()
 
 
 def test_write_sets_values_and_marks_dirty(r, prefix):
     keys = PartitionKeys(prefix, "t", 0)
-    n = scripts.call(r, "write", *scripts.write_args(keys, [("1", b'{"id":1}'), ("2", b'{"id":2}')]))
+    n = scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b'{"id":1}'), ("2", b'{"id":2}')]))
     assert n == 2
     assert r.get(keys.value("1")) == b'{"id":1}'
     assert r.smembers(keys.dirty) == {b"1", b"2"}
@@ -17,14 +20,14 @@ def test_write_sets_values_and_marks_dirty(r, prefix):
 def test_write_clears_an_existing_ttl(r, prefix):
     keys = PartitionKeys(prefix, "t", 0)
     r.set(keys.value("1"), b"old", ex=100)
-    scripts.call(r, "write", *scripts.write_args(keys, [("1", b'{"id":1}')]))
+    scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b'{"id":1}')]))
     assert r.ttl(keys.value("1")) == -1
 
 
 def test_write_chunks_beyond_luas_unpack_limit(r, prefix):
     keys = PartitionKeys(prefix, "t", 0)
     items = [(str(i), b'{"id":%d}' % i) for i in range(9000)]
-    assert scripts.call(r, "write", *scripts.write_args(keys, items)) == 9000
+    assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, items)) == 9000
     assert r.scard(keys.dirty) == 9000
     assert r.get(keys.value("8999")) == b'{"id":8999}'
 
@@ -32,7 +35,7 @@ def test_write_chunks_beyond_luas_unpack_limit(r, prefix):
 def test_write_is_reloaded_after_script_flush(private_redis):
     r = redis.Redis.from_url(private_redis.url)
     keys = PartitionKeys("p", "t", 0)
-    scripts.call(r, "write", *scripts.write_args(keys, [("0", b"{}")]))
+    scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("0", b"{}")]))
     r.script_flush()
-    assert scripts.call(r, "write", *scripts.write_args(keys, [("1", b"{}")])) == 1
+    assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b"{}")])) == 1
     assert r.script_exists(scripts.script("write").sha) == [True]

@@ -16,6 +16,7 @@ model and nothing is dirty, in a run or in flight.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -71,11 +72,14 @@ class Crasher:
     def call(self, client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
         if self.crashed:
             raise Crash("the drainer is dead")
-        if self.point == "in_merge" and name == "lease" and args[0] == "renew" and self._tick():
+        # The lease check before COMMIT runs on the merging thread; the
+        # heartbeat's renewals (its own thread) are not merge points.
+        in_merge = name == "lease" and args[0] == "renew" and threading.current_thread().name != "syncwd-heartbeat"
+        if self.point == "in_merge" and in_merge and self._tick():
             self.die()
         result = self.real_call(client, name, keys, args)
-        # A batch ack carries ids (args[4:]); the run's closing ack has none.
-        if self.point == "after_ack" and name == "ack" and len(args) > 4 and self._tick():
+        # A batch ack carries ids (counted in args[3:6]); the run's closing ack has none.
+        if self.point == "after_ack" and name == "ack" and sum(map(int, args[3:6])) and self._tick():
             self.die()
         return result
 

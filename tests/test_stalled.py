@@ -29,9 +29,21 @@ def test_a_stalled_drainer_never_overwrites_newer_values(r, db, redis_url, dsn, 
     sw.update_many(t, [{"id": i, "v": 1} for i in range(N)])
     app = f"stalled_{prefix}"
     with subprocess.Popen(
-        drain_command(redis_url, f"{dsn} application_name={app}", prefix, "--batch", "50", "--lease-seconds", "1",
-                      "--retries", "2", "--json"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        drain_command(
+            redis_url,
+            f"{dsn} application_name={app}",
+            prefix,
+            "--batch",
+            "50",
+            "--lease-seconds",
+            "1",
+            "--retries",
+            "2",
+            "--json",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as stalled:
         try:
             assert wait_for(lambda: count(db, t.name) >= 500), "the first drainer never merged"
