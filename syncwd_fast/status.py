@@ -14,6 +14,12 @@ from .discover import find_unregistered
 from .drain import registered_tables
 from .errors import ConfigurationError
 
+W = 5  # replies per partition in the first pipeline
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
 
 def table_status(
     redis_client: Any, prefix: str, tables: Iterable[str] | None = None, discover: bool = False
@@ -37,8 +43,15 @@ def table_status(
             pipe.scard(keys.dirty)
             pipe.hget(keys.meta, "run")
             pipe.hlen(keys.dead)
+            pipe.exists(keys.lease)
+            pipe.hget(keys.meta, "holder")
         raw = pipe.execute()
-        runs = [(keys, raw[3 * i + 1]) for i, keys in enumerate(parts)]
+        runs = [(keys, raw[W * i + 1]) for i, keys in enumerate(parts)]
+        leases = {
+            keys.number: _text(raw[W * i + 4]) if raw[W * i + 4] else "a drainer"
+            for i, keys in enumerate(parts)
+            if raw[W * i + 3]
+        }
         pipe = redis_client.pipeline(transaction=False)
         active = [(keys, run.decode() if isinstance(run, bytes) else run) for keys, run in runs if run]
         for keys, run in active:
@@ -48,11 +61,12 @@ def table_status(
         result[name] = {
             "partitions": table.partitions,
             "key": list(table.key_columns),
-            "dirty": sum(raw[3 * i] for i in range(len(parts))),
+            "dirty": sum(raw[W * i] for i in range(len(parts))),
             "in_run": sum(sizes[0::2]),
             "inflight": sum(sizes[1::2]),
-            "dead": sum(raw[3 * i + 2] for i in range(len(parts))),
+            "dead": sum(raw[W * i + 2] for i in range(len(parts))),
             "active_runs": {keys.number: run for keys, run in active},
+            "leases": leases,  # partition -> who holds its lease now (host, pid, since)
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
         }
     return result

@@ -87,9 +87,12 @@ def test_a_live_drainer_is_busy_and_skip_busy_does_not_wait(r, db, redis_url, ds
                 ),
                 timeout=30,
             ), "drainer A never blocked on the application's lock"
+            holder = table_status(r, prefix)[t.name]["leases"][number]
+            assert f"pid {a.pid} since " in holder
             out, report, seconds = run_json(drain_command(redis_url, dsn, prefix, "--lease-seconds", "2"))
             assert out.returncode == 0, out.stderr
             assert report["tables"][t.name]["busy"] == [number]
+            assert f"busy, held by {holder}" in out.stderr
             assert seconds < 20
             out, report, seconds = run_json(drain_command(redis_url, dsn, prefix, "--skip-busy"))
             assert out.returncode == 0 and report["tables"][t.name]["busy"] == [number]
