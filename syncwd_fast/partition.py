@@ -102,7 +102,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                if not self.renew():
+                if not self.renew() and not self._stop.is_set():
                     self.lost = True
                     log.warning(
                         "%s: lease lost (expired or taken over); the merge under way will roll back", self.where
@@ -117,7 +117,9 @@ class Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        # A renewal stuck on a dead link must not hold the drain up; the
+        # thread ends with its call, and a lease it can no longer renew expires.
+        self._thread.join(timeout=self.interval_s + 1.0)
 
 
 class PartitionDrain:
@@ -188,7 +190,7 @@ class PartitionDrain:
             pipe.get(self.keys.lease)
             pipe.pttl(self.keys.lease)
             token, ttl = pipe.execute()
-            if token is None:
+            if token is None or ttl == -2:  # gone (perhaps between the two reads)
                 if scripts.lease(self.redis, self.keys, "acquire", self.token, self.opts.lease_ms, holder_text()):
                     if seen is not None:
                         log.warning("%s: its drainer stopped renewing the lease; taking the partition over", self.where)
