@@ -3,12 +3,16 @@
   application reads, so they are not deleted: they get the cache TTL, as a
   durable value would, unless a newer value is still to be drained: the id is
   dirty, in the active run set or in flight. Such a value has no TTL until its
-  own ack; expiring it now would lose it before it is durable.
+  own ack; expiring it now would lose it before it is durable. A purged
+  record with nothing newer pending is forgotten whole: a purged tombstone no
+  longer makes the next write a new row (tombstone set and recreated mark go).
 
   Input:
     KEYS[1] dead-letter hash    P:{T:n}:dead
     KEYS[2] dirty set           P:{T:n}:dirty
     KEYS[3] meta hash           P:{T:n}:meta       field "run" names the active run
+    KEYS[4] tombstone set       P:{T:n}:tombs
+    KEYS[5] recreated hash      P:{T:n}:recreated
     ARGV[1] value key prefix    P:{T:n}:v:
     ARGV[2] ttl in seconds      0 keeps values without expiry
     ARGV[3] run key prefix      P:{T:n}:run:       the run set is <prefix><run>, the
@@ -19,7 +23,7 @@
     the number of entries purged.
 ]]
 local rcall = redis.call
-local dead, dirty, meta = KEYS[1], KEYS[2], KEYS[3]
+local dead, dirty, meta, tombs, recreated = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix, ttl, run_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 
 local ids = {}
@@ -34,7 +38,7 @@ end
 -- Only one run is active per partition; snapshot and ack keep meta in step
 -- with the run and in-flight sets, so no other set can hold a pending id.
 local run, inflight
-local active = ttl > 0 and rcall("HGET", meta, "run")
+local active = rcall("HGET", meta, "run")
 if active then
   run = run_prefix .. active
   inflight = run .. ":inflight"
@@ -49,8 +53,12 @@ local n = 0
 for _, id in ipairs(ids) do
   if rcall("HDEL", dead, id) == 1 then
     n = n + 1
-    if ttl > 0 and not pending(id) then
-      rcall("EXPIRE", prefix .. id, ttl)
+    if not pending(id) then
+      if ttl > 0 then
+        rcall("EXPIRE", prefix .. id, ttl)
+      end
+      rcall("SREM", tombs, id)
+      rcall("HDEL", recreated, id)
     end
   end
 end

@@ -396,7 +396,7 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
 
     result = table_status(open_redis(redis_url, cluster), prefix, tables or None, discover)
     if as_json:
-        click.echo(orjson.dumps(result).decode())
+        click.echo(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode())  # partition numbers as keys
         return
     if not result:
         click.echo(f"no tables registered under prefix {prefix!r}, and none found in partition meta")

@@ -104,7 +104,7 @@ def purge_dead(
             scripts.call(
                 redis_client,
                 "purge",
-                [keys.dead, keys.dirty, keys.meta],
+                [keys.dead, keys.dirty, keys.meta, keys.tombs, keys.recreated],
                 [keys.value_prefix, table.ttl, keys.run_prefix, *part_ids],
             )
         )

@@ -115,16 +115,21 @@ def find_unregistered(
 ) -> dict[str, Table]:
     """The tables partition meta knows but ``registry`` lacks, looked for only
     when ``discover`` is set, the registry is empty or lacks one of ``names``
-    (a SCAN reads the whole keyspace). Named tables are found whether or not
-    they have work; otherwise only tables with records waiting."""
+    (a SCAN reads the whole keyspace): every table with records waiting, and
+    the named ones whether or not they have work."""
     named = list(names or [])
     wanted = [n for n in named if n not in registry]
     if named and not wanted:
         return {}  # every named table is registered
     if not (discover or not registry or wanted):
         return {}
-    found = discover_tables(redis_client, prefix, pending_only=not named)
-    return {n: t for n, t in found.items() if n not in registry and (not named or n in wanted)}
+    # Every table with records waiting, even when only some were named: a
+    # registry restored with the named ones alone would stop looking for the rest.
+    found = discover_tables(redis_client, prefix, pending_only=True)
+    if any(n not in found for n in wanted):  # named tables count with or without work
+        everything = discover_tables(redis_client, prefix)
+        found.update({n: everything[n] for n in wanted if n in everything})
+    return {n: t for n, t in found.items() if n not in registry}
 
 
 def restore_registry(redis_client: Any, prefix: str, tables: Mapping[str, Table]) -> list[str]:

@@ -186,9 +186,18 @@ class FastDrainer:
                 partition = PartitionDrain(self.redis, self._connection, schema, number, self.options, stop)
                 try:
                     return partition.run(), None
+                except ConfigurationError as exc:  # e.g. the table dropped mid-run: a table error
+                    log.error("%s", exc)
+                    return partition.result, exc
                 except (DrainFault, LeaseLost) as exc:
                     stop.set()
                     return partition.result, exc  # what it committed before the fault still counts
+                except Exception as exc:  # a bug or an error no one foresaw: still a report, all resumable
+                    log.exception("%s partition %d: unexpected error", schema.table.name, number)
+                    stop.set()
+                    return partition.result, DrainFault(
+                        f"{schema.table.name} partition {number}: unexpected {type(exc).__name__}: {str(exc).strip()}"
+                    )
 
             with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
                 futures = {pool.submit(work, s, n): (s.table.name, n) for s, n in tasks}
@@ -202,7 +211,9 @@ class FastDrainer:
                     table.add(result.upserted, result.deleted, result.dead_lettered, result.skipped)
                     if result.busy:
                         table.busy.append(number)
-                    if error is not None:
+                    if isinstance(error, ConfigurationError):
+                        table.error = table.error or str(error)
+                    elif error is not None:
                         report.aborted = report.aborted or str(error)
         except DrainFault as exc:
             report.aborted = str(exc)

@@ -4,10 +4,12 @@ new rows written after a delete), and per column group either ``INSERT ... ON
 CONFLICT ... DO UPDATE`` or, where the group lacks a NOT NULL column a new row
 would need, ``UPDATE`` of the existing rows and ``INSERT`` of the missing ones.
 
-PostgreSQL turns each document into a row of the target with
-``jsonb_populate_record``: the server's own type input does the typing, a JSON
-key that is missing never nulls a column (each group updates only the columns
-its records carry), and Python does no per-column work.
+PostgreSQL turns each document into a record of the columns a statement
+needs, typed as the target's (``jsonb_to_record``, the same conversion as
+``jsonb_populate_record``; a domain column is read as its base type and
+checked when it is assigned): the server's own type input does the typing, a
+JSON key that is missing never nulls a column (each group updates only the
+columns its records carry), and Python does no per-column work.
 
 Records PostgreSQL rejects for their data are isolated inside the same
 transaction: the failing statement is rolled back to its savepoint and run
@@ -48,11 +50,16 @@ _CAREFUL = (
 )
 _END_CAREFUL = "DROP INDEX pg_temp.syncwd_stage_i"
 
-# SQLSTATE classes that blame the data, not the server or the link:
-# cardinality violation (two records naming one row), data exception,
-# integrity violation, program limit (e.g. index row too big), errors raised
-# by triggers.
-DATA_ERROR_CLASSES = ("21", "22", "23", "54", "P0")
+# SQLSTATE classes that blame the server, the link, the configuration or this
+# program, never one record: connection, invalid transaction state (e.g. a
+# read-only standby), authorization, no database/schema, rollback (deadlock,
+# serialization), insufficient resources, lock not available, operator
+# intervention (timeouts, shutdown), system error, config file, internal error,
+# feature not supported. Every other error a statement over some records
+# raises (data exceptions, integrity violations, a trigger's RAISE with any
+# code, a value a type refuses) is pinned on the records by isolating them.
+NOT_THE_DATA = ("08", "0A", "25", "28", "3D", "3F", "40", "53", "55", "57", "58", "F0", "XX")
+INSUFFICIENT_PRIVILEGE = "42501"
 CARDINALITY_VIOLATION = "21000"
 NOT_NULL_VIOLATION = "23502"
 
@@ -62,7 +69,8 @@ class SchemaChanged(SyncwdError):
 
 
 def is_data_error(exc: psycopg.Error) -> bool:
-    return bool(exc.sqlstate) and exc.sqlstate[:2] in DATA_ERROR_CLASSES  # type: ignore[index]
+    state = exc.sqlstate
+    return bool(state) and state[:2] not in NOT_THE_DATA and state != INSUFFICIENT_PRIVILEGE  # type: ignore[index]
 
 
 def describe(exc: psycopg.Error) -> str:
@@ -203,6 +211,9 @@ class Merger:
             # Taken after the COPY: a client stopped mid-COPY keeps its backend
             # waiting for data beyond any timeout, and must not hold this lock.
             cur.execute(_LOCK, self.lock_key)
+            # Deferred constraints would fire at COMMIT, outside every savepoint,
+            # where no record could be blamed: check them statement by statement.
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
             run = _Run(self, cur, clock, items)
             # Deletes first: a new row after a delete replaces the old row whole.
             run.apply(self._delete, deleting, DELETE)
@@ -222,10 +233,16 @@ class Merger:
     # --- SQL ------------------------------------------------------------------
 
     def _both(
-        self, template: str, whole: str = "s.g = %(g)s", **parts: sql.Composable
+        self, template: str, columns: tuple[str, ...], whole: str = "s.g = %(g)s", **parts: sql.Composable
     ) -> tuple[sql.Composed, sql.Composed]:
+        """``template``'s ``{record}`` is the stage document as a record ``r``
+        of ``columns`` (those the statement reads), typed as the target's."""
         s = self.schema
-        common = {"table": s.ident, "populate": sql.SQL("jsonb_populate_record(NULL::{}, s.doc)").format(s.ident)}
+        types = dict(s.types)
+        record = sql.SQL("jsonb_to_record(s.doc) AS r({})").format(
+            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns)
+        )
+        common = {"table": s.ident, "record": record}
         return (
             sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
             sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
@@ -245,8 +262,9 @@ class Merger:
             [
                 _Statement(
                     *self._both(
-                        "DELETE FROM {table} AS t USING syncwd_stage s CROSS JOIN LATERAL {populate} r"
+                        "DELETE FROM {table} AS t USING syncwd_stage s CROSS JOIN LATERAL {record}"
                         " WHERE {where} AND {match}",
+                        self.schema.key,
                         whole="s.del",
                         match=self._key_match("t", "r"),
                     )
@@ -271,8 +289,9 @@ class Merger:
             unit.append(
                 _Statement(
                     *self._both(
-                        "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {populate} r"
+                        "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {record}"
                         " JOIN {table} AS t ON {match} WHERE {where} AND t.{v} > r.{v}",
+                        (*s.key, version),
                         match=self._key_match("t", "r"),
                         v=ident(version),
                     ),
@@ -307,8 +326,9 @@ class Merger:
                 unit.append(
                     _Statement(
                         *self._both(
-                            "UPDATE {table} AS t SET {sets} FROM syncwd_stage s CROSS JOIN LATERAL {populate} r"
+                            "UPDATE {table} AS t SET {sets} FROM syncwd_stage s CROSS JOIN LATERAL {record}"
                             " WHERE {where} AND {match}{guard}",
+                            columns,
                             sets=sql.SQL(", ").join(sql.SQL("{0} = r.{0}").format(ident(c)) for c in updates),
                             match=self._key_match("t", "r"),
                             guard=guard,
@@ -320,20 +340,23 @@ class Merger:
             )
             new_rows = _Statement(
                 *self._both(
-                    "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {populate} r WHERE {where}{missing_only}",
+                    "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {record} WHERE {where}{missing_only}",
+                    s.key,
                     missing_only=missing_only,
                 )
             )
         unit.append(
             _Statement(
                 *self._both(
-                    "INSERT INTO {table} AS t ({cols}) SELECT {rcols} FROM syncwd_stage s"
-                    " CROSS JOIN LATERAL {populate} r WHERE {where}{missing_only} ON CONFLICT ({key}) {action}",
+                    "INSERT INTO {table} AS t ({cols}){overriding} SELECT {rcols} FROM syncwd_stage s"
+                    " CROSS JOIN LATERAL {record} WHERE {where}{missing_only} ON CONFLICT ({key}) {action}",
+                    columns,
                     cols=cols,
                     rcols=rcols,
                     key=key,
                     action=action,
                     missing_only=missing_only,
+                    overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if s.overriding else ""),
                 )
             )
         )
@@ -366,6 +389,7 @@ class _Run:
         self.dead: dict[int, str] = {}
         self.stale: set[int] = set()
         self.careful = False
+        self.deduplicated: set[int] = set()  # units checked for two spellings of one key
 
     def apply(self, unit: _Unit, indices: list[int], group: int) -> None:
         """Run ``unit`` on the stage rows ``indices`` (all of ``group``'s, as
@@ -392,9 +416,13 @@ class _Run:
         try:
             with conn.transaction():  # a savepoint
                 stale = self._run(unit, indices, whole)
-        except psycopg.errors.UndefinedColumn as exc:
-            raise SchemaChanged(str(exc).strip()) from exc
         except psycopg.Error as exc:
+            # A column gone, or the target itself, is no record's fault (a
+            # record's value may name a missing relation, as a regclass).
+            if isinstance(exc, psycopg.errors.UndefinedColumn) or (
+                isinstance(exc, psycopg.errors.UndefinedTable) and not conn.broken and not self._target_exists()
+            ):
+                raise SchemaChanged(str(exc).strip()) from exc
             if not is_data_error(exc) or conn.broken:
                 raise
             self.clock.renew()
@@ -404,6 +432,11 @@ class _Run:
         self.clock.renew()
         self.stale.update(stale)
 
+    def _target_exists(self) -> bool:
+        self.cur.execute("SELECT to_regclass(%s) IS NOT NULL", (self.merger.schema.ident.as_string(self.cur),))
+        row = self.cur.fetchone()
+        return bool(row and row[0])
+
     def _be_careful(self) -> None:
         if not self.careful:
             for statement in _CAREFUL:
@@ -411,12 +444,22 @@ class _Run:
             self.careful = True
 
     def _isolate(self, unit: _Unit, indices: list[int], exc: psycopg.Error) -> None:
-        if exc.sqlstate == NOT_NULL_VIOLATION and unit.new_rows and not self.merger.schema.insert_triggers:
+        if id(unit) not in self.deduplicated:
+            # Two spellings of one key must be refused together whatever else
+            # fails, before halving could split them and let either one win.
+            self.deduplicated.add(id(unit))
+            if self._refuse_duplicates(unit, indices):
+                return
+        if (
+            exc.sqlstate == NOT_NULL_VIOLATION
+            and unit.new_rows
+            and exc.diag.column_name in unit.needs
+            and not self.merger.schema.insert_triggers
+        ):
             # Every new row of a group lacking a required column fails the same
             # way (no trigger can fill it in): dead-letter them all at once
             # instead of finding them one halving at a time.
-            self.cur.execute(unit.new_rows.some, {"idx": indices})
-            new = {row[0] for row in self.cur.fetchall()}
+            new = self._select(unit.new_rows, indices)
             if new:
                 reason = (
                     f"a new row needs NOT NULL column(s) {', '.join(unit.needs)} without default,"
@@ -427,21 +470,8 @@ class _Run:
                 if rest:
                     self._try(unit, rest, None)
                 return
-        if exc.sqlstate == CARDINALITY_VIOLATION and len(indices) > 1:
-            groups = self._duplicates(indices)
-            if groups:
-                for group in groups:
-                    ids = [self.items[i][1] for i in group]
-                    for i, rid in zip(group, ids):
-                        others = ", ".join(repr(o) for o in ids if o != rid)
-                        self.dead[i] = (
-                            f"names the same row as id {others} in this batch (two spellings of one key);"
-                            f" none of them was written [SQLSTATE {exc.sqlstate}]"
-                        )
-                rest = [i for i in indices if i not in self.dead]
-                if rest:
-                    self._try(unit, rest, None)
-                return
+        if exc.sqlstate == CARDINALITY_VIOLATION and self._refuse_duplicates(unit, indices):
+            return
         if len(indices) == 1:
             self.dead[indices[0]] = describe(exc)
             return
@@ -449,9 +479,39 @@ class _Run:
         self._try(unit, indices[:middle], None)
         self._try(unit, indices[middle:], None)
 
+    def _refuse_duplicates(self, unit: _Unit, indices: list[int]) -> bool:
+        """Dead-letter stage rows whose keys PostgreSQL sees as one ("7" and
+        "07" into an int key, differently cased UUIDs, citext), then merge the
+        rest; False when there are none."""
+        groups = self._duplicates(indices) if len(indices) > 1 else []
+        for group in groups:
+            ids = [self.items[i][1] for i in group]
+            for i, rid in zip(group, ids):
+                others = ", ".join(repr(o) for o in ids if o != rid)
+                self.dead[i] = (
+                    f"names the same row as id {others} in this batch (two spellings of one key);"
+                    " none of them was written [SQLSTATE 21000]"
+                )
+        if not groups:
+            return False
+        rest = [i for i in indices if i not in self.dead]
+        if rest:
+            self._try(unit, rest, None)
+        return True
+
+    def _select(self, statement: _Statement, indices: list[int]) -> set[int] | None:
+        """The stage indices a query over ``indices`` returns; None when it
+        fails for the data (a value that does not even parse)."""
+        try:
+            with self.merger.conn.transaction():
+                self.cur.execute(statement.some, {"idx": indices})
+                return {row[0] for row in self.cur.fetchall()}
+        except psycopg.Error as exc:
+            if not is_data_error(exc) or self.merger.conn.broken:
+                raise
+            return None
+
     def _duplicates(self, indices: list[int]) -> list[list[int]]:
-        """Groups of stage rows whose keys PostgreSQL sees as one ("7" and
-        "07" into an int key, differently cased UUIDs, citext)."""
         try:
             with self.merger.conn.transaction():
                 self.cur.execute(self.merger._duplicates_sql(), {"idx": indices})

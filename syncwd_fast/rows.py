@@ -30,6 +30,25 @@ def key_values(row: Any, key: tuple[str, ...]) -> list[Any]:
     return values
 
 
+def stored_key_values(row: Any, key: tuple[str, ...]) -> list[Any]:
+    """The key values as the stored JSON holds them, which is what the drain
+    checks an id against: a model that serializes itself (pydantic writes a
+    UTC datetime with "Z") must name its record the same way."""
+    values = key_values(row, key)
+    if all(type(v) is str or type(v) is int for v in values):  # the common case: as they are
+        return values
+    return key_values(orjson.loads(encode(row)), key)
+
+
+def record(row: Any, key: tuple[str, ...]) -> tuple[list[Any], bytes]:
+    """The row's stored key values and its JSON."""
+    value = encode(row)
+    values = key_values(row, key)
+    if all(type(v) is str or type(v) is int for v in values):
+        return values, value
+    return key_values(orjson.loads(value), key), value
+
+
 def encode(row: Any) -> bytes:
     """The row as a JSON object; anything else is refused here, not in the drain."""
     try:

@@ -23,6 +23,8 @@ class TableSchema:
     types: tuple[tuple[str, str], ...] = ()  # (column, SQL type) of every writable column
     # a BEFORE INSERT row trigger may fill a required column the record lacks
     insert_triggers: bool = False
+    # a key column is an identity GENERATED ALWAYS: inserts say OVERRIDING SYSTEM VALUE
+    overriding: bool = False
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -33,20 +35,46 @@ def identifier(name: str) -> sql.Identifier:
     return sql.Identifier(*name.split("."))
 
 
+def _base_type(conn: psycopg.Connection[Any], relation: int, column: str) -> str:
+    """The SQL type under a column's domain (through domains over domains)."""
+    row = conn.execute(
+        "WITH RECURSIVE d(oid, typmod) AS ("
+        " SELECT atttypid, atttypmod FROM pg_attribute WHERE attrelid = %s AND attname = %s"
+        " UNION ALL SELECT t.typbasetype, t.typtypmod FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd')"
+        " SELECT format_type(d.oid, d.typmod) FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype <> 'd'",
+        (relation, column),
+    ).fetchone()
+    return str(row[0]) if row else "text"
+
+
 def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
     ident = identifier(table.name)
     oid = conn.execute("SELECT to_regclass(%s)::oid", (ident.as_string(conn),)).fetchone()
     if oid is None or oid[0] is None:
         raise TableMissing(table.name)
+    # A column is written unless it is generated, or an identity GENERATED
+    # ALWAYS that is not a key (the database numbers it). A new row must carry
+    # a NOT NULL column (its own or its domain's) that has no default, its own
+    # or its domain's, and is no identity.
     cols = conn.execute(
-        "SELECT attname, attgenerated <> '', attnotnull AND NOT atthasdef AND attidentity = '',"
-        " format_type(atttypid, atttypmod) FROM pg_attribute"
-        " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        (oid[0],),
+        "SELECT a.attname, a.attgenerated <> '' OR (a.attidentity = 'a' AND NOT a.attname = ANY(%s)),"
+        " (a.attnotnull OR t.typnotnull) AND NOT a.atthasdef AND t.typdefaultbin IS NULL AND a.attidentity = '',"
+        " format_type(a.atttypid, a.atttypmod), a.attidentity = 'a', t.typtype = 'd'"
+        " FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+        " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (list(table.key_columns), oid[0]),
     ).fetchall()
-    columns = tuple(name for name, generated, _, _ in cols if not generated)
-    required = frozenset(name for name, generated, needed, _ in cols if needed and not generated)
-    types = tuple((name, type_) for name, generated, _, type_ in cols if not generated)
+    columns = tuple(name for name, skipped, *_ in cols if not skipped)
+    required = frozenset(name for name, skipped, needed, *_ in cols if needed and not skipped)
+    # A domain column is read from JSON as its base type: its NOT NULL and
+    # CHECKs then apply when the value is assigned, not to columns a record
+    # does not carry.
+    types = tuple(
+        (name, _base_type(conn, oid[0], name) if domain else type_)
+        for name, skipped, _, type_, _, domain in cols
+        if not skipped
+    )
+    overriding = any(always and not skipped for _, skipped, _, _, always, _ in cols)
     for column in (*table.key_columns, *([table.version_column] if table.version_column else [])):
         if column not in columns:
             raise ConfigurationError(f"table {table.name!r} has no writable column {column!r}")
@@ -66,4 +94,4 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
         "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal AND tgtype & 7 = 7)",
         (oid[0],),
     ).fetchone()
-    return TableSchema(table, ident, columns, required, types, bool(triggers and triggers[0]))
+    return TableSchema(table, ident, columns, required, types, bool(triggers and triggers[0]), overriding)

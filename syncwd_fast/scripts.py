@@ -53,6 +53,16 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _id_text(value: bytes | str) -> str:
+    """An id as popped: bytes that are not UTF-8 (another client may write
+    any) keep their bytes as surrogates, so the id can be dead-lettered."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _id_wire(record_id: str) -> bytes:
+    return record_id.encode("utf-8", "surrogateescape")
+
+
 # --- write side ---------------------------------------------------------------
 
 
@@ -113,7 +123,7 @@ def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, leas
         keys,
         "pop",
     )
-    ids = [_text(i) for i in result[0]]
+    ids = [_id_text(i) for i in result[0]]
     # Lua false comes back as None; a str value means a decode_responses client.
     values = [v.encode() if isinstance(v, str) else v for v in result[1]]
     recreated = {rid: _text(gen) for rid, gen in zip(ids, result[3]) if gen is not None}
@@ -160,6 +170,6 @@ def ack(
 def dead(client: Any, keys: PartitionKeys, run: str, token: str, entries: list[tuple[str, str]]) -> int:
     args: list[Any] = [token, keys.value_prefix, round(time.time(), 3)]
     for record_id, reason in entries:
-        args.append(record_id)
+        args.append(_id_wire(record_id))
         args.append(reason)
     return int(_fenced(call(client, "dead", [keys.inflight(run), keys.dead, keys.lease], args), keys, "dead"))

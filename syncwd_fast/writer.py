@@ -103,7 +103,7 @@ class Syncwd:
         elif isinstance(key_or_row, (tuple, list)):
             values = list(key_or_row)
         else:
-            values = rows.key_values(key_or_row, table.key_columns)
+            values = rows.stored_key_values(key_or_row, table.key_columns)
         if len(values) != len(table.key_columns):
             raise ValueError(f"table {table.name!r} has key {table.key_columns}, got {values!r}")
         return canonical_id(values), values
@@ -117,8 +117,9 @@ class Syncwd:
         if row is None:
             row = table
         t = self._table(table)
-        self._write(t, [row], deleting=False)
-        return canonical_id(rows.key_values(row, t.key_columns))
+        ids: list[str] = []
+        self._write(t, [row], deleting=False, ids=ids)
+        return ids[0]
 
     def update_many(self, table: Any, rows_: Iterable[Any]) -> int:
         """Store many rows: one Lua call per partition chunk, pipelined;
@@ -130,8 +131,9 @@ class Syncwd:
         if key_or_row is None:
             key_or_row = table
         t = self._table(table)
-        self._write(t, [key_or_row], deleting=True)
-        return self._id(t, key_or_row)[0]
+        ids: list[str] = []
+        self._write(t, [key_or_row], deleting=True, ids=ids)
+        return ids[0]
 
     def get(self, table: Any, key_or_row: Any) -> dict[str, Any] | None:
         """The record's latest state as Redis holds it; None if absent or deleted."""
@@ -147,7 +149,8 @@ class Syncwd:
         result: dict[str, Any] = orjson.loads(value)
         return result
 
-    def _write(self, t: Table, items: Iterable[Any], deleting: bool) -> int:
+    def _write(self, t: Table, items: Iterable[Any], deleting: bool, ids: list[str] | None = None) -> int:
+        """``ids``: when given, the record ids written are appended to it."""
         key = t.key_columns
         entry = t.to_registry()
         reassert: Table | None = t if self._reassert_due(t) else None  # rides along the first round trip
@@ -161,8 +164,10 @@ class Syncwd:
             else:
                 if isinstance(item, (str, bytes)):
                     raise ValueError(f"a row must be a mapping or an object, got {item!r:.80}")
-                record_id = canonical_id(rows.key_values(item, key))
-                value = rows.encode(item)
+                values, value = rows.record(item, key)
+                record_id = canonical_id(values)
+            if ids is not None:
+                ids.append(record_id)
             number = t.partition(record_id)
             part = pending.setdefault(number, [])
             part.append((record_id, value))

@@ -28,7 +28,12 @@ def test_purge_forgets_entries_and_starts_the_value_ttl(r, prefix):
 
 
 def purge(r, keys, ttl, *ids):
-    return scripts.call(r, "purge", [keys.dead, keys.dirty, keys.meta], [keys.value_prefix, ttl, keys.run_prefix, *ids])
+    return scripts.call(
+        r,
+        "purge",
+        [keys.dead, keys.dirty, keys.meta, keys.tombs, keys.recreated],
+        [keys.value_prefix, ttl, keys.run_prefix, *ids],
+    )
 
 
 def test_purge_gives_no_ttl_to_a_newer_value_in_the_active_run_or_in_flight(r, prefix):
