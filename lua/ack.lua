@@ -27,6 +27,7 @@
     ARGV[6] d                   how many deleted ids follow those (tombstones removed)
     ARGV[7..6+u+k+d]            the upserted, kept and deleted ids
     ARGV[7+u+k+d..]             id, generation pairs of merged new rows after a delete
+                                (a generation's "@xid" suffix is ignored)
 
   Output:
     {run set size, in-flight set size}.
@@ -73,8 +74,13 @@ for i = first, last, CHUNK do
   end
 end
 
+-- A mark may carry "@xid" (landing.lua): compare generations only.
+local function generation(mark)
+  return (string.gsub(mark, "@.*$", ""))
+end
 for i = last + 1, #ARGV, 2 do
-  if rcall("HGET", recreated, ARGV[i]) == ARGV[i + 1] then
+  local current = rcall("HGET", recreated, ARGV[i])
+  if current and generation(current) == generation(ARGV[i + 1]) then
     rcall("HDEL", recreated, ARGV[i])
   end
 end

@@ -144,7 +144,7 @@ def drain_options(f: Any) -> Any:
         ),
         click.option(
             "--lease-seconds",
-            type=click.FloatRange(0.1, 3600),
+            type=click.FloatRange(1.0, 3600),
             default=30.0,
             show_default=True,
             help="Partition lease, renewed while draining.",

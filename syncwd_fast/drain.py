@@ -75,8 +75,10 @@ class FastDrainer:
             raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
         if not isinstance(workers, int) or workers < 1:
             raise ConfigurationError(f"workers must be an int >= 1, got {workers!r}")
-        if lease_seconds <= 0:
-            raise ConfigurationError("lease_seconds must be > 0")
+        if not 1.0 <= lease_seconds <= 3600:
+            # Shorter, and one pop or decode of a large batch can outlast the
+            # heartbeat's beat: a live drainer would be taken for a dead one.
+            raise ConfigurationError(f"lease_seconds must be in 1..3600, got {lease_seconds!r}")
         self.redis = redis
         self.dsn = dsn
         self.batch = batch

@@ -142,11 +142,16 @@ class Merger:
         lock_key: tuple[int, int],
         still_leased: Callable[[], bool],
         deadline_s: float = 600.0,
+        landing: Callable[[int, dict[str, str]], object] | None = None,
     ) -> None:
+        """``landing(xid, {id: generation})`` notes, before COMMIT, the
+        transaction that replaces the old rows of new rows after a delete
+        (scripts.landing), so that a replay after a crash can tell."""
         self.conn = conn
         self.deadline_s = deadline_s
         self.lock_key = lock_key
         self.still_leased = still_leased
+        self.landing = landing
         self.set_schema(schema)
 
     def set_schema(self, schema: TableSchema) -> None:
@@ -214,6 +219,8 @@ class Merger:
             # Deferred constraints would fire at COMMIT, outside every savepoint,
             # where no record could be blamed: check them statement by statement.
             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            if replace:
+                deleting = self._replacing(cur, items, staged, replace, deleting)
             run = _Run(self, cur, clock, items)
             # Deletes first: a new row after a delete replaces the old row whole.
             run.apply(self._delete, deleting, DELETE)
@@ -229,6 +236,45 @@ class Merger:
                     " COMMIT; this batch was rolled back, nothing older was written"
                 )
         return run
+
+    def _replacing(
+        self,
+        cur: psycopg.Cursor[Any],
+        items: list[tuple[int, str, bytes]],
+        staged: list[int],
+        replace: dict[str, str],
+        deleting: list[int],
+    ) -> list[int]:
+        """Which new rows after a delete still replace their old row: not
+        those whose replacing transaction (noted as "generation@xid") already
+        committed, as when a drainer died between that COMMIT and its ack.
+        Asked under the advisory lock, so that transaction has ended. Returns
+        the stage rows to delete first; notes this transaction on the rest."""
+        xids = {int(mark.split("@", 1)[1]) for mark in replace.values() if "@" in mark}
+        committed = {x for x in sorted(xids) if self._committed(cur, x)}
+        landed = {rid for rid, mark in replace.items() if "@" in mark and int(mark.split("@", 1)[1]) in committed}
+        if landed:
+            again = [i for i in deleting if items[i][1] in landed]
+            cur.execute("UPDATE syncwd_stage SET del = false WHERE i = ANY(%s)", (again,))
+            deleting = [i for i in deleting if items[i][1] not in landed]
+        ongoing = {items[i][1]: replace[items[i][1]] for i in staged if items[i][1] in replace}
+        marks = {rid: mark for rid, mark in ongoing.items() if rid not in landed}
+        if marks and self.landing is not None:
+            cur.execute("SELECT txid_current()")
+            row = cur.fetchone()
+            self.landing(int(row[0]), marks)  # type: ignore[index]
+        return deleting
+
+    def _committed(self, cur: psycopg.Cursor[Any], xid: int) -> bool:
+        """Whether transaction ``xid`` committed; an xid this server cannot
+        place (from another cluster, or too old to know) counts as not."""
+        try:
+            with self.conn.transaction():
+                cur.execute("SELECT txid_status(%s)", (xid,))
+                row = cur.fetchone()
+        except psycopg.errors.InvalidParameterValue:
+            return False
+        return bool(row and row[0] == "committed")
 
     # --- SQL ------------------------------------------------------------------
 

@@ -223,6 +223,7 @@ class PartitionDrain:
                     lock_key(self.opts.prefix, self.table.name, self.number),
                     self._renew,
                     self.opts.pg_deadline_s,
+                    lambda xid, marks: scripts.landing(self.redis, self.keys, self.token, xid, marks),
                 )
                 while True:
                     snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())

@@ -167,6 +167,15 @@ def ack(
     return int(result[0]), int(result[1])
 
 
+def landing(client: Any, keys: PartitionKeys, token: str, xid: int, marks: dict[str, str]) -> int:
+    """Note the transaction ``xid`` on the recreated marks it replaces (id -> generation)."""
+    args: list[Any] = [token, xid]
+    for record_id, generation in marks.items():
+        args.append(_id_wire(record_id))
+        args.append(generation)
+    return int(_fenced(call(client, "landing", [keys.recreated, keys.lease], args), keys, "landing"))
+
+
 def dead(client: Any, keys: PartitionKeys, run: str, token: str, entries: list[tuple[str, str]]) -> int:
     args: list[Any] = [token, keys.value_prefix, round(time.time(), 3)]
     for record_id, reason in entries:

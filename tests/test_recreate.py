@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table, scripts
@@ -169,3 +170,61 @@ def test_ack_keeps_skipped_values_without_ttl(r, prefix):
     assert scripts.ack(r, keys, "R", "tok", 60, ["1"], [], kept=["2"]) == (0, 0)
     assert r.ttl(keys.value("1")) > 0 and r.ttl(keys.value("2")) == -1
     assert r.scard(keys.inflight("R")) == 0
+
+
+def test_a_new_row_committed_but_not_acked_is_not_replaced_again(r, db, dsn, prefix, secret):
+    """A drainer dies between the COMMIT of a new row after a delete and its
+    ack; a partial write follows. The next drain must merge that write onto the
+    committed new row (landing.lua noted the transaction; it committed), not
+    replace the row again."""
+    sw = Syncwd(r, prefix=prefix)
+    sw.update(secret, {"id": 1, "a": 1, "b": "old", "c": 7})
+    drain(r, dsn, prefix)
+    sw.delete(secret, 1)
+    sw.update(secret, {"id": 1, "a": 5})
+
+    class Died(Exception):
+        pass
+
+    def die_after_commit(table: str, partition: int, n: int) -> None:
+        raise Died
+
+    died = FastDrainer(r, dsn, prefix=prefix, on_batch=die_after_commit).drain()
+    assert died.exit_code == 3 and rows(db, secret.name) == [(1, 5, None, 42)]
+    keys = secret.keys(secret.partition("1"), prefix)
+    assert r.hget(keys.recreated, "1").startswith(b"1@")  # generation 1, replaced by a noted transaction
+    sw.update(secret, {"id": 1, "c": 9})
+    drain(r, dsn, prefix)
+    assert rows(db, secret.name) == [(1, 5, None, 9)]
+    assert r.hlen(keys.recreated) == 0
+
+
+def test_a_new_row_whose_transaction_rolled_back_is_still_a_new_row(r, db, dsn, prefix, secret):
+    sw = Syncwd(r, prefix=prefix)
+    sw.update(secret, {"id": 1, "a": 1, "b": "old", "c": 7})
+    drain(r, dsn, prefix)
+    sw.delete(secret, 1)
+    sw.update(secret, {"id": 1, "a": 5})
+    keys = secret.keys(secret.partition("1"), prefix)
+    with psycopg.connect(dsn) as other:  # a transaction that never commits
+        rolled_back = other.execute("SELECT txid_current()").fetchone()[0]
+        other.rollback()
+    r.hset(keys.recreated, "1", f"1@{rolled_back}")
+    sw.update(secret, {"id": 1, "c": 9})
+    drain(r, dsn, prefix)
+    assert rows(db, secret.name) == [(1, None, None, 9)]  # the delete still happens: a new row
+    sw.delete(secret, 1)
+    sw.update(secret, {"id": 1, "a": 6})
+    r.hset(keys.recreated, "1", "2@99999999999")  # a transaction this server cannot place: not committed
+    drain(r, dsn, prefix)
+    assert rows(db, secret.name) == [(1, 6, None, 42)]
+
+
+def test_landing_notes_only_the_generation_it_was_given(r, prefix):
+    keys = PartitionKeys(prefix, "t", 0)
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    r.hset(keys.recreated, mapping={"1": "3", "2": "4@99", "3": "7"})
+    assert scripts.landing(r, keys, "tok", 1000, {"1": "3", "2": "4", "3": "6"}) == 2
+    assert r.hgetall(keys.recreated) == {b"1": b"3@1000", b"2": b"4@1000", b"3": b"7"}
+    with pytest.raises(scripts.LeaseLost):
+        scripts.landing(r, keys, "other", 1001, {"1": "3"})

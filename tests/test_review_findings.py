@@ -11,7 +11,6 @@ import subprocess
 
 import orjson
 import pydantic
-import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table, scripts
 from syncwd_fast.deadletter import purge_dead
