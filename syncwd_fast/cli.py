@@ -1,27 +1,36 @@
-"""The ``syncwd-fast`` command: a few lines over the Python API per command."""
+"""The ``syncwd-fast`` command: a few lines over the Python API per command.
+
+Every option reads one environment variable, shown in ``--help``. With
+``--json`` the last line of stdout is always the JSON report, whatever the
+exit code, usage errors included."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 import orjson
-import psycopg
-import redis
 
 from .connection import redis_from_url
 from .drain import FastDrainer
 from .errors import ConfigurationError, DrainFault
+from .faults import configuration_problem, is_transient
+from .interrupts import Interrupts
 from .keys import DEFAULT_PREFIX
 from .masking import Masker, MaskingFilter
 from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
 from .servers import DEFAULT_REDIS_URL
 
 masker = Masker()
+log = logging.getLogger("syncwd_fast")
+REPORTING = ("drain", "schedule")  # commands whose --json prints a drain report
+TRUE = ("1", "true", "yes", "on")
 
 
 class UsageFailure(click.ClickException):
@@ -35,16 +44,67 @@ class FaultFailure(UsageFailure):
     exit_code = EXIT_FAULT
 
 
+def error_report(message: str, exit_code: int) -> DrainReport:
+    """The report of a drain that could not run (usage, configuration) or
+    ended on an error no one foresaw."""
+    if exit_code == EXIT_USAGE:
+        return DrainReport(error=message)
+    return DrainReport(aborted=message)
+
+
+def emit(report: DrainReport, as_json: bool) -> None:
+    text = orjson.dumps(report.to_dict()).decode() if as_json else report.summary()
+    click.echo(masker(text))
+    sys.stdout.flush()
+
+
 class Main(click.Group):
-    """Turns library errors into messages and exit codes, passwords masked."""
+    """Turns library errors into messages and exit codes, passwords masked;
+    with --json, a report line on stdout whatever went wrong."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        args = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # the subcommand and its arguments
+        reporting = (
+            bool(args)
+            and args[0] in REPORTING
+            and ("--json" in args or os.environ.get("SYNCWD_JSON", "").lower() in TRUE)
+        )
         try:
             return super().invoke(ctx)
-        except (ConfigurationError, ValueError, psycopg.ProgrammingError) as exc:
-            raise UsageFailure(str(exc).strip()) from exc
-        except (redis.exceptions.RedisError, psycopg.OperationalError, DrainFault) as exc:
-            raise FaultFailure(f"{type(exc).__name__}: {str(exc).strip()}") from exc
+        except click.exceptions.Exit:
+            raise
+        except click.exceptions.Abort:
+            raise
+        except click.UsageError as exc:
+            if reporting:
+                emit(error_report(exc.format_message(), EXIT_USAGE), True)
+            raise
+        except click.ClickException:
+            raise
+        except (ConfigurationError, ValueError) as exc:
+            failure: UsageFailure = UsageFailure(str(exc).strip())
+        except DrainFault as exc:
+            failure = FaultFailure(str(exc).strip())
+        except Exception as exc:
+            problem = configuration_problem(exc)
+            if problem:
+                failure = UsageFailure(problem)
+            elif is_transient(exc):
+                failure = FaultFailure(f"{type(exc).__name__}: {str(exc).strip()}")
+            else:  # never a bare traceback
+                log.debug("unexpected error", exc_info=True)
+                failure = FaultFailure(f"unexpected {type(exc).__name__}: {str(exc).strip()}")
+        if reporting:
+            emit(error_report(failure.message, failure.exit_code), True)
+        raise failure
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option that reads one documented environment variable."""
+    return click.option(*decls, envvar=env, show_envvar=True, **kwargs)
 
 
 def open_redis(redis_url: str, cluster: bool) -> Any:
@@ -53,28 +113,17 @@ def open_redis(redis_url: str, cluster: bool) -> Any:
 
 
 def redis_options(f: Any) -> Any:
-    f = click.option(
-        "--prefix", envvar="SYNCWD_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Redis key prefix."
-    )(f)
-    f = click.option(
+    f = option("--prefix", env="SYNCWD_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Redis key prefix.")(f)
+    f = option(
         "--cluster/--no-cluster",
-        envvar="SYNCWD_REDIS_CLUSTER",
+        env="SYNCWD_REDIS_CLUSTER",
         default=False,
         help="Redis URL names a Redis Cluster node.",
     )(f)
-    f = click.option(
-        "--redis",
-        "redis_url",
-        envvar="SYNCWD_REDIS_URL",
-        default=DEFAULT_REDIS_URL,
-        show_default=True,
-        help="Redis URL [env SYNCWD_REDIS_URL].",
+    f = option(
+        "--redis", "redis_url", env="SYNCWD_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True, help="Redis URL."
     )(f)
     return f
-
-
-def emit(report: DrainReport, as_json: bool) -> None:
-    click.echo(masker(orjson.dumps(report.to_dict()).decode() if as_json else report.summary()))
 
 
 class Progress:
@@ -101,82 +150,91 @@ class Progress:
             click.echo("", err=True)
 
 
-@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "SYNCWD"})
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="syncwd-fast")
 def main() -> None:
     """Keep hot records in Redis and drain them to PostgreSQL in bulk."""
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("syncwd-fast: %(levelname)s: %(message)s"))
     handler.addFilter(MaskingFilter(masker))
-    log = logging.getLogger("syncwd_fast")
-    log.addHandler(handler)
+    if not log.handlers:
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
 def discover_option(what: str) -> Callable[[F], F]:
-    return click.option("--discover", is_flag=True, envvar="SYNCWD_DISCOVER", help=f"{what} [env SYNCWD_DISCOVER].")
+    return option("--discover", is_flag=True, env="SYNCWD_DISCOVER", help=what)
+
+
+def json_option(what: str) -> Callable[[F], F]:
+    return option("--json", "as_json", is_flag=True, env="SYNCWD_JSON", help=what)
 
 
 def drain_options(f: Any) -> Any:
     options = [
-        click.option(
-            "--dsn", envvar="SYNCWD_DSN", required=True, help="PostgreSQL connection string [env SYNCWD_DSN]."
+        option("--dsn", env="SYNCWD_DSN", required=True, help="PostgreSQL connection string."),
+        option(
+            "--batch",
+            env="SYNCWD_BATCH",
+            type=click.IntRange(1, 100_000),
+            default=5000,
+            show_default=True,
+            help="Records per transaction.",
         ),
-        click.option(
-            "--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True, help="Records per transaction."
-        ),
-        click.option(
+        option(
             "--table",
             "tables",
+            env="SYNCWD_TABLE",
             multiple=True,
-            help="Drain only this table (repeatable). Default: every registered table.",
+            help="Drain only this table (repeatable; the variable takes names separated by spaces)."
+            " Default: every registered table.",
         ),
-        click.option(
+        option(
             "--workers",
+            env="SYNCWD_WORKERS",
             type=click.IntRange(1, 256),
             default=1,
             show_default=True,
             help="Partitions drained in parallel.",
         ),
-        click.option(
+        option(
             "--lease-seconds",
+            env="SYNCWD_LEASE_SECONDS",
             type=click.FloatRange(1.0, 3600),
             default=30.0,
             show_default=True,
             help="Partition lease, renewed while draining.",
         ),
-        click.option(
+        option(
             "--skip-busy",
+            env="SYNCWD_SKIP_BUSY",
             is_flag=True,
             help="Report a partition whose lease another drainer holds as busy at once, without waiting to see"
             " whether that drainer is alive (for fleets that split partitions on purpose).",
         ),
-        click.option(
+        option(
             "--strict",
+            env="SYNCWD_STRICT",
             is_flag=True,
             help="Dead-letter records with JSON keys that are not columns (default: ignore them).",
         ),
         discover_option(
             "Also drain tables the registry P:tables lost (found by a SCAN for their partitions' meta), and"
-            " register them again; done anyway when the registry is empty or lacks a --table"
+            " register them again; done anyway when the registry is empty or lacks a --table."
         ),
-        click.option(
+        option(
             "--retries",
+            env="SYNCWD_RETRIES",
             type=click.IntRange(0, 100),
             default=5,
             show_default=True,
             help="Retries on a Redis or PostgreSQL fault before giving up (exit 3).",
         ),
-        click.option(
-            "--json", "as_json", is_flag=True, help="Print the report as one JSON object (the last line of stdout)."
-        ),
+        json_option("Print the report as one JSON object: the last line of stdout, whatever the exit code."),
     ]
-    for option in reversed(options):
-        f = option(f)
+    for opt in reversed(options):
+        f = opt(f)
     return redis_options(f)
 
 
@@ -212,8 +270,25 @@ def make_drainer(
     )
 
 
-def run_drain(drainer: FastDrainer, progress: Progress | None = None) -> DrainReport:
-    report = drainer.drain()
+def run_drain(drainer: FastDrainer, as_json: bool, progress: Progress | None = None) -> DrainReport:
+    """One drain under SIGINT/SIGTERM: the first signal stops it after the
+    batch in flight (report, exit 4); a second stops at once, releasing the
+    leases it holds, printing the report so far."""
+
+    def first(name: str) -> None:
+        log.warning("%s: stopping after the batch in flight (%s again to stop at once)", name, name)
+        drainer.request_stop(name)
+
+    def second(name: str) -> None:
+        report = drainer.abandon(name)
+        if progress:
+            progress.done()
+        emit(report, as_json)
+        sys.stderr.flush()
+        os._exit(report.exit_code)
+
+    with Interrupts(first, second):
+        report = drainer.drain()
     if progress:
         progress.done()
     return report
@@ -226,47 +301,72 @@ def drain(as_json: bool, **options: Any) -> None:
 
     Exit codes: 0 all landed (busy partitions are reported, not errors);
     1 landed with dead letters or with tables that could not be drained;
-    2 usage or configuration error; 3 aborted on a fault (all left is resumable).
+    2 usage or configuration error; 3 aborted on a fault; 4 interrupted by
+    SIGINT/SIGTERM (3 and 4: everything left is resumable).
 
     \b
     Example:
         syncwd-fast drain --redis redis://localhost:6379/0 --dsn "dbname=app" --batch 5000
     """
     progress = Progress(enabled=not as_json and sys.stderr.isatty())
-    report = run_drain(make_drainer(**options, on_batch=progress), progress)
+    report = run_drain(make_drainer(**options, on_batch=progress), as_json, progress)
     emit(report, as_json)
     sys.exit(report.exit_code)
 
 
 @main.command()
 @drain_options
-@click.option("--every", help="Drain at this interval, e.g. 10s, 5m, 1h (counted from the end of the last drain).")
-@click.option("--cron", "cron_expr", help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time).')
-@click.option("--max-runs", type=click.IntRange(1), default=None, help="Stop after this many drains.")
+@option(
+    "--every", env="SYNCWD_EVERY", help="Drain at this interval, e.g. 10s, 5m, 1h (from the end of the last drain)."
+)
+@option(
+    "--cron",
+    "cron_expr",
+    env="SYNCWD_CRON",
+    help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time).',
+)
+@option("--max-runs", env="SYNCWD_MAX_RUNS", type=click.IntRange(1), default=None, help="Stop after this many drains.")
 def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: int | None, **options: Any) -> None:
     """Drain again and again, at an interval or on a cron schedule, until
-    stopped (SIGINT/SIGTERM end it after the drain under way). A drain that
+    stopped. SIGINT/SIGTERM stop the drain under way after its batch in
+    flight (a second signal at once) and end the schedule. A drain that
     aborts on a fault is reported and the next one resumes its work.
+
+    Exits with the most severe code of its runs (2, 3, 1, 4, 0 in that order).
 
     \b
     Examples:
         syncwd-fast schedule --dsn "dbname=app" --every 10s
         syncwd-fast schedule --dsn "dbname=app" --cron "0 2 * * *"
     """
-    from .schedule import Schedule
+    from .schedule import Schedule, worst
 
     plan = Schedule.parse(every=every, cron=cron_expr)
     drainer = make_drainer(**options)
-    runs = 0
-    for _ in plan.ticks():
-        report = run_drain(drainer)
-        runs += 1
-        if as_json:
-            emit(report, True)
-        else:
-            click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
-        if max_runs and runs >= max_runs:
-            break
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def first(name: str) -> None:
+        log.warning("%s: stopping after the batch in flight (%s again to stop at once)", name, name)
+        stop.set()
+        drainer.request_stop(name)
+
+    def second(name: str) -> None:
+        report = drainer.abandon(name)
+        emit(report, as_json)
+        os._exit(worst([*codes, report.exit_code]))
+
+    with Interrupts(first, second):
+        for _ in plan.ticks(stop):
+            report = drainer.drain()
+            codes.append(report.exit_code)
+            if as_json:
+                emit(report, True)
+            else:
+                click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
+            if (max_runs and len(codes) >= max_runs) or stop.is_set():
+                break
+    sys.exit(worst(codes))
 
 
 @main.group("dead-letter")
@@ -274,19 +374,33 @@ def dead_letter() -> None:
     """List, retry or purge records that could not be merged."""
 
 
+def table_option(f: Any) -> Any:
+    return option(
+        "--table",
+        "tables",
+        env="SYNCWD_TABLE",
+        multiple=True,
+        help="Only this table (repeatable; the variable takes names separated by spaces).",
+    )(f)
+
+
 def dead_letter_options(f: Any) -> Any:
-    f = click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")(f)
-    return redis_options(f)
+    return redis_options(table_option(f))
+
+
+def id_option(f: Any) -> Any:
+    return option(
+        "--id",
+        "ids",
+        env="SYNCWD_ID",
+        multiple=True,
+        help="Only this record id (repeatable; the variable takes ids separated by spaces).",
+    )(f)
 
 
 @dead_letter.command("list")
 @dead_letter_options
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="One JSON object per line: table, partition, id, error, value, at, attempts.",
-)
+@json_option("One JSON object per line: table, partition, id, error, value, at, attempts.")
 def dead_letter_list(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], as_json: bool) -> None:
     """Show each dead letter with the reason it was refused.
 
@@ -310,9 +424,9 @@ def dead_letter_list(redis_url: str, cluster: bool, prefix: str, tables: tuple[s
 
 @dead_letter.command("retry")
 @dead_letter_options
-@click.option("--id", "ids", multiple=True, help="Only this record id (repeatable).")
-@click.option("--dsn", envvar="SYNCWD_DSN", default=None, help="Drain the retried tables at once [env SYNCWD_DSN].")
-@click.option("--json", "as_json", is_flag=True, help="With --dsn: print the drain report as JSON.")
+@id_option
+@option("--dsn", env="SYNCWD_DSN", default=None, help="Drain the retried tables at once.")
+@json_option("With --dsn: print the drain report as JSON.")
 def dead_letter_retry(
     redis_url: str,
     cluster: bool,
@@ -348,15 +462,15 @@ def dead_letter_retry(
             strict=False,
             retries=5,
         )
-        report = run_drain(drainer)
+        report = run_drain(drainer, as_json)
         emit(report, as_json)
         sys.exit(report.exit_code)
 
 
 @dead_letter.command("purge")
 @dead_letter_options
-@click.option("--id", "ids", multiple=True, help="Only this record id (repeatable).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@id_option
+@option("--yes", env="SYNCWD_YES", is_flag=True, help="Do not ask for confirmation.")
 def dead_letter_purge(
     redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], ids: tuple[str, ...], yes: bool
 ) -> None:
@@ -378,53 +492,73 @@ def dead_letter_purge(
 
 @main.command()
 @redis_options
-@click.option("--table", "tables", multiple=True, help="Only this table (repeatable).")
+@table_option
 @discover_option(
     "Also show tables the registry P:tables lost (found by a SCAN for their partitions' meta); done anyway"
-    " when the registry is empty or lacks a --table"
+    " when the registry is empty or lacks a --table."
 )
-@click.option("--json", "as_json", is_flag=True, help='Print one JSON object ("registered": false marks a lost table).')
+@json_option('Print one JSON object: {"tables": {name: {...}}, "warnings": [...]}.')
 def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], discover: bool, as_json: bool) -> None:
-    """Show, per table, what waits to be drained: dirty, in a run, in flight, dead.
-    A table the registry lost is shown as unregistered; `drain --discover` registers it again.
+    """Show, per table, what waits to be drained: dirty, in a run, in flight,
+    dead, and who holds which partition. A table the registry lost is shown
+    as unregistered; `drain --discover` registers it again. Warns (stderr, and
+    "warnings" in --json) about Redis settings that lose data and about a
+    prefix with nothing registered.
 
     \b
     Example:
         syncwd-fast status --redis redis://localhost:6379/0
     """
-    from .status import table_status
+    from .status import status_report
 
-    result = table_status(open_redis(redis_url, cluster), prefix, tables or None, discover)
+    result = status_report(open_redis(redis_url, cluster), prefix, tables or None, discover)
+    for warning in result["warnings"]:
+        log.warning("%s", warning)
     if as_json:
         click.echo(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode())  # partition numbers as keys
         return
-    if not result:
-        click.echo(f"no tables registered under prefix {prefix!r}, and none found in partition meta")
-    for name, t in result.items():
+    for name, t in result["tables"].items():
         lost = "" if t["registered"] else "; unregistered, found in partition meta: drain --discover registers it"
         click.echo(
             f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
             f"({t['partitions']} partitions{lost})"
         )
+        for number, holder in sorted(t["leases"].items()):
+            click.echo(f"  partition {number}: held by {holder}")
 
 
 @main.command()
-@click.option(
+@option(
     "--redis",
     "redis_url",
-    envvar="SYNCWD_REDIS_URL",
+    env="SYNCWD_REDIS_URL",
     default=None,
     help="Redis URL; default: local, else a throwaway server.",
 )
-@click.option(
-    "--dsn", envvar="SYNCWD_DSN", default=None, help="PostgreSQL DSN; default: local, else a throwaway server."
+@option("--dsn", env="SYNCWD_DSN", default=None, help="PostgreSQL DSN; default: local, else a throwaway server.")
+@option("--records", env="SYNCWD_RECORDS", type=click.IntRange(1), default=100_000, show_default=True, help="Records.")
+@option(
+    "--updates", env="SYNCWD_UPDATES", type=click.IntRange(1), default=1_000_000, show_default=True, help="Updates."
 )
-@click.option("--records", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--updates", type=click.IntRange(1), default=1_000_000, show_default=True)
-@click.option("--batch", type=click.IntRange(1, 100_000), default=5000, show_default=True)
-@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
-@click.option(
+@option(
+    "--batch",
+    env="SYNCWD_BATCH",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="Records per transaction.",
+)
+@option(
+    "--workers",
+    env="SYNCWD_WORKERS",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Partitions drained in parallel.",
+)
+@option(
     "--namespace",
+    env="SYNCWD_NAMESPACE",
     default="syncwd_demo",
     show_default=True,
     help="PostgreSQL schema and Redis key prefix the demo uses (and resets).",

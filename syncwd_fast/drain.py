@@ -3,6 +3,7 @@ PostgreSQL, partition by partition, `workers` partitions at a time."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -14,12 +15,14 @@ from typing import Any
 import psycopg
 from redis.exceptions import RedisError
 
+from .checks import eviction_warnings, nothing_registered_warning
 from .connection import connect, deadline
 from .discover import find_unregistered, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
+from .faults import configuration_problem, is_transient
 from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
 from .masking import mask
-from .partition import TRANSIENT, Options, PartitionDrain, PartitionResult
+from .partition import Options, PartitionDrain, PartitionResult
 from .report import DrainReport, TableReport
 from .schema import TableSchema, load_schema
 from .table import Table
@@ -104,7 +107,11 @@ class FastDrainer:
         )
         self._local = threading.local()
         self._connections: list[psycopg.Connection[Any]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # also taken by a signal handler on the main thread
+        self._interrupt = threading.Event()
+        self._interrupted_by: str | None = None
+        self._active: dict[int, PartitionDrain] = {}
+        self._report = DrainReport()
 
     def _connection(self) -> psycopg.Connection[Any]:
         """This thread's connection, reopened if the last one broke."""
@@ -117,6 +124,11 @@ class FastDrainer:
                 conn = connect(self.dsn, statement_timeout_s=hold, idle_in_transaction_s=hold, lock_timeout_s=hold + 5)
             except psycopg.ProgrammingError as exc:  # a malformed DSN, not a fault
                 raise ConfigurationError(f"invalid PostgreSQL DSN: {mask(str(exc).strip())}") from exc
+            except psycopg.Error as exc:  # a database that does not exist, a login refused: not a fault either
+                problem = configuration_problem(exc)
+                if problem:
+                    raise ConfigurationError(mask(problem)) from exc
+                raise
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -126,7 +138,12 @@ class FastDrainer:
         for attempt in range(self.options.retries + 1):
             try:
                 return fn()
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    problem = configuration_problem(exc)
+                    if problem:
+                        raise ConfigurationError(mask(problem)) from exc
+                    raise
                 if attempt == self.options.retries:
                     raise DrainFault(f"{what}: {type(exc).__name__}: {str(exc).strip()}") from exc
                 time.sleep(min(self.options.backoff * 2**attempt, 10.0))
@@ -141,6 +158,8 @@ class FastDrainer:
         if lost:
             self._register_again(lost)
             registry = dict(sorted({**registry, **lost}.items()))
+        if not registry:
+            report.warnings.extend(self._warn([nothing_registered_warning(self.redis, self.prefix)]))
         names = self.tables or list(registry)
         unknown = [n for n in names if n not in registry]
         if unknown:
@@ -174,18 +193,25 @@ class FastDrainer:
 
     def drain(self) -> DrainReport:
         """Drain every dirty record once; never raises for a fault: the report
-        says ``aborted`` (exit code 3) and everything left is resumable."""
+        says ``aborted`` (exit code 3) and everything left is resumable. Raises
+        ConfigurationError for what a retry cannot fix (a database that does
+        not exist, a login refused, a table not registered)."""
         started = time.perf_counter()
-        report = DrainReport()
+        report = self._report = DrainReport()
         stop = threading.Event()
         try:
+            report.warnings.extend(self._warn(eviction_warnings(self.redis)))
             schemas = self._schemas(report)
             tasks = [(s, n) for s in schemas for n in range(s.table.partitions)]
 
             def work(schema: TableSchema, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
-                if stop.is_set():
+                if stop.is_set() or self._interrupt.is_set():
                     return None
-                partition = PartitionDrain(self.redis, self._connection, schema, number, self.options, stop)
+                partition = PartitionDrain(
+                    self.redis, self._connection, schema, number, self.options, stop, self._interrupt
+                )
+                with self._lock:
+                    self._active[id(partition)] = partition
                 try:
                     return partition.run(), None
                 except ConfigurationError as exc:  # e.g. the table dropped mid-run: a table error
@@ -200,28 +226,75 @@ class FastDrainer:
                     return partition.result, DrainFault(
                         f"{schema.table.name} partition {number}: unexpected {type(exc).__name__}: {str(exc).strip()}"
                     )
+                finally:
+                    with self._lock:
+                        self._active.pop(id(partition), None)
 
+            cut_short = False
             with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
                 futures = {pool.submit(work, s, n): (s.table.name, n) for s, n in tasks}
                 for future in as_completed(futures):
                     name, number = futures[future]
                     outcome = future.result()
                     if outcome is None:
+                        cut_short = cut_short or self._interrupt.is_set()
                         continue
                     result, error = outcome
-                    table = report.tables[name]
-                    table.add(result.upserted, result.deleted, result.dead_lettered, result.skipped)
-                    if result.busy:
-                        table.busy.append(number)
+                    cut_short = cut_short or result.interrupted
+                    with self._lock:
+                        self._add(report, name, number, result)
                     if isinstance(error, ConfigurationError):
-                        table.error = table.error or str(error)
+                        report.tables[name].error = report.tables[name].error or str(error)
                     elif error is not None:
                         report.aborted = report.aborted or str(error)
+            if cut_short:
+                report.interrupted = self._interrupted_by or "a stop request"
         except DrainFault as exc:
             report.aborted = str(exc)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # never a bare traceback: the report says what happened
+            log.exception("unexpected error")
+            report.aborted = f"unexpected {type(exc).__name__}: {str(exc).strip()}"
         finally:
             self.close()
+            self._interrupt.clear()
         report.seconds = time.perf_counter() - started
+        return report
+
+    @staticmethod
+    def _add(report: DrainReport, name: str, number: int, result: PartitionResult) -> None:
+        table = report.tables[name]
+        table.add(result.upserted, result.deleted, result.dead_lettered, result.skipped)
+        if result.busy:
+            table.busy.append(number)
+
+    @staticmethod
+    def _warn(warnings: list[str]) -> list[str]:
+        for warning in warnings:
+            log.warning("%s", warning)
+        return warnings
+
+    def request_stop(self, reason: str = "a stop request") -> None:
+        """Stop the drain under way after the batch in flight: each partition
+        acks what it merged and releases its lease; ``drain()`` then returns a
+        report with ``interrupted`` set (exit code 4). Safe from a signal handler."""
+        self._interrupted_by = reason
+        self._interrupt.set()
+
+    def abandon(self, reason: str) -> DrainReport:
+        """Stop at once (a second signal): release the leases of the partitions
+        under way so that the next drain adopts their runs without waiting, and
+        return the report so far. The caller ends the process; transactions
+        still open roll back when their connections close."""
+        self.request_stop(reason)
+        with self._lock:
+            active = list(self._active.values())
+            report = copy.deepcopy(self._report)
+        for partition in active:
+            partition.release()
+            self._add(report, partition.table.name, partition.number, partition.result)
+        report.interrupted = reason
         return report
 
     def close(self) -> None:

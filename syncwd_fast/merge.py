@@ -109,6 +109,9 @@ class MergeResult:
     skipped: list[str] = field(default_factory=list)  # older than the row's version: not written
     dead: list[tuple[str, str]] = field(default_factory=list)
     recreated: dict[str, str] = field(default_factory=dict)  # id -> generation, merged as new rows
+    # of ``upserted``, how many were not written: records of key columns only
+    # whose row already existed (durable all the same)
+    unchanged: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,7 @@ class _Statement:
     whole: sql.Composed
     some: sql.Composed
     returns_stale: bool = False  # yields the stage indices the version guard skips
+    counts_unchanged: bool = False  # an INSERT ... DO NOTHING: rows it did not insert were there already
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ class Merger:
             except _CopyRejected as exc:
                 rejected[exc.index] = exc.reason
         dead = {**rejected, **run.dead}
+        result.unchanged = run.unchanged
         for i, (g, rid, _) in enumerate(items):
             if i in dead:
                 result.dead.append((rid, dead[i]))
@@ -403,7 +408,8 @@ class Merger:
                     action=action,
                     missing_only=missing_only,
                     overriding=sql.SQL(" OVERRIDING SYSTEM VALUE" if s.overriding else ""),
-                )
+                ),
+                counts_unchanged=not updates,
             )
         )
         self._units[columns] = _Unit(unit, needs, new_rows)
@@ -434,6 +440,7 @@ class _Run:
         self.items = items
         self.dead: dict[int, str] = {}
         self.stale: set[int] = set()
+        self.unchanged = 0
         self.careful = False
         self.deduplicated: set[int] = set()  # units checked for two spellings of one key
 
@@ -448,20 +455,25 @@ class _Run:
         if self.careful:
             self.cur.execute(_END_CAREFUL)
 
-    def _run(self, unit: _Unit, indices: list[int], whole: int | None) -> set[int]:
+    def _run(self, unit: _Unit, indices: list[int], whole: int | None) -> tuple[set[int], int]:
+        """The stage rows the version guard skipped, and how many rows an
+        INSERT ... DO NOTHING found there already."""
         params = {"g": whole, "idx": indices}
         stale: set[int] = set()
+        unchanged = 0
         for statement in unit.statements:
             self.cur.execute(statement.whole if whole is not None else statement.some, params)
             if statement.returns_stale:
                 stale.update(row[0] for row in self.cur.fetchall())
-        return stale
+            if statement.counts_unchanged:
+                unchanged += len(indices) - max(self.cur.rowcount, 0)
+        return stale, unchanged
 
     def _try(self, unit: _Unit, indices: list[int], whole: int | None) -> None:
         conn = self.merger.conn
         try:
             with conn.transaction():  # a savepoint
-                stale = self._run(unit, indices, whole)
+                stale, unchanged = self._run(unit, indices, whole)
         except psycopg.Error as exc:
             # A column gone, or the target itself, is no record's fault (a
             # record's value may name a missing relation, as a regclass).
@@ -477,6 +489,7 @@ class _Run:
             return
         self.clock.renew()
         self.stale.update(stale)
+        self.unchanged += unchanged
 
     def _target_exists(self) -> bool:
         self.cur.execute("SELECT to_regclass(%s) IS NOT NULL", (self.merger.schema.ident.as_string(self.cur),))

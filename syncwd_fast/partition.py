@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg.errors
 import redis.exceptions
@@ -23,22 +24,12 @@ import redis.exceptions
 from . import scripts
 from .connection import deadline
 from .decode import Decoded, Decoder
-from .errors import DrainFault
+from .errors import ConfigurationError, DrainFault
+from .faults import configuration_problem, is_transient
 from .merge import Merger, MergeResult, SchemaChanged
 from .schema import TableSchema, load_schema
 
 log = logging.getLogger("syncwd_fast")
-
-# Faults worth retrying: the link or the server, never the data.
-TRANSIENT = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.BusyLoadingError,
-    redis.exceptions.TryAgainError,
-    psycopg.OperationalError,
-    psycopg.InterfaceError,  # a connection closed under us
-    psycopg.errors.IdleInTransactionSessionTimeout,  # the server ended a stalled session
-)
 
 
 @dataclass
@@ -65,8 +56,9 @@ class PartitionResult:
     upserted: int = 0
     deleted: int = 0
     dead_lettered: int = 0
-    skipped: int = 0  # older than the row's version in PostgreSQL: not written
+    skipped: int = 0  # not written: older than the row's version, or nothing to change
     busy: bool = False
+    interrupted: bool = False  # stopped early by a signal; the rest stays resumable
 
 
 def lock_key(prefix: str, table: str, number: int) -> tuple[int, int]:
@@ -131,7 +123,10 @@ class PartitionDrain:
         number: int,
         options: Options,
         stop: threading.Event | None = None,
+        interrupt: threading.Event | None = None,
     ) -> None:
+        """``stop``: another partition failed, give up waiting for a lease;
+        ``interrupt``: a signal asks to stop after the batch in flight."""
         self.redis = redis_client
         self.connection = connection
         self.schema = schema
@@ -139,11 +134,17 @@ class PartitionDrain:
         self.number = number
         self.opts = options
         self.stop = stop or threading.Event()
+        self.interrupt = interrupt or threading.Event()
         self.keys = self.table.keys(number, options.prefix)
         self.where = f"{self.table.name}/{number}"
         self.token = uuid.uuid4().hex
         self.result = PartitionResult()
         self.decoder = Decoder(schema, options.strict)
+        # Counted once: ids of batches merged whose ack failed (the batch may be
+        # merged again after the retry), and dead-letter calls whose reply was
+        # lost (time they were made at, ids), confirmed from the dead hash.
+        self._unacked: set[str] = set()
+        self._unconfirmed: list[tuple[float, list[str]]] = []
 
     def run(self) -> PartitionResult:
         """Drain with bounded retries; a fault past them raises DrainFault.
@@ -154,8 +155,15 @@ class PartitionDrain:
             landed = self._landed()
             try:
                 self._drain()
+                self._confirm_dead()
                 return self.result
-            except TRANSIENT as exc:
+            except Exception as exc:
+                self._confirm_dead()
+                if not is_transient(exc):
+                    problem = configuration_problem(exc)
+                    if problem:
+                        raise ConfigurationError(f"{self.table.name}: {problem}") from exc
+                    raise
                 attempt = 1 if self._landed() > landed else attempt + 1
                 if attempt > self.opts.retries:
                     raise DrainFault(
@@ -165,6 +173,23 @@ class PartitionDrain:
                 delay = min(self.opts.backoff * 2 ** (attempt - 1), 10.0)
                 log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
                 time.sleep(delay)
+
+    def _confirm_dead(self) -> None:
+        """Count the dead letters a call wrote although its reply was lost:
+        their entries carry the time the call passed."""
+        while self._unconfirmed:
+            at, ids = self._unconfirmed[0]
+            try:
+                entries = self.redis.hmget(self.keys.dead, [scripts.id_wire(i) for i in ids])
+            except redis.exceptions.RedisError:
+                return  # still unreachable: the next retry or the end of the run tries again
+            self._unconfirmed.pop(0)
+            for entry in entries:
+                try:
+                    if entry is not None and orjson.loads(entry).get("at") == at:
+                        self.result.dead_lettered += 1
+                except orjson.JSONDecodeError:
+                    continue
 
     def _landed(self) -> int:
         r = self.result
@@ -185,7 +210,7 @@ class PartitionDrain:
         and its lease runs out within the lease time: take it over then, and
         adopt its run. True when the lease is ours."""
         seen: tuple[bytes, int] | None = None
-        while not self.stop.is_set():
+        while not (self.stop.is_set() or self.interrupt.is_set()):
             pipe = self.redis.pipeline(transaction=False)
             pipe.get(self.keys.lease)
             pipe.pttl(self.keys.lease)
@@ -206,6 +231,14 @@ class PartitionDrain:
             time.sleep(min(0.05, ttl / 1000))
         return False
 
+    def release(self) -> None:
+        """Give the lease up now (the process is about to end): the next drain
+        adopts this partition's run at once."""
+        try:
+            scripts.lease(self.redis, self.keys, "release", self.token)
+        except redis.exceptions.RedisError as exc:
+            log.debug("%s: could not release the lease: %s", self.where, exc)
+
     def _renew(self) -> bool:
         return scripts.lease(self.redis, self.keys, "renew", self.token, self.opts.lease_ms)
 
@@ -225,7 +258,7 @@ class PartitionDrain:
                     self.opts.pg_deadline_s,
                     lambda xid, marks: scripts.landing(self.redis, self.keys, self.token, xid, marks),
                 )
-                while True:
+                while not self.interrupt.is_set():
                     snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
                     orphans = self._drain_run(snap.run, merger) if snap.run and snap.size else 0
                     # After an adopted run, the dirty set still waits for its turn; ids
@@ -278,6 +311,16 @@ class PartitionDrain:
                 pending = popper.submit(self._fetch, run) if popped.remaining else None
                 merged = self._merge(run, popped, batch, merger)
                 acks.append(acker.submit(self._ack, run, merged))
+                if self.interrupt.is_set():
+                    # Stop after the batch in flight: a batch popped ahead stays
+                    # in flight, and the next drain adopts it at once.
+                    self.result.interrupted = True
+                    if pending is not None:
+                        try:
+                            pending.result()
+                        except Exception as exc:  # its ids are in flight either way
+                            log.debug("%s: the pop under way when stopping failed: %s", self.where, exc)
+                    break
             for ack in acks:
                 ack.result()
         # Clears the run from meta even when its last batch was all dead letters.
@@ -313,25 +356,42 @@ class PartitionDrain:
                 batch = self.decoder.decode(popped.ids, popped.values, popped.recreated)
         dead = batch.dead + merged.dead
         if dead:
-            scripts.dead(self.redis, self.keys, run, self.token, dead)
+            at = round(time.time(), 3)
+            try:
+                scripts.dead(self.redis, self.keys, run, self.token, dead, at)
+            except redis.exceptions.RedisError:
+                self._unconfirmed.append((at, [rid for rid, _ in dead]))
+                raise
         r = self.result
-        r.upserted += len(merged.upserted)
-        r.deleted += len(merged.deleted)
-        r.skipped += len(merged.skipped)
+        again = self._unacked
+        if again:  # merged before, its ack failed: counted then
+            counted = [rid for rid in (*merged.upserted, *merged.deleted, *merged.skipped) if rid in again]
+            again.difference_update(counted)
+            r.upserted += sum(1 for rid in merged.upserted if rid not in counted) - merged.unchanged
+            r.deleted += sum(1 for rid in merged.deleted if rid not in counted)
+            r.skipped += sum(1 for rid in merged.skipped if rid not in counted) + merged.unchanged
+        else:
+            r.upserted += len(merged.upserted) - merged.unchanged
+            r.deleted += len(merged.deleted)
+            r.skipped += len(merged.skipped) + merged.unchanged
         r.dead_lettered += len(dead)
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged
 
     def _ack(self, run: str, merged: MergeResult) -> None:
-        scripts.ack(
-            self.redis,
-            self.keys,
-            run,
-            self.token,
-            self.table.ttl,
-            merged.upserted,
-            merged.deleted,
-            kept=merged.skipped,
-            recreated=merged.recreated,
-        )
+        try:
+            scripts.ack(
+                self.redis,
+                self.keys,
+                run,
+                self.token,
+                self.table.ttl,
+                merged.upserted,
+                merged.deleted,
+                kept=merged.skipped,
+                recreated=merged.recreated,
+            )
+        except Exception:
+            self._unacked.update(merged.upserted, merged.deleted, merged.skipped)
+            raise

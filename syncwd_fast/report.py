@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAULT = 0, 1, 2, 3
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -42,6 +42,9 @@ class DrainReport:
     tables: dict[str, TableReport] = field(default_factory=dict)
     seconds: float = 0.0
     aborted: str | None = None  # the fault that stopped the drain; all left is resumable
+    interrupted: str | None = None  # the signal (or request) that stopped it early; all left is resumable
+    error: str | None = None  # a usage or configuration error: nothing was drained
+    warnings: list[str] = field(default_factory=list)  # things an operator should know, e.g. nothing registered
 
     @property
     def upserted(self) -> int:
@@ -65,8 +68,12 @@ class DrainReport:
 
     @property
     def exit_code(self) -> int:
+        if self.error:
+            return EXIT_USAGE
         if self.aborted:
             return EXIT_FAULT
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         if self.dead_lettered or any(t.error for t in self.tables.values()):
             return EXIT_PARTIAL
         return EXIT_OK
@@ -80,6 +87,9 @@ class DrainReport:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "aborted": self.aborted,
+            "interrupted": self.interrupted,
+            "error": self.error,
+            "warnings": list(self.warnings),
             "exit_code": self.exit_code,
             "tables": {name: t.to_dict() for name, t in self.tables.items()},
         }
@@ -87,18 +97,26 @@ class DrainReport:
     def summary(self) -> str:
         lines = [
             f"{self.upserted} upserted, {self.deleted} deleted, {self.dead_lettered} dead-lettered"
-            + (f", {self.skipped} skipped as stale" if self.skipped else "")
+            + (f", {self.skipped} skipped (not written)" if self.skipped else "")
             + f" in {self.seconds:.2f}s ({self.rows_per_second:,.0f} rows/s)"
         ]
         for name, t in self.tables.items():
             line = f"  {name}: {t.upserted} upserted, {t.deleted} deleted, {t.dead_lettered} dead-lettered"
             if t.skipped:
-                line += f", {t.skipped} skipped (PostgreSQL holds a newer version)"
+                line += f", {t.skipped} skipped (a newer version in PostgreSQL, or nothing to change)"
             if t.busy:
                 line += f"; partitions {sorted(t.busy)} busy with another drainer"
             if t.error:
                 line += f"; NOT DRAINED: {t.error}"
             lines.append(line)
+        if self.error:
+            lines.append(f"error: {self.error}")
         if self.aborted:
             lines.append(f"aborted: {self.aborted} (everything not yet committed stays in Redis; run the drain again)")
+        if self.interrupted:
+            lines.append(
+                f"interrupted by {self.interrupted}: stopped after the batch in flight; everything not yet drained"
+                " stays in Redis (run the drain again)"
+            )
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -37,28 +36,30 @@ class Schedule:
             return cls(cron=cron)
         return cls(interval=parse_interval(every or ""))
 
-    def ticks(self) -> Iterator[None]:
-        """Yields when a drain is due; returns once SIGINT or SIGTERM arrives."""
-        stop = threading.Event()
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                previous[sig] = signal.signal(sig, lambda *_: stop.set())
-        try:
-            if self.cron:
-                from croniter import croniter
+    def ticks(self, stop: threading.Event) -> Iterator[None]:
+        """Yields when a drain is due; returns once ``stop`` is set (the
+        command sets it on SIGINT or SIGTERM)."""
+        if self.cron:
+            from croniter import croniter
 
-                times = croniter(self.cron, datetime.now().astimezone())
-                while not stop.is_set():
-                    due = times.get_next(float)
-                    if stop.wait(max(0.0, due - time.time())):
-                        return
-                    yield
-            else:
-                while not stop.is_set():
-                    yield
-                    if stop.wait(self.interval):
-                        return
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            times = croniter(self.cron, datetime.now().astimezone())
+            while not stop.is_set():
+                due = times.get_next(float)
+                if stop.wait(max(0.0, due - time.time())):
+                    return
+                yield
+        else:
+            while not stop.is_set():
+                yield
+                if stop.wait(self.interval):
+                    return
+
+
+# Severity of a drain's exit code, for a schedule that ends with the worst of
+# its runs: configuration, fault, dead letters or tables not drained,
+# interrupted, all landed.
+SEVERITY = {2: 4, 3: 3, 1: 2, 4: 1, 0: 0}
+
+
+def worst(codes: list[int]) -> int:
+    return max(codes, key=lambda code: SEVERITY.get(code, 5), default=0)

@@ -59,7 +59,7 @@ def _id_text(value: bytes | str) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
 
 
-def _id_wire(record_id: str) -> bytes:
+def id_wire(record_id: str) -> bytes:
     return record_id.encode("utf-8", "surrogateescape")
 
 
@@ -171,14 +171,17 @@ def landing(client: Any, keys: PartitionKeys, token: str, xid: int, marks: dict[
     """Note the transaction ``xid`` on the recreated marks it replaces (id -> generation)."""
     args: list[Any] = [token, xid]
     for record_id, generation in marks.items():
-        args.append(_id_wire(record_id))
+        args.append(id_wire(record_id))
         args.append(generation)
     return int(_fenced(call(client, "landing", [keys.recreated, keys.lease], args), keys, "landing"))
 
 
-def dead(client: Any, keys: PartitionKeys, run: str, token: str, entries: list[tuple[str, str]]) -> int:
-    args: list[Any] = [token, keys.value_prefix, round(time.time(), 3)]
+def dead(
+    client: Any, keys: PartitionKeys, run: str, token: str, entries: list[tuple[str, str]], at: float | None = None
+) -> int:
+    """``at``: the time recorded in each entry (default now)."""
+    args: list[Any] = [token, keys.value_prefix, round(time.time(), 3) if at is None else at]
     for record_id, reason in entries:
-        args.append(_id_wire(record_id))
+        args.append(id_wire(record_id))
         args.append(reason)
     return int(_fenced(call(client, "dead", [keys.inflight(run), keys.dead, keys.lease], args), keys, "dead"))

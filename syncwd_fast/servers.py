@@ -92,7 +92,9 @@ def _wait(check: Any, what: str, timeout: float = 30.0) -> None:
 class RedisServer:
     """A private redis-server: ``RedisServer(appendonly=True).start()``."""
 
-    def __init__(self, port: int | None = None, appendonly: bool = False, cluster: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, appendonly: bool = False, cluster: bool = False, extra_args: tuple[str, ...] = ()
+    ) -> None:
         binary = _which("redis-server")
         if not binary:
             raise ServerUnavailable("redis-server not found on PATH; " + INSTALL_HINT)
@@ -100,6 +102,7 @@ class RedisServer:
         self.port = port or free_port(cluster_bus=cluster)
         self.appendonly = appendonly
         self.cluster = cluster
+        self.extra_args = extra_args  # e.g. ("--rename-command", "CONFIG", "")
         self.dir = tempfile.mkdtemp(prefix="syncwd-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -121,7 +124,7 @@ class RedisServer:
                 "--repl-diskless-sync-delay",  # a replica syncs at once, not after 5 s
                 "0",
             ]
-        args += ["--logfile", os.path.join(self.dir, "log")]
+        args += ["--logfile", os.path.join(self.dir, "log"), *self.extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up() -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .checks import eviction_warnings, nothing_registered_warning
 from .discover import find_unregistered
 from .drain import registered_tables
 from .errors import ConfigurationError
@@ -70,3 +71,16 @@ def table_status(
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
         }
     return result
+
+
+def status_report(
+    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, discover: bool = False
+) -> dict[str, Any]:
+    """``{"tables": table_status(...), "warnings": [...]}``: what `status`
+    prints, with what an operator should know (eviction policy, nothing
+    registered)."""
+    result = table_status(redis_client, prefix, tables, discover)
+    warnings = eviction_warnings(redis_client)
+    if not result:
+        warnings.append(nothing_registered_warning(redis_client, prefix))
+    return {"tables": result, "warnings": warnings}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from .errors import ConfigurationError
 from .keys import PartitionKeys, partition_of, validate_identifier, validate_table_name
 
 DEFAULT_TTL = 7 * 24 * 3600
@@ -76,4 +77,4 @@ class Table:
                 version_column=entry.get("version_column"),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"registry entry of table {name!r} is not valid: {exc}") from exc
+            raise ConfigurationError(f"registry entry of table {name!r} is not valid: {exc}") from exc

@@ -85,7 +85,7 @@ def test_status(r, redis_url, prefix, t):
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(7)])
     out = cli("status", "--redis", redis_url, "--prefix", prefix, "--json")
     assert out.returncode == 0
-    assert last_json(out.stdout)[t.name]["dirty"] == 7
+    assert last_json(out.stdout)["tables"][t.name]["dirty"] == 7
     out = cli("status", "--redis", redis_url, "--prefix", prefix)
     assert f"{t.name}: 7 dirty, 0 in a run, 0 in flight, 0 dead" in out.stdout
 

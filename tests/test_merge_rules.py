@@ -44,7 +44,7 @@ def test_two_spellings_of_an_int_key_are_dead_lettered_and_the_rest_lands(r, db,
     assert "names the same row as id '07'" in dead["7"]["error"] and "SQLSTATE 21000" in dead["7"]["error"]
     assert count(db, p.name) == 498 and count(db, q.name) == 100
     assert r.scard(p.keys(0, prefix).dirty) == 0
-    status = last_json(cli("status", "--redis", redis_url, "--prefix", prefix, "--json").stdout)
+    status = last_json(cli("status", "--redis", redis_url, "--prefix", prefix, "--json").stdout)["tables"]
     assert status[p.name]["inflight"] == 0 and status[p.name]["dead"] == 2
 
 

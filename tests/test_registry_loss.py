@@ -35,7 +35,7 @@ def warnings_(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFix
 def status_json(redis_url: str, prefix: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     out = cli("status", "--redis", redis_url, "--prefix", prefix, "--json", *extra, env=env)
     assert out.returncode == 0, out.stderr
-    return last_json(out.stdout)
+    return last_json(out.stdout)["tables"]
 
 
 def test_a_writer_restores_its_lost_entry_once_per_interval(r, prefix, monkeypatch):
@@ -252,7 +252,7 @@ def test_cluster_failover_before_the_registry_replicated(cluster, db, dsn, schem
 
     out = cli("status", "--redis", cluster.url, "--cluster", "--prefix", prefix, "--json")
     assert out.returncode == 0, out.stderr
-    assert last_json(out.stdout)[t.name]["dirty"] == 3000
+    assert last_json(out.stdout)["tables"][t.name]["dirty"] == 3000
 
     report = FastDrainer(drainer_client, dsn, prefix=prefix, workers=2).drain()
     assert (report.upserted, report.deleted, report.exit_code) == (2999, 1, 0)

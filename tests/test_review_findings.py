@@ -184,7 +184,7 @@ def test_status_json_while_a_run_is_active(r, db, redis_url, dsn, prefix, schema
         finally:
             proc.kill()
     assert out.returncode == 0, out.stderr
-    status = last_json(out.stdout)[t.name]
+    status = last_json(out.stdout)["tables"][t.name]
     assert status["active_runs"] and all(k in ("0", "1") for k in status["active_runs"])
 
 

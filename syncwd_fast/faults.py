@@ -1,0 +1,92 @@
+"""Which errors a drain retries, and which are configuration.
+
+Every error ends in one of three places:
+
+- a record's fault (a data error): the record is dead-lettered with the
+  server's message and the rest of its batch lands (merge.py decides);
+- configuration (a database that does not exist, a rejected login, a missing
+  privilege, an invalid DSN or option): nothing a retry can fix, so the drain
+  stops at once with the server's message (CLI exit code 2);
+- a transient fault (a link, a restart, a failover, a read-only standby,
+  Redis over its memory limit, a timeout, a deadlock): retried with backoff,
+  then the drain stops with everything resumable (exit code 3).
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import redis.exceptions
+
+# SQLSTATE classes of the server or the link: worth retrying.
+# 08 connection, 25 invalid transaction state (25006: a read-only standby after
+# a failover), 40 rollback (deadlock, serialization), 53 insufficient resources,
+# 55 object not in prerequisite state (lock not available), 57 operator
+# intervention (timeouts, shutdown), 58 system error, XX internal error.
+SERVER_CLASSES = ("08", "25", "40", "53", "55", "57", "58", "XX")
+# SQLSTATE classes and codes of the configuration: a retry cannot fix them.
+# 28 invalid authorization, 3D invalid catalog (database), 3F invalid schema,
+# 42501 insufficient privilege.
+CONFIG_CLASSES = ("28", "3D", "3F")
+CONFIG_CODES = ("42501",)
+
+# libpq reports a refused connection without a SQLSTATE: its message says why.
+_CONFIG_MESSAGES = re.compile(
+    r'database "[^"]*" does not exist|role "[^"]*" does not exist|password authentication failed'
+    r"|authentication failed|no pg_hba\.conf entry|password is required|permission denied for database"
+    r"|is not permitted to log in|server does not support SSL|invalid (?:sslmode|connection option)",
+    re.IGNORECASE,
+)
+
+REDIS_TRANSIENT = (
+    redis.exceptions.ConnectionError,  # includes a refused or dropped link
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ReadOnlyError,  # a replica after a failover
+    redis.exceptions.OutOfMemoryError,  # over maxmemory: a drain frees memory as it acks, others may too
+)
+REDIS_CONFIG = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+    redis.exceptions.NoPermissionError,
+)
+
+
+def configuration_problem(exc: BaseException) -> str | None:
+    """The reason ``exc`` is a configuration error, or None."""
+    if isinstance(exc, REDIS_CONFIG):
+        return f"Redis refused: {str(exc).strip()}"
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate
+        if state and (state[:2] in CONFIG_CLASSES or state in CONFIG_CODES):
+            return f"PostgreSQL refused: {str(exc).strip()} [SQLSTATE {state}]"
+        if not state and isinstance(exc, psycopg.OperationalError):
+            match = _CONFIG_MESSAGES.search(str(exc))
+            if match:
+                return f"PostgreSQL refused the connection: {_server_text(str(exc))}"
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed: the link or the server, never the data or
+    the configuration."""
+    if isinstance(exc, REDIS_TRANSIENT):
+        return not isinstance(exc, REDIS_CONFIG)
+    if isinstance(exc, psycopg.Error):
+        if configuration_problem(exc):
+            return False
+        state = exc.sqlstate
+        if state:
+            return state[:2] in SERVER_CLASSES
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+    return False
+
+
+def _server_text(message: str) -> str:
+    """libpq's 'connection failed: connection to server at ... failed: FATAL: X' -> 'X'."""
+    fatal = message.rfind("FATAL:")
+    return " ".join((message[fatal + len("FATAL:") :] if fatal >= 0 else message).split())
