@@ -15,9 +15,9 @@ import psycopg
 from redis.exceptions import RedisError
 
 from .connection import connect, deadline
-from .discover import find_unregistered, restore_registry
+from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
-from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
+from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix, validate_table_name
 from .masking import mask
 from .partition import TRANSIENT, Options, PartitionDrain, PartitionResult
 from .report import DrainReport, TableReport
@@ -33,7 +33,8 @@ def registered_tables(redis_client: Any, prefix: str = DEFAULT_PREFIX) -> dict[s
     tables = {}
     for name, entry in raw.items():
         name = name.decode() if isinstance(name, bytes) else name
-        tables[name] = Table.from_registry(name, entry)
+        if name != REGISTRY_EPOCH:
+            tables[name] = Table.from_registry(name, entry)
     return dict(sorted(tables.items()))
 
 
@@ -134,13 +135,19 @@ class FastDrainer:
 
     def _schemas(self, report: DrainReport) -> list[TableSchema]:
         registry = self._with_retries("reading the table registry", lambda: registered_tables(self.redis, self.prefix))
+        epoch = self._with_retries("reading the registry epoch", lambda: registry_epoch(self.redis, self.prefix))
         lost = self._with_retries(
             "looking for tables in partition meta",
-            lambda: find_unregistered(self.redis, self.prefix, registry, self.tables, self.discover),
+            lambda: find_unregistered(self.redis, self.prefix, registry, self.tables, self.discover or epoch.changed),
         )
         if lost:
             self._register_again(lost)
             registry = dict(sorted({**registry, **lost}.items()))
+        if epoch.changed and registry:
+            try:
+                epoch.settle(self.redis, self.prefix)
+            except RedisError as exc:  # the next drain looks again
+                log.debug("could not record the registry epoch: %s", exc)
         names = self.tables or list(registry)
         unknown = [n for n in names if n not in registry]
         if unknown:
