@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from . import scripts
-from .discover import find_unregistered
+from .discover import find_unregistered, registry_epoch
 from .drain import registered_tables
 from .errors import ConfigurationError
 from .table import Table
@@ -34,7 +34,9 @@ def _tables(redis_client: Any, prefix: str, tables: Iterable[str] | None) -> lis
     asked for that it lacks, also those only their partitions' meta knows."""
     registry = registered_tables(redis_client, prefix)
     wanted = list(tables or [])
-    known = dict(sorted({**registry, **find_unregistered(redis_client, prefix, registry, wanted)}.items()))
+    stale = registry_epoch(redis_client, prefix).changed
+    lost = find_unregistered(redis_client, prefix, registry, wanted, stale)
+    known = dict(sorted({**registry, **lost}.items()))
     names = wanted or list(known)
     unknown = [n for n in names if n not in known]
     if unknown:

@@ -13,9 +13,10 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .keys import registry_key, validate_prefix
+from .keys import REGISTRY_EPOCH, discovered_key, new_epoch, registry_key, validate_prefix
 from .table import Table
 
 log = logging.getLogger("syncwd_fast")
@@ -132,6 +133,31 @@ def find_unregistered(
     return {n: t for n, t in found.items() if n not in registry}
 
 
+@dataclass(frozen=True)
+class Epoch:
+    """The registry's epoch now, and whether it differs from the one under
+    which a drain last looked for lost tables (then a SCAN is due: the
+    registry was lost and created again, and may lack tables)."""
+
+    current: str | None
+    changed: bool
+
+    def settle(self, redis_client: Any, prefix: str) -> None:
+        """After a look: give the registry an epoch if it has none, and record it."""
+        epoch = self.current
+        if epoch is None:
+            redis_client.hsetnx(registry_key(prefix), REGISTRY_EPOCH, new_epoch())
+            epoch = _text(redis_client.hget(registry_key(prefix), REGISTRY_EPOCH))
+        redis_client.set(discovered_key(prefix), epoch)
+
+
+def registry_epoch(redis_client: Any, prefix: str) -> Epoch:
+    current = redis_client.hget(registry_key(prefix), REGISTRY_EPOCH)
+    seen = redis_client.get(discovered_key(prefix))
+    current = _text(current) if current is not None else None
+    return Epoch(current, current is None or seen is None or _text(seen) != current)
+
+
 def restore_registry(redis_client: Any, prefix: str, tables: Mapping[str, Table]) -> list[str]:
     """Put the entries back with HSETNX: restores a lost entry, never replaces
     another writer's. Returns the names restored."""
@@ -140,4 +166,5 @@ def restore_registry(redis_client: Any, prefix: str, tables: Mapping[str, Table]
     pipe = redis_client.pipeline(transaction=False)
     for name, table in tables.items():
         pipe.hsetnx(registry_key(prefix), name, table.to_registry())
+    pipe.hsetnx(registry_key(prefix), REGISTRY_EPOCH, new_epoch())
     return [name for name, added in zip(tables, pipe.execute()) if added]

@@ -17,10 +17,10 @@ from redis.exceptions import RedisError
 
 from .checks import eviction_warnings, nothing_registered_warning
 from .connection import connect, deadline
-from .discover import find_unregistered, restore_registry
+from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .faults import configuration_problem, is_transient
-from .keys import DEFAULT_PREFIX, registry_key, validate_prefix, validate_table_name
+from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix, validate_table_name
 from .masking import mask
 from .partition import Options, PartitionDrain, PartitionResult
 from .report import DrainReport, TableReport
@@ -36,7 +36,8 @@ def registered_tables(redis_client: Any, prefix: str = DEFAULT_PREFIX) -> dict[s
     tables = {}
     for name, entry in raw.items():
         name = name.decode() if isinstance(name, bytes) else name
-        tables[name] = Table.from_registry(name, entry)
+        if name != REGISTRY_EPOCH:
+            tables[name] = Table.from_registry(name, entry)
     return dict(sorted(tables.items()))
 
 
@@ -151,13 +152,19 @@ class FastDrainer:
 
     def _schemas(self, report: DrainReport) -> list[TableSchema]:
         registry = self._with_retries("reading the table registry", lambda: registered_tables(self.redis, self.prefix))
+        epoch = self._with_retries("reading the registry epoch", lambda: registry_epoch(self.redis, self.prefix))
         lost = self._with_retries(
             "looking for tables in partition meta",
-            lambda: find_unregistered(self.redis, self.prefix, registry, self.tables, self.discover),
+            lambda: find_unregistered(self.redis, self.prefix, registry, self.tables, self.discover or epoch.changed),
         )
         if lost:
             self._register_again(lost)
             registry = dict(sorted({**registry, **lost}.items()))
+        if epoch.changed and registry:
+            try:
+                epoch.settle(self.redis, self.prefix)
+            except RedisError as exc:  # the next drain looks again
+                log.debug("could not record the registry epoch: %s", exc)
         if not registry:
             report.warnings.extend(self._warn([nothing_registered_warning(self.redis, self.prefix)]))
         names = self.tables or list(registry)

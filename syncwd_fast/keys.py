@@ -112,6 +112,21 @@ def registry_key(prefix: str) -> str:
     return f"{prefix}:tables"
 
 
+# A field of the registry no table name can take: a random token that writers
+# set when they create the registry (HSETNX), so that a registry lost and
+# created again has a new one, and a drain knows to look for tables it lost.
+REGISTRY_EPOCH = "~epoch"
+
+
+def discovered_key(prefix: str) -> str:
+    """The registry epoch under which a drain last looked for lost tables."""
+    return f"{prefix}:discovered"
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex
+
+
 class PartitionKeys:
     """Names of every key of one partition ``P:{T:n}:...``."""
 

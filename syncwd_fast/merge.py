@@ -58,8 +58,13 @@ _END_CAREFUL = "DROP INDEX pg_temp.syncwd_stage_i"
 # feature not supported. Every other error a statement over some records
 # raises (data exceptions, integrity violations, a trigger's RAISE with any
 # code, a value a type refuses) is pinned on the records by isolating them.
-NOT_THE_DATA = ("08", "0A", "25", "28", "3D", "3F", "40", "53", "55", "57", "58", "F0", "XX")
+NOT_THE_DATA = ("08", "25", "28", "3D", "40", "53", "55", "57", "58", "F0", "XX")
 INSUFFICIENT_PRIVILEGE = "42501"
+# Classes that may blame a record (a regclass naming no relation or schema,
+# a cross-database name) or the schema (a trigger reaching for a relation or
+# function that is gone): pinned on records only when other records of the
+# same statement succeed; when every record fails so, it is no record's fault.
+AMBIGUOUS = ("0A", "3F", "42")
 CARDINALITY_VIOLATION = "21000"
 NOT_NULL_VIOLATION = "23502"
 
@@ -94,6 +99,10 @@ def copy_payload(
         # jsonb's binary form is a version byte (1) and the JSON text.
         rows.append(_ROW(4, 4, i, 2, g, 1, g == DELETE or rid in again, len(doc) + 1) + b"\x01" + doc)
     return b"".join([_HEADER, *rows, _TRAILER])
+
+
+class _DeferredRejected(Exception):
+    """A deferred constraint failed when the batch's checks were fired."""
 
 
 class _CopyRejected(Exception):
@@ -169,12 +178,15 @@ class Merger:
             return result
         items, replace = batch.items, batch.replace
         rejected: dict[int, str] = {}  # refused by COPY itself (a \u0000 in jsonb, ...)
+        immediate = False
         while True:
             try:
-                run = self._transaction(items, batch.columns, replace, rejected)
+                run = self._transaction(items, batch.columns, replace, rejected, immediate)
                 break
             except _CopyRejected as exc:
                 rejected[exc.index] = exc.reason
+            except _DeferredRejected:
+                immediate = True
         dead = {**rejected, **run.dead}
         result.unchanged = run.unchanged
         for i, (g, rid, _) in enumerate(items):
@@ -196,6 +208,7 @@ class Merger:
         columns: list[tuple[str, ...]],
         replace: dict[str, str],
         rejected: dict[int, str],
+        immediate: bool,
     ) -> _Run:
         staged = [i for i in range(len(items)) if i not in rejected]
         groups: dict[int, list[int]] = {}
@@ -221,17 +234,32 @@ class Merger:
             # Taken after the COPY: a client stopped mid-COPY keeps its backend
             # waiting for data beyond any timeout, and must not hold this lock.
             cur.execute(_LOCK, self.lock_key)
-            # Deferred constraints would fire at COMMIT, outside every savepoint,
-            # where no record could be blamed: check them statement by statement.
-            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            if immediate:
+                # Deferred constraints failed at the end of a first try: check
+                # them statement by statement, so the records can be blamed.
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            marks: dict[str, str] = {}
             if replace:
-                deleting = self._replacing(cur, items, staged, replace, deleting)
+                deleting, marks = self._replacing(cur, items, staged, replace, deleting)
             run = _Run(self, cur, clock, items)
             # Deletes first: a new row after a delete replaces the old row whole.
             run.apply(self._delete, deleting, DELETE)
+            self._note(cur, {rid: mark for rid, mark in marks.items() if rid not in run.dead_ids()})
             for g, indices in groups.items():
                 run.apply(self._unit(columns[g]), indices, g)
+            run.blame(staged)
             run.finish()
+            if not immediate:
+                # Deferred constraints fire at COMMIT, outside every savepoint,
+                # where no record could be blamed: fire them here, and if they
+                # fail, merge again with every constraint checked at once.
+                try:
+                    with self.conn.transaction():
+                        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                except psycopg.Error as exc:
+                    if not is_data_error(exc) or self.conn.broken:
+                        raise
+                    raise _DeferredRejected from exc
             # Checked under the advisory lock: a lease lost before this point
             # rolls the batch back; one lost after it cannot be taken over
             # until this transaction ends.
@@ -249,12 +277,13 @@ class Merger:
         staged: list[int],
         replace: dict[str, str],
         deleting: list[int],
-    ) -> list[int]:
+    ) -> tuple[list[int], dict[str, str]]:
         """Which new rows after a delete still replace their old row: not
         those whose replacing transaction (noted as "generation@xid") already
         committed, as when a drainer died between that COMMIT and its ack.
         Asked under the advisory lock, so that transaction has ended. Returns
-        the stage rows to delete first; notes this transaction on the rest."""
+        the stage rows to delete first, and the marks to note once their old
+        rows are deleted."""
         xids = {int(mark.split("@", 1)[1]) for mark in replace.values() if "@" in mark}
         committed = {x for x in sorted(xids) if self._committed(cur, x)}
         landed = {rid for rid, mark in replace.items() if "@" in mark and int(mark.split("@", 1)[1]) in committed}
@@ -263,12 +292,15 @@ class Merger:
             cur.execute("UPDATE syncwd_stage SET del = false WHERE i = ANY(%s)", (again,))
             deleting = [i for i in deleting if items[i][1] not in landed]
         ongoing = {items[i][1]: replace[items[i][1]] for i in staged if items[i][1] in replace}
-        marks = {rid: mark for rid, mark in ongoing.items() if rid not in landed}
+        return deleting, {rid: mark for rid, mark in ongoing.items() if rid not in landed}
+
+    def _note(self, cur: psycopg.Cursor[Any], marks: dict[str, str]) -> None:
+        """Note this transaction on the new rows whose old rows it deleted
+        (only those: a delete refused and dead-lettered must be done again)."""
         if marks and self.landing is not None:
             cur.execute("SELECT txid_current()")
             row = cur.fetchone()
             self.landing(int(row[0]), marks)  # type: ignore[index]
-        return deleting
 
     def _committed(self, cur: psycopg.Cursor[Any], xid: int) -> bool:
         """Whether transaction ``xid`` committed; an xid this server cannot
@@ -441,6 +473,7 @@ class _Run:
         self.dead: dict[int, str] = {}
         self.stale: set[int] = set()
         self.unchanged = 0
+        self.ambiguous: dict[int, psycopg.Error] = {}  # dead for an error that may not be theirs
         self.careful = False
         self.deduplicated: set[int] = set()  # units checked for two spellings of one key
 
@@ -450,6 +483,16 @@ class _Run:
         live = [i for i in indices if i not in self.dead]
         if live:
             self._try(unit, live, whole=group if len(live) == len(indices) else None)
+
+    def dead_ids(self) -> set[str]:
+        return {self.items[i][1] for i in self.dead}
+
+    def blame(self, staged: list[int]) -> None:
+        """Raise the error when every record of the batch failed with one that
+        may not be theirs (a trigger reaching for a dropped table): that is no
+        record's fault, and the batch waits in Redis for the cause to go."""
+        if self.ambiguous and all(i in self.ambiguous for i in staged):
+            raise self.ambiguous[staged[0]]
 
     def finish(self) -> None:
         if self.careful:
@@ -533,6 +576,8 @@ class _Run:
             return
         if len(indices) == 1:
             self.dead[indices[0]] = describe(exc)
+            if (exc.sqlstate or "")[:2] in AMBIGUOUS:
+                self.ambiguous[indices[0]] = exc
             return
         middle = len(indices) // 2
         self._try(unit, indices[:middle], None)

@@ -35,7 +35,7 @@ def stored_key_values(row: Any, key: tuple[str, ...]) -> list[Any]:
     checks an id against: a model that serializes itself (pydantic writes a
     UTC datetime with "Z") must name its record the same way."""
     values = key_values(row, key)
-    if all(type(v) is str or type(v) is int for v in values):  # the common case: as they are
+    if _as_they_are(row, values):
         return values
     return key_values(orjson.loads(encode(row)), key)
 
@@ -44,9 +44,15 @@ def record(row: Any, key: tuple[str, ...]) -> tuple[list[Any], bytes]:
     """The row's stored key values and its JSON."""
     value = encode(row)
     values = key_values(row, key)
-    if all(type(v) is str or type(v) is int for v in values):
+    if _as_they_are(row, values):
         return values, value
     return key_values(orjson.loads(value), key), value
+
+
+def _as_they_are(row: Any, values: list[Any]) -> bool:
+    """Whether key values are stored as they are: plain str and int, in a row
+    that does not serialize itself (a pydantic serializer may rewrite any)."""
+    return not callable(getattr(row, "model_dump", None)) and all(type(v) is str or type(v) is int for v in values)
 
 
 def encode(row: Any) -> bytes:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .checks import eviction_warnings, nothing_registered_warning
-from .discover import find_unregistered
+from .discover import find_unregistered, registry_epoch
 from .drain import registered_tables
 from .errors import ConfigurationError
 
@@ -27,7 +27,9 @@ def table_status(
 ) -> dict[str, dict[str, Any]]:
     registry = registered_tables(redis_client, prefix)
     wanted = list(tables or [])
-    lost = find_unregistered(redis_client, prefix, registry, wanted, discover)
+    # A registry created again since the last look may lack tables: look too.
+    stale = registry_epoch(redis_client, prefix).changed
+    lost = find_unregistered(redis_client, prefix, registry, wanted, discover or stale)
     known = dict(sorted({**registry, **lost}.items()))
     names = wanted or list(known)
     unknown = [n for n in names if n not in known]

@@ -15,7 +15,7 @@ import orjson
 
 from . import rows, scripts
 from .errors import ConfigurationError
-from .keys import DEFAULT_PREFIX, TOMBSTONE, canonical_id, registry_key, validate_prefix
+from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, TOMBSTONE, canonical_id, new_epoch, registry_key, validate_prefix
 from .table import Table
 
 CHUNK = 1000  # records per Lua call: short enough not to stall Redis
@@ -82,6 +82,7 @@ class Syncwd:
                 )
         if current is None or Table.from_registry(table.name, current) != table:
             self.redis.hset(registry_key(self.prefix), table.name, table.to_registry())
+            self.redis.hsetnx(registry_key(self.prefix), REGISTRY_EPOCH, new_epoch())
         self._tables[table.name] = table
         self._asserted[table.name] = time.monotonic()
         return table
@@ -203,6 +204,7 @@ class Syncwd:
                 pipe.evalsha(write.sha, len(keys_), *keys_, *args)
             if here and reassert:
                 pipe.hsetnx(registry, reassert.name, reassert.to_registry())
+                pipe.hsetnx(registry, REGISTRY_EPOCH, new_epoch())
             results = pipe.execute(raise_on_error=False)
             if any(isinstance(result, Exception) for result in results[: len(group)]):
                 # NOSCRIPT after a restart, a MOVED slot, ...: the whole group again, in
@@ -211,10 +213,11 @@ class Syncwd:
                 for keys_, args in group:
                     scripts.call(self.redis, "write", keys_, args)
             if here and reassert:
-                asserted = not isinstance(results[-1], Exception)
+                asserted = not any(isinstance(result, Exception) for result in results[len(group) :])
         if reassert:
             if not asserted:  # through the main client: it follows redirects
                 self.redis.hsetnx(registry, reassert.name, reassert.to_registry())
+                self.redis.hsetnx(registry, REGISTRY_EPOCH, new_epoch())
             self._asserted[reassert.name] = time.monotonic()
 
     def _by_node(self, calls: list[Call], extra_key: str | None = None) -> list[tuple[Any, list[Call], bool]]:

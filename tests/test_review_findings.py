@@ -13,7 +13,7 @@ import orjson
 import pydantic
 
 from syncwd_fast import FastDrainer, Syncwd, Table, scripts
-from syncwd_fast.deadletter import purge_dead
+from syncwd_fast.deadletter import purge_dead, retry_dead
 from syncwd_fast.keys import registry_key
 
 from .helpers import cli, count, dead_entries, drain_command, last_json, rows, wait_for
@@ -169,7 +169,7 @@ def test_a_registry_restored_for_a_named_table_keeps_the_others(r, db, dsn, pref
     sw.update_many(b, [{"id": 1}, {"id": 2}])
     r.delete(registry_key(prefix))
     assert drain(r, dsn, prefix, tables=[a.name]).upserted == 1
-    assert sorted(r.hkeys(registry_key(prefix))) == sorted([a.name.encode(), b.name.encode()])
+    assert sorted(r.hkeys(registry_key(prefix))) == sorted([a.name.encode(), b.name.encode(), b"~epoch"])
     assert drain(r, dsn, prefix).upserted == 2
 
 
@@ -202,3 +202,98 @@ def test_an_unforeseen_error_ends_in_the_report(r, db, dsn, prefix, schema, monk
     assert report.exit_code == 3 and "unexpected RuntimeError: a bug" in (report.aborted or "")
     monkeypatch.undo()
     assert drain(r, dsn, prefix).upserted == 1  # resumable
+
+
+def test_a_new_row_whose_delete_was_refused_is_still_a_new_row_on_retry(r, db, dsn, prefix, schema):
+    db.execute(f"CREATE TABLE {schema}.parent (id int PRIMARY KEY, name text, note text DEFAULT 'default-note')")
+    db.execute(f"CREATE TABLE {schema}.child (pid int REFERENCES {schema}.parent ON DELETE RESTRICT)")
+    t = Table(f"{schema}.parent")
+    sw = Syncwd(r, prefix=prefix)
+    sw.update(t, {"id": 1, "name": "old", "note": "old-note"})
+    drain(r, dsn, prefix)
+    db.execute(f"INSERT INTO {schema}.child VALUES (1)")
+    sw.delete(t, 1)
+    sw.update(t, {"id": 1, "name": "new"})
+    assert drain(r, dsn, prefix).dead_lettered == 1  # the old row is still referenced
+    db.execute(f"DELETE FROM {schema}.child")
+    retry_dead(r, prefix, [t.name])
+    assert drain(r, dsn, prefix).upserted == 1
+    assert rows(db, t.name) == [(1, "new", "default-note")]
+
+
+def test_an_error_that_may_not_be_the_records_is_pinned_only_beside_successes(r, db, dsn, prefix, schema):
+    db.execute(f"CREATE TABLE {schema}.t (id int PRIMARY KEY, rel regclass, ns regnamespace)")
+    t = Table(f"{schema}.t")
+    sw = Syncwd(r, prefix=prefix)
+    sw.update(t, {"id": 1, "rel": "pg_class"})
+    sw.update(t, {"id": 2, "ns": "nosuch_schema"})  # 3F000 from a value: this record's fault
+    sw.update(t, {"id": 3, "rel": "otherdb.public.t"})  # 0A000 from a value
+    report = drain(r, dsn, prefix)
+    assert (report.upserted, report.dead_lettered, report.exit_code) == (1, 2, 1)
+    # A trigger reaching for a dropped table fails every record: no record's fault.
+    db.execute(f"CREATE TABLE {schema}.audit (id int)")
+    db.execute(
+        f"CREATE FUNCTION {schema}.aud() RETURNS trigger LANGUAGE plpgsql AS $$"
+        f" BEGIN INSERT INTO {schema}.audit VALUES (NEW.id); RETURN NEW; END $$"
+    )
+    db.execute(f"CREATE TRIGGER aud AFTER INSERT OR UPDATE ON {t.name} FOR EACH ROW EXECUTE FUNCTION {schema}.aud()")
+    db.execute(f"DROP TABLE {schema}.audit")
+    sw.update_many(t, [{"id": i} for i in range(10, 15)])
+    report = drain(r, dsn, prefix, retries=0)
+    assert report.exit_code == 3 and report.dead_lettered == 0 and "audit" in (report.aborted or "")
+    db.execute(f"CREATE TABLE {schema}.audit (id int)")
+    assert drain(r, dsn, prefix).upserted == 5  # they waited in Redis
+
+
+def test_deferred_constraints_are_checked_at_the_end_of_the_batch(r, db, dsn, prefix, schema):
+    db.execute(
+        f"CREATE TABLE {schema}.node (id int PRIMARY KEY, parent int REFERENCES {schema}.node"
+        " DEFERRABLE INITIALLY DEFERRED, name text)"
+    )
+    t = Table(f"{schema}.node")
+    sw = Syncwd(r, prefix=prefix)
+    for k in range(20):
+        sw.update(t, {"id": k + 1, "parent": 1000 + k})  # a child, in one column group
+        sw.update(t, {"id": 1000 + k, "name": f"root{k}"})  # its parent, in another
+    report = drain(r, dsn, prefix)
+    assert (report.upserted, report.dead_lettered) == (40, 0)
+    sw.update(t, {"id": 99, "parent": 5000})  # no such parent, ever
+    sw.update(t, {"id": 98, "name": "fine"})
+    report = drain(r, dsn, prefix)
+    assert (report.upserted, report.dead_lettered) == (1, 1)
+    assert "SQLSTATE 23503" in dead_entries(r, t.keys(0, prefix))["99"]["error"]
+
+
+def test_tables_lost_with_the_registry_are_found_after_it_was_created_again(r, db, dsn, prefix, schema):
+    for name in ("a", "b", "c"):
+        db.execute(f"CREATE TABLE {schema}.{name} (id int PRIMARY KEY)")
+    a, b, c = (Table(f"{schema}.{name}") for name in "abc")
+    Syncwd(r, prefix=prefix).update_many(a, [{"id": 1}])
+    Syncwd(r, prefix=prefix).update_many(b, [{"id": 1}])
+    Syncwd(r, prefix=prefix).update_many(c, [{"id": 1}])
+    drain(r, dsn, prefix)  # a look, under the registry's epoch
+    sw = Syncwd(r, prefix=prefix)
+    for table in (a, b, c):
+        sw.update(table, {"id": 2})
+    r.delete(registry_key(prefix))  # lost ...
+    Syncwd(r, prefix=prefix).update(a, {"id": 3})  # ... and created again by a writer of a alone
+    report = drain(r, dsn, prefix)
+    assert (report.upserted, sorted(report.tables)) == (4, [a.name, b.name, c.name])
+    assert [count(db, table.name) for table in (a, b, c)] == [3, 2, 2]
+    # Once settled, a drain does not scan again.
+    assert drain(r, dsn, prefix).upserted == 0
+
+
+class Keyed(pydantic.BaseModel):
+    code: str
+
+    @pydantic.field_serializer("code")
+    def upper(self, value: str) -> str:
+        return value.upper()
+
+
+def test_a_model_that_rewrites_its_key_names_its_record_by_the_stored_key(r, db, dsn, prefix, schema):
+    db.execute(f"CREATE TABLE {schema}.k (code text PRIMARY KEY)")
+    t = Table(f"{schema}.k", key="code")
+    assert Syncwd(r, prefix=prefix).update(t, Keyed(code="abc")) == "ABC"
+    assert drain(r, dsn, prefix).upserted == 1 and rows(db, t.name) == [("ABC",)]
