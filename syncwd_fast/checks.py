@@ -9,6 +9,7 @@ from typing import Any
 
 import redis.exceptions
 
+from .faults import configuration_problem
 from .keys import registry_key
 
 log = logging.getLogger("syncwd_fast")
@@ -34,8 +35,10 @@ def eviction_warnings(redis_client: Any) -> list[str]:
     for name, client in _nodes(redis_client):
         try:
             reply = client.config_get("maxmemory-policy")
-        except redis.exceptions.ResponseError as exc:  # CONFIG renamed, disabled or not permitted
-            log.debug("cannot read maxmemory-policy on %s: %s", name, exc)
+        except redis.exceptions.ResponseError as exc:
+            if configuration_problem(exc):  # e.g. a database index the server does not have
+                raise
+            log.debug("cannot read maxmemory-policy on %s: %s", name, exc)  # CONFIG renamed or not permitted
             continue
         policy = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
         policy = policy.decode() if isinstance(policy, bytes) else policy

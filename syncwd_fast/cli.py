@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import click
 import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from .connection import redis_from_url
 from .drain import FastDrainer
@@ -29,8 +31,18 @@ from .servers import DEFAULT_REDIS_URL
 
 masker = Masker()
 log = logging.getLogger("syncwd_fast")
-REPORTING = ("drain", "schedule")  # commands whose --json prints a drain report
-TRUE = ("1", "true", "yes", "on")
+# Commands whose --json prints one report whatever happens: drain reports, or
+# status's object.
+REPORTING = {("drain",): "drain", ("schedule",): "drain", ("dead-letter", "retry"): "drain", ("status",): "status"}
+
+
+def json_requested(args: list[str]) -> bool:
+    if "--json" in args:
+        return True
+    try:  # the variable, read as click reads a flag's
+        return bool(click.BOOL.convert(os.environ.get("SYNCWD_JSON") or "0", None, None))
+    except click.BadParameter:
+        return False
 
 
 class UsageFailure(click.ClickException):
@@ -52,6 +64,15 @@ def error_report(message: str, exit_code: int) -> DrainReport:
     return DrainReport(aborted=message)
 
 
+def emit_error(kind: str, message: str, exit_code: int) -> None:
+    """The --json line of a command that failed before it could report."""
+    if kind == "status":
+        click.echo(masker(orjson.dumps({"tables": {}, "warnings": [], "error": message}).decode()))
+        sys.stdout.flush()
+    else:
+        emit(error_report(message, exit_code), True)
+
+
 def emit(report: DrainReport, as_json: bool) -> None:
     text = orjson.dumps(report.to_dict()).decode() if as_json else report.summary()
     click.echo(masker(text))
@@ -64,11 +85,8 @@ class Main(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         args = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # the subcommand and its arguments
-        reporting = (
-            bool(args)
-            and args[0] in REPORTING
-            and ("--json" in args or os.environ.get("SYNCWD_JSON", "").lower() in TRUE)
-        )
+        kind = REPORTING.get(tuple(args[:1])) or REPORTING.get(tuple(args[:2]))
+        reporting = kind if kind and json_requested(args) else None
         try:
             return super().invoke(ctx)
         except click.exceptions.Exit:
@@ -77,7 +95,7 @@ class Main(click.Group):
             raise
         except click.UsageError as exc:
             if reporting:
-                emit(error_report(exc.format_message(), EXIT_USAGE), True)
+                emit_error(reporting, exc.format_message(), EXIT_USAGE)
             raise
         except click.ClickException:
             raise
@@ -95,7 +113,7 @@ class Main(click.Group):
                 log.debug("unexpected error", exc_info=True)
                 failure = FaultFailure(f"unexpected {type(exc).__name__}: {str(exc).strip()}")
         if reporting:
-            emit(error_report(failure.message, failure.exit_code), True)
+            emit_error(reporting, failure.message, failure.exit_code)
         raise failure
 
 
@@ -287,8 +305,9 @@ def run_drain(drainer: FastDrainer, as_json: bool, progress: Progress | None = N
         sys.stderr.flush()
         os._exit(report.exit_code)
 
-    with Interrupts(first, second):
+    with Interrupts(first, second) as interrupts:
         report = drainer.drain()
+        interrupts.done()
     if progress:
         progress.done()
     return report
@@ -356,7 +375,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         emit(report, as_json)
         os._exit(worst([*codes, report.exit_code]))
 
-    with Interrupts(first, second):
+    with Interrupts(first, second) as interrupts:
         for _ in plan.ticks(stop):
             report = drainer.drain()
             codes.append(report.exit_code)
@@ -366,6 +385,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
                 click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
             if (max_runs and len(codes) >= max_runs) or stop.is_set():
                 break
+        interrupts.done()
     sys.exit(worst(codes))
 
 
@@ -446,6 +466,11 @@ def dead_letter_retry(
     """
     from .deadletter import retry_dead
 
+    if dsn:  # a DSN that cannot work is said before anything is marked dirty
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(f"invalid PostgreSQL DSN: {str(exc).strip()}") from exc
     client = open_redis(redis_url, cluster)
     n = retry_dead(client, prefix, tables or None, ids or None)
     click.echo(f"{n} dead letters marked dirty again", err=as_json)

@@ -30,14 +30,24 @@ from .table import Table
 log = logging.getLogger("syncwd_fast")
 
 
-def registered_tables(redis_client: Any, prefix: str = DEFAULT_PREFIX) -> dict[str, Table]:
-    """The tables the write side registered under ``prefix``."""
+def registered_tables(
+    redis_client: Any, prefix: str = DEFAULT_PREFIX, invalid: list[str] | None = None
+) -> dict[str, Table]:
+    """The tables the write side registered under ``prefix``. An invalid
+    entry raises ConfigurationError, or, given ``invalid``, is said there and
+    skipped (for `status`, which must show the other tables)."""
     raw = redis_client.hgetall(registry_key(prefix))
     tables = {}
     for name, entry in raw.items():
-        name = name.decode() if isinstance(name, bytes) else name
-        if name != REGISTRY_EPOCH:
+        name = name.decode(errors="replace") if isinstance(name, bytes) else name
+        if name == REGISTRY_EPOCH:
+            continue
+        try:
             tables[name] = Table.from_registry(name, entry)
+        except ConfigurationError as exc:
+            if invalid is None:
+                raise
+            invalid.append(str(exc))
     return dict(sorted(tables.items()))
 
 
@@ -113,6 +123,7 @@ class FastDrainer:
         self._interrupted_by: str | None = None
         self._active: dict[int, PartitionDrain] = {}
         self._report = DrainReport()
+        self._started = time.perf_counter()
 
     def _connection(self) -> psycopg.Connection[Any]:
         """This thread's connection, reopened if the last one broke."""
@@ -205,9 +216,12 @@ class FastDrainer:
         not exist, a login refused, a table not registered)."""
         started = time.perf_counter()
         report = self._report = DrainReport()
+        self._started = started
         stop = threading.Event()
         try:
-            report.warnings.extend(self._warn(eviction_warnings(self.redis)))
+            report.warnings.extend(
+                self._warn(self._with_retries("reading Redis settings", lambda: eviction_warnings(self.redis)))
+            )
             schemas = self._schemas(report)
             tasks = [(s, n) for s in schemas for n in range(s.table.partitions)]
 
@@ -228,7 +242,7 @@ class FastDrainer:
                     stop.set()
                     return partition.result, exc  # what it committed before the fault still counts
                 except Exception as exc:  # a bug or an error no one foresaw: still a report, all resumable
-                    log.exception("%s partition %d: unexpected error", schema.table.name, number)
+                    log.debug("%s partition %d: unexpected error", schema.table.name, number, exc_info=True)
                     stop.set()
                     return partition.result, DrainFault(
                         f"{schema.table.name} partition {number}: unexpected {type(exc).__name__}: {str(exc).strip()}"
@@ -261,7 +275,7 @@ class FastDrainer:
         except ConfigurationError:
             raise
         except Exception as exc:  # never a bare traceback: the report says what happened
-            log.exception("unexpected error")
+            log.debug("unexpected error", exc_info=True)
             report.aborted = f"unexpected {type(exc).__name__}: {str(exc).strip()}"
         finally:
             self.close()
@@ -302,6 +316,7 @@ class FastDrainer:
             partition.release()
             self._add(report, partition.table.name, partition.number, partition.result)
         report.interrupted = reason
+        report.seconds = time.perf_counter() - self._started
         return report
 
     def close(self) -> None:

@@ -56,9 +56,16 @@ REDIS_CONFIG = (
 )
 
 
+# Redis replies that no retry can change: a database index the server lacks,
+# a login or a command refused.
+_REDIS_CONFIG_MESSAGES = re.compile(r"DB index is out of range|invalid DB index|NOAUTH|WRONGPASS|NOPERM", re.I)
+
+
 def configuration_problem(exc: BaseException) -> str | None:
     """The reason ``exc`` is a configuration error, or None."""
-    if isinstance(exc, REDIS_CONFIG):
+    if isinstance(exc, REDIS_CONFIG) or (
+        isinstance(exc, redis.exceptions.ResponseError) and _REDIS_CONFIG_MESSAGES.search(str(exc))
+    ):
         return f"Redis refused: {str(exc).strip()}"
     if isinstance(exc, psycopg.Error):
         state = exc.sqlstate

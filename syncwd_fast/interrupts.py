@@ -35,6 +35,15 @@ class Interrupts:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
+    def done(self) -> None:
+        """The work is over and its report on the way out: from now on these
+        signals are ignored (not put back), so one arriving while the report
+        is printed or the process exits cannot kill it without its report."""
+        if self._previous:
+            for sig in self.SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+            self._previous.clear()
+
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)

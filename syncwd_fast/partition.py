@@ -156,7 +156,7 @@ class PartitionDrain:
             try:
                 self._drain()
                 self._confirm_dead()
-                return self.result
+                return self._finished()
             except Exception as exc:
                 self._confirm_dead()
                 if not is_transient(exc):
@@ -172,7 +172,16 @@ class PartitionDrain:
                     ) from exc
                 delay = min(self.opts.backoff * 2 ** (attempt - 1), 10.0)
                 log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
-                time.sleep(delay)
+                if self.interrupt.wait(delay):  # a signal during the backoff: stop, all resumable
+                    return self._finished()
+
+    def _finished(self) -> PartitionResult:
+        # A signal may land anywhere: before the lease, during the watch, in a
+        # backoff. Whatever was skipped for it stays resumable and is said so.
+        if self.interrupt.is_set():
+            self.result.interrupted = True
+            self.result.busy = False
+        return self.result
 
     def _confirm_dead(self) -> None:
         """Count the dead letters a call wrote although its reply was lost:

@@ -23,9 +23,15 @@ def _text(value: bytes | str) -> str:
 
 
 def table_status(
-    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, discover: bool = False
+    redis_client: Any,
+    prefix: str,
+    tables: Iterable[str] | None = None,
+    discover: bool = False,
+    invalid: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    registry = registered_tables(redis_client, prefix)
+    """Per table, what waits in Redis. ``invalid``: registry entries that
+    cannot be read are said there and skipped, instead of raising."""
+    registry = registered_tables(redis_client, prefix, invalid)
     wanted = list(tables or [])
     # A registry created again since the last look may lack tables: look too.
     stale = registry_epoch(redis_client, prefix).changed
@@ -81,8 +87,9 @@ def status_report(
     """``{"tables": table_status(...), "warnings": [...]}``: what `status`
     prints, with what an operator should know (eviction policy, nothing
     registered)."""
-    result = table_status(redis_client, prefix, tables, discover)
-    warnings = eviction_warnings(redis_client)
+    invalid: list[str] = []
+    result = table_status(redis_client, prefix, tables, discover, invalid)
+    warnings = invalid + eviction_warnings(redis_client)
     if not result:
         warnings.append(nothing_registered_warning(redis_client, prefix))
     return {"tables": result, "warnings": warnings}

@@ -419,3 +419,103 @@ def _no_leftover_signals():
     yield
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.pop("SYNCWD_JSON", None)
+
+
+# --- a second review: signals outside the batch loop, configuration said right ------
+
+
+def test_a_signal_during_the_lease_watch_is_an_interruption(r, db, redis_url, dsn, prefix, schema):
+    db.execute(f"CREATE TABLE {schema}.w (id int PRIMARY KEY)")
+    t = Table(f"{schema}.w")
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
+    r.set(t.keys(0, prefix).lease, "a-dead-drainer", px=30_000)  # nobody renews it
+    proc = start([*drain_command(redis_url, dsn, prefix), "--json"])
+    try:
+        time.sleep(2)  # watching the dead drainer's lease
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report = last_json(stdout)
+    assert proc.returncode == 4 and report["interrupted"] == "SIGINT", stderr
+    assert report["tables"][t.name]["busy"] == []  # not busy: nobody live holds it
+
+
+def test_a_signal_during_a_retry_is_an_interruption(r, db, redis_url, dsn, prefix, schema):
+    db.execute(f"CREATE TABLE {schema}.l (id int PRIMARY KEY)")
+    t = Table(f"{schema}.l")
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
+    with psycopg.connect(dsn) as app:
+        app.execute(f"LOCK TABLE {t.name} IN ACCESS EXCLUSIVE MODE")  # every merge waits, then times out
+        proc = start([*drain_command(redis_url, dsn, prefix, "--lease-seconds", "1"), "--json"])
+        try:
+            assert wait_for(
+                lambda: (
+                    db.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND application_name = 'syncwd-fast'"
+                    ).fetchone()[0]
+                    > 0
+                ),
+                timeout=30,
+            )
+            proc.send_signal(signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    report = last_json(stdout)
+    assert proc.returncode == 4 and report["interrupted"] == "SIGTERM", stderr
+    assert report["upserted"] == 0 and count(db, t.name) == 0
+    assert FastDrainer(r, dsn, prefix=prefix).drain().upserted == 100
+
+
+def test_a_second_signal_after_the_first_stop_still_ends_with_the_report(r, db, redis_url, dsn, prefix, big):
+    proc = start(drain_command(redis_url, dsn, prefix, "--batch", "200", "--json"))
+    try:
+        assert wait_for(lambda: count(db, big.name) >= 2000, timeout=120)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.08)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 4, stderr
+    assert last_json(stdout)["exit_code"] == 4
+
+
+def test_a_redis_database_the_server_lacks_is_a_configuration_error(redis_url, dsn):
+    out = cli("drain", "--redis", redis_url.rsplit("/", 1)[0] + "/99", "--dsn", dsn, "--json")
+    assert out.returncode == 2 and "DB index is out of range" in last_json(out.stdout)["error"]
+    assert "Traceback" not in out.stderr
+
+
+def test_status_json_shows_the_other_tables_beside_an_invalid_entry(r, redis_url, prefix, schema, db):
+    db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY)")
+    Syncwd(r, prefix=prefix).update(Table(f"{schema}.p"), {"id": 1})
+    r.hset(f"{prefix}:tables", "weird name", b'{"partitions": 1, "key": ["id"]}')
+    out = cli("status", "--redis", redis_url, "--prefix", prefix, "--json")
+    assert out.returncode == 0, out.stderr
+    status = last_json(out.stdout)
+    assert list(status["tables"]) == [f"{schema}.p"] and any("weird name" in w for w in status["warnings"])
+    r.delete(f"{prefix}:tables")
+    r.set(f"{prefix}:tables", "not a hash")
+    out = cli("status", "--redis", redis_url, "--prefix", prefix, "--json")
+    assert out.returncode == 3 and "WRONGTYPE" in last_json(out.stdout)["error"]
+
+
+def test_syncwd_json_is_read_as_click_reads_a_flag(redis_url, dsn):
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--batch", "0", env={"SYNCWD_JSON": "y"})
+    assert out.returncode == 2 and last_json(out.stdout)["exit_code"] == 2
+
+
+def test_dead_letter_retry_with_a_bad_dsn_marks_nothing_and_reports(r, redis_url, dsn, prefix, schema, db):
+    db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int CHECK (v >= 0))")
+    t = Table(f"{schema}.p")
+    Syncwd(r, prefix=prefix).update(t, {"id": 1, "v": -1})
+    assert FastDrainer(r, dsn, prefix=prefix).drain().dead_lettered == 1
+    out = cli("dead-letter", "retry", "--redis", redis_url, "--prefix", prefix, "--dsn", "host='oops", "--json")
+    assert out.returncode == 2 and last_json(out.stdout)["exit_code"] == 2
+    assert r.scard(t.keys(0, prefix).dirty) == 0  # nothing marked dirty again
