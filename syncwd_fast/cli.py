@@ -189,17 +189,28 @@ def json_option(what: str) -> Callable[[F], F]:
     return option("--json", "as_json", is_flag=True, env="SYNCWD_JSON", help=what)
 
 
+batch_option = option(
+    "--batch",
+    env="SYNCWD_BATCH",
+    type=click.IntRange(1, 100_000),
+    default=5000,
+    show_default=True,
+    help="Records per transaction.",
+)
+workers_option = option(
+    "--workers",
+    env="SYNCWD_WORKERS",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Partitions drained in parallel.",
+)
+
+
 def drain_options(f: Any) -> Any:
     options = [
         option("--dsn", env="SYNCWD_DSN", required=True, help="PostgreSQL connection string."),
-        option(
-            "--batch",
-            env="SYNCWD_BATCH",
-            type=click.IntRange(1, 100_000),
-            default=5000,
-            show_default=True,
-            help="Records per transaction.",
-        ),
+        batch_option,
         option(
             "--table",
             "tables",
@@ -208,14 +219,7 @@ def drain_options(f: Any) -> Any:
             help="Drain only this table (repeatable; the variable takes names separated by spaces)."
             " Default: every registered table.",
         ),
-        option(
-            "--workers",
-            env="SYNCWD_WORKERS",
-            type=click.IntRange(1, 256),
-            default=1,
-            show_default=True,
-            help="Partitions drained in parallel.",
-        ),
+        workers_option,
         option(
             "--lease-seconds",
             env="SYNCWD_LEASE_SECONDS",
@@ -565,22 +569,8 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
 @option(
     "--updates", env="SYNCWD_UPDATES", type=click.IntRange(1), default=1_000_000, show_default=True, help="Updates."
 )
-@option(
-    "--batch",
-    env="SYNCWD_BATCH",
-    type=click.IntRange(1, 100_000),
-    default=5000,
-    show_default=True,
-    help="Records per transaction.",
-)
-@option(
-    "--workers",
-    env="SYNCWD_WORKERS",
-    type=click.IntRange(1, 256),
-    default=1,
-    show_default=True,
-    help="Partitions drained in parallel.",
-)
+@batch_option
+@workers_option
 @option(
     "--namespace",
     env="SYNCWD_NAMESPACE",

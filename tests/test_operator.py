@@ -176,29 +176,19 @@ def test_a_read_only_database_is_a_fault_with_the_report(r, redis_url, prefix, r
     assert "Traceback" not in out.stderr
 
 
-@pytest.fixture
-def own_redis():
-    try:
-        server = RedisServer().start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.close()
-
-
-def test_redis_over_maxmemory_is_a_fault_with_the_report_then_resumes(db, dsn, schema, own_redis):
-    r = redis_lib.Redis.from_url(own_redis.url)
+def test_redis_over_maxmemory_is_a_fault_with_the_report_then_resumes(db, dsn, schema, private_redis):
+    r = redis_lib.Redis.from_url(private_redis.url)
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int)")
     t = Table(f"{schema}.p")
     Syncwd(r, prefix="oom").update_many(t, [{"id": i, "v": i} for i in range(2000)])
     r.config_set("maxmemory-policy", "noeviction")
     r.config_set("maxmemory", str(int(r.info("memory")["used_memory"]) - 100_000))
-    out = cli("drain", "--redis", own_redis.url, "--dsn", dsn, "--prefix", "oom", "--retries", "1", "--json")
+    out = cli("drain", "--redis", private_redis.url, "--dsn", dsn, "--prefix", "oom", "--retries", "1", "--json")
     assert out.returncode == 3, out.stderr
     report = last_json(out.stdout)
     assert report["exit_code"] == 3 and "OutOfMemoryError" in report["aborted"]
     r.config_set("maxmemory", "0")
-    again = cli("drain", "--redis", own_redis.url, "--dsn", dsn, "--prefix", "oom", "--json")
+    again = cli("drain", "--redis", private_redis.url, "--dsn", dsn, "--prefix", "oom", "--json")
     assert again.returncode == 0 and count(db, t.name) == 2000
 
 
@@ -303,13 +293,13 @@ def test_the_wrong_redis_database_is_said(r, redis_url, dsn, prefix, schema, db)
 @pytest.mark.parametrize(
     "policy, warned", [("allkeys-lru", True), ("allkeys-lfu", True), ("noeviction", False), ("volatile-lru", False)]
 )
-def test_an_eviction_policy_that_loses_dirty_values_is_warned(dsn, own_redis, policy, warned):
-    redis_lib.Redis.from_url(own_redis.url).config_set("maxmemory-policy", policy)
-    out = cli("drain", "--redis", own_redis.url, "--dsn", dsn, "--json")
+def test_an_eviction_policy_that_loses_dirty_values_is_warned(dsn, private_redis, policy, warned):
+    redis_lib.Redis.from_url(private_redis.url).config_set("maxmemory-policy", policy)
+    out = cli("drain", "--redis", private_redis.url, "--dsn", dsn, "--json")
     assert out.returncode == 0, out.stderr
     assert ("maxmemory-policy" in out.stderr) is warned
     assert any(policy in w for w in last_json(out.stdout)["warnings"]) is warned
-    status = cli("status", "--redis", own_redis.url, "--json")
+    status = cli("status", "--redis", private_redis.url, "--json")
     assert any("maxmemory-policy" in w for w in last_json(status.stdout)["warnings"]) is warned
 
 
