@@ -87,7 +87,6 @@ class Heartbeat:
         self.renew = renew
         self.interval_s = interval_s
         self.where = where
-        self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="syncwd-heartbeat", daemon=True)
 
@@ -95,7 +94,6 @@ class Heartbeat:
         while not self._stop.wait(self.interval_s):
             try:
                 if not self.renew() and not self._stop.is_set():
-                    self.lost = True
                     log.warning(
                         "%s: lease lost (expired or taken over); the merge under way will roll back", self.where
                     )
