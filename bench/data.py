@@ -20,6 +20,11 @@ COLUMNS: dict[str, str] = {
 }
 
 
+def column_names(width: str) -> tuple[str, ...]:
+    """The columns of ``width``, in table order."""
+    return tuple(part.split()[0] for part in COLUMNS[width].split(","))
+
+
 def _wide(i: int, update: int) -> dict[str, Any]:
     t = (i + update * 7919) % 86_400
     return {

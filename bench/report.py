@@ -22,7 +22,11 @@ NOTES = {
     "write_bulk": "an extra, stronger write limit: the write script's MSET + SADD of 1000 records, without Lua",
     "update_many": "Syncwd.update_many of dicts: serializing them is on the clock, as in an application",
     "write_naive": "one SET and one SADD round trip per record, pre-serialized bytes, on the naive sample",
-    "limit": "the drain's Merger on the final JSON values held in memory, one connection, no Redis",
+    "limit": (
+        "PostgreSQL's own bulk path: the final rows as typed tuples in memory, text COPY into a kept temp stage"
+        " with the target's types, INSERT ... ON CONFLICT DO UPDATE, one connection, no Redis, no project code"
+    ),
+    "limit_merger": "an extra figure: the drain's own Merger on the final JSON values held in memory",
     "drain": "python -m syncwd_fast drain --json as a subprocess; rate = upserted / the report's seconds",
     "naive": "the original syncwd: SPOP 500, then per id GET + INSERT ... ON CONFLICT + COMMIT, on the sample",
     "cpu_seconds": (
@@ -37,7 +41,8 @@ PHASES = [
     ("write_bulk", "write bulk", "pipelined MSET + SADD of 1000 records per command (extra)"),
     ("update_many", "update_many", "Syncwd.update_many of dicts (serializes on the clock)"),
     ("naive", "naive", "SPOP 500, then GET + upsert + COMMIT per row (sample)"),
-    ("limit", "limit", "Merger on in-memory JSON, one connection, no Redis"),
+    ("limit", "limit", "typed tuples: text COPY + INSERT ON CONFLICT, one connection"),
+    ("limit_merger", "limit (Merger)", "the drain's Merger on in-memory JSON (extra)"),
     ("drain", "drain", "python -m syncwd_fast drain (subprocess)"),
 ]
 
@@ -78,7 +83,9 @@ def width_table(width: str, r: dict[str, Any]) -> str:
         lines.append(f"  {label:<12} {r['rates'][key]:>12,.0f} {r['seconds'][key]:>9.2f}  {what}")
     ratios = r["ratios"]
     lines.append(
-        f"  ratios: drain/limit {_num(ratios['drain_over_limit'], 2)}, drain/naive {_num(ratios['drain_over_naive'])}, "
+        f"  ratios: drain/limit {_num(ratios['drain_over_limit'], 2)}"
+        f" (drain/limit-Merger {_num(ratios.get('drain_over_limit_merger'), 2)}),"
+        f" drain/naive {_num(ratios['drain_over_naive'])}, "
         f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}, "
         f"update_many/write-bulk {_num(ratios['update_many_over_write_bulk'], 2)}"
     )

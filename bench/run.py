@@ -67,15 +67,23 @@ def _write(s: Settings, client: Any, width: str, records: int, updates: int) -> 
     return seconds, meter.seconds
 
 
-def _limit(s: Settings, client: Any, width: str, records: int, batch: int) -> tuple[float, dict[str, Any]]:
+def _limit(
+    s: Settings, client: Any, width: str, records: int, batch: int, merger: bool = False
+) -> tuple[float, dict[str, Any]]:
     """Merge the final values (read from the drain's prefix, untimed) into the
-    empty target, then empty it again for the drain."""
+    empty target, then empty it again for the drain: typed tuples by text COPY
+    (the limit), or with ``merger`` the drain's own Merger on the JSON (extra)."""
     table = s.table(width)
     values = limit.load_values(client, table, s.prefix(width), records)  # the limit's definition: all in memory
+    columns = data.column_names(width)
+    rows = None if merger else limit.typed_rows(values, columns)
     tables.checkpoint(s.dsn)
     with CpuMeter(client) as meter:
-        merged, seconds = limit.merge_all(s.dsn, table, values, batch)
-    del values
+        if rows is None:
+            merged, seconds = limit.merge_all(s.dsn, table, values, batch)
+        else:
+            merged, seconds = limit.copy_merge_all(s.dsn, table, rows, columns, batch)
+    del values, rows
     if merged != records or tables.count(s.dsn, table) != records:
         raise BenchError(f"limit merged {merged} rows of {records}")
     tables.truncate(s.dsn, table)
@@ -150,9 +158,13 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     seconds["update_many"], cpu["update_many"] = _write(s, client, width, records, updates)
     counts["update_many"] = writes
 
-    log(f"{width}: limit, {records:,} rows merged from memory")
+    log(f"{width}: limit, {records:,} typed rows by text COPY + INSERT ... ON CONFLICT, from memory")
     seconds["limit"], cpu["limit"] = _limit(s, client, width, records, batch)
     counts["limit"] = records
+
+    log(f"{width}: limit by the drain's Merger (extra), {records:,} JSON values from memory")
+    seconds["limit_merger"], cpu["limit_merger"] = _limit(s, client, width, records, batch, merger=True)
+    counts["limit_merger"] = records
 
     log(f"{width}: drain subprocess, batch {batch}")
     drained = _drain(s, client, width, records, batch)
@@ -174,6 +186,7 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
         "counts": counts,
         "ratios": {
             "drain_over_limit": _ratio(rates["drain"], rates["limit"]),
+            "drain_over_limit_merger": _ratio(rates["drain"], rates["limit_merger"]),
             "drain_over_naive": _ratio(rates["drain"], rates["naive"]),
             "update_many_over_write_limit": _ratio(rates["update_many"], rates["write_limit"]),
             "update_many_over_write_bulk": _ratio(rates["update_many"], rates["write_bulk"]),
