@@ -37,22 +37,33 @@ def start(command):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def interrupt(command, ready, *sigs, gap=0.05, timeout=60.0):
+    """Run ``command``, wait until ``ready()``, send ``sigs`` ``gap`` seconds
+    apart; returns (exit code, stdout, stderr, seconds from the first signal to the exit)."""
+    proc = start(command)
+    try:
+        assert wait_for(ready, timeout=120), "the command never got ready to be signalled"
+        signalled = time.monotonic()
+        for n, sig in enumerate(sigs):
+            if n:
+                time.sleep(gap)
+            proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return proc.returncode, stdout, stderr, time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 # --- signals ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_after_the_batch_in_flight_and_the_rerun_finishes(r, db, redis_url, dsn, prefix, big, sig):
-    proc = start(drain_command(redis_url, dsn, prefix, "--batch", "2000", "--json"))
-    try:
-        assert wait_for(lambda: count(db, big.name) >= 10_000, timeout=120), "the drain never started merging"
-        signalled = time.monotonic()
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=60)
-        stopped_in = time.monotonic() - signalled
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 4, stderr
+    command = drain_command(redis_url, dsn, prefix, "--batch", "2000", "--json")
+    code, stdout, stderr, stopped_in = interrupt(command, lambda: count(db, big.name) >= 10_000, sig)
+    assert code == 4, stderr
     report = last_json(stdout)
     assert report["interrupted"] == sig.name and report["exit_code"] == 4 and report["aborted"] is None
     landed = count(db, big.name)
@@ -68,18 +79,10 @@ def test_a_signal_stops_after_the_batch_in_flight_and_the_rerun_finishes(r, db, 
 
 
 def test_a_second_signal_stops_at_once_and_still_releases_the_leases(r, db, redis_url, dsn, prefix, big):
-    proc = start(drain_command(redis_url, dsn, prefix, "--batch", "50000", "--json"))
-    try:
-        assert wait_for(lambda: count(db, big.name) > 0, timeout=120)
-        # The second batch of 50,000 is being merged: stop it twice.
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 4, stderr
+    # The second batch of 50,000 is being merged: stop it twice.
+    command = drain_command(redis_url, dsn, prefix, "--batch", "50000", "--json")
+    code, stdout, stderr, _ = interrupt(command, lambda: count(db, big.name) > 0, signal.SIGINT, signal.SIGINT)
+    assert code == 4, stderr
     assert last_json(stdout)["interrupted"] == "SIGINT"
     assert leases(r, big, prefix) == []
     report = FastDrainer(r, dsn, prefix=prefix).drain()
@@ -88,15 +91,9 @@ def test_a_second_signal_stops_at_once_and_still_releases_the_leases(r, db, redi
 
 def test_schedule_stops_on_sigterm_with_the_report(r, db, redis_url, dsn, prefix, big):
     command = [sys_python(), "-m", "syncwd_fast", "schedule", "--redis", redis_url, "--dsn", dsn]
-    proc = start([*command, "--prefix", prefix, "--every", "1s", "--batch", "2000", "--json"])
-    try:
-        assert wait_for(lambda: count(db, big.name) >= 10_000, timeout=120)
-        proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 4, stderr
+    command += ["--prefix", prefix, "--every", "1s", "--batch", "2000", "--json"]
+    code, stdout, stderr, _ = interrupt(command, lambda: count(db, big.name) >= 10_000, signal.SIGTERM)
+    assert code == 4, stderr
     assert last_json(stdout)["interrupted"] == "SIGTERM"
     assert leases(r, big, prefix) == []
 
@@ -419,16 +416,11 @@ def test_a_signal_during_the_lease_watch_is_an_interruption(r, db, redis_url, ds
     t = Table(f"{schema}.w")
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
     r.set(t.keys(0, prefix).lease, "a-dead-drainer", px=30_000)  # nobody renews it
-    proc = start([*drain_command(redis_url, dsn, prefix), "--json"])
-    try:
-        time.sleep(2)  # watching the dead drainer's lease
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    watching = time.monotonic() + 2  # by then it watches the dead drainer's lease
+    command = [*drain_command(redis_url, dsn, prefix), "--json"]
+    code, stdout, stderr, _ = interrupt(command, lambda: time.monotonic() > watching, signal.SIGINT)
     report = last_json(stdout)
-    assert proc.returncode == 4 and report["interrupted"] == "SIGINT", stderr
+    assert code == 4 and report["interrupted"] == "SIGINT", stderr
     assert report["tables"][t.name]["busy"] == []  # not busy: nobody live holds it
 
 
@@ -438,41 +430,22 @@ def test_a_signal_during_a_retry_is_an_interruption(r, db, redis_url, dsn, prefi
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
     with psycopg.connect(dsn) as app:
         app.execute(f"LOCK TABLE {t.name} IN ACCESS EXCLUSIVE MODE")  # every merge waits, then times out
-        proc = start([*drain_command(redis_url, dsn, prefix, "--lease-seconds", "1"), "--json"])
-        try:
-            assert wait_for(
-                lambda: (
-                    db.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND application_name = 'syncwd-fast'"
-                    ).fetchone()[0]
-                    > 0
-                ),
-                timeout=30,
-            )
-            proc.send_signal(signal.SIGTERM)
-            stdout, stderr = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = 'syncwd-fast'"
+        )
+        command = [*drain_command(redis_url, dsn, prefix, "--lease-seconds", "1"), "--json"]
+        code, stdout, stderr, _ = interrupt(command, lambda: db.execute(waiting).fetchone()[0] > 0, signal.SIGTERM)
     report = last_json(stdout)
-    assert proc.returncode == 4 and report["interrupted"] == "SIGTERM", stderr
+    assert code == 4 and report["interrupted"] == "SIGTERM", stderr
     assert report["upserted"] == 0 and count(db, t.name) == 0
     assert FastDrainer(r, dsn, prefix=prefix).drain().upserted == 100
 
 
 def test_a_second_signal_after_the_first_stop_still_ends_with_the_report(r, db, redis_url, dsn, prefix, big):
-    proc = start(drain_command(redis_url, dsn, prefix, "--batch", "200", "--json"))
-    try:
-        assert wait_for(lambda: count(db, big.name) >= 2000, timeout=120)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.08)
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 4, stderr
+    command = drain_command(redis_url, dsn, prefix, "--batch", "200", "--json")
+    ready = lambda: count(db, big.name) >= 2000  # noqa: E731
+    code, stdout, stderr, _ = interrupt(command, ready, signal.SIGINT, signal.SIGINT, gap=0.08)
+    assert code == 4, stderr
     assert last_json(stdout)["exit_code"] == 4
 
 

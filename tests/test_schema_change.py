@@ -4,9 +4,25 @@ a statement names a column that is gone (a column was dropped)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import psycopg
 
 from syncwd_fast import FastDrainer, Syncwd, Table
+
+
+def after_the_first_batch(dsn: str, statement: str) -> tuple[list[int], Callable[[str, int, int], None]]:
+    """An on_batch hook that runs ``statement`` (a migration) on another
+    connection once the first batch is merged; and the batch sizes it saw."""
+    batches: list[int] = []
+
+    def hook(table: str, partition: int, n: int) -> None:
+        batches.append(n)
+        if len(batches) == 1:
+            with psycopg.connect(dsn, autocommit=True) as other:
+                other.execute(statement)
+
+    return batches, hook
 
 
 def test_a_column_added_mid_run_takes_the_values_of_later_batches(r, db, dsn, prefix, schema):
@@ -14,13 +30,7 @@ def test_a_column_added_mid_run_takes_the_values_of_later_batches(r, db, dsn, pr
     t = Table(f"{schema}.p")
     # The application already writes the new key; the migration lands mid-drain.
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i, "v": i, "extra": f"x{i}"} for i in range(1000)])
-    batches = []
-
-    def migrate_after_the_first_batch(table: str, partition: int, n: int) -> None:
-        batches.append(n)
-        if len(batches) == 1:
-            with psycopg.connect(dsn, autocommit=True) as other:
-                other.execute(f"ALTER TABLE {t.name} ADD COLUMN extra text")
+    batches, migrate_after_the_first_batch = after_the_first_batch(dsn, f"ALTER TABLE {t.name} ADD COLUMN extra text")
 
     report = FastDrainer(r, dsn, prefix=prefix, batch=100, on_batch=migrate_after_the_first_batch).drain()
     assert report.exit_code == 0 and report.upserted == 1000
@@ -36,13 +46,7 @@ def test_strict_refuses_a_key_only_while_it_is_not_a_column(r, db, dsn, prefix, 
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int)")
     t = Table(f"{schema}.p")
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i, "v": i, "extra": "x"} for i in range(300)])
-    batches = []
-
-    def migrate_after_the_first_batch(table: str, partition: int, n: int) -> None:
-        batches.append(n)
-        if len(batches) == 1:
-            with psycopg.connect(dsn, autocommit=True) as other:
-                other.execute(f"ALTER TABLE {t.name} ADD COLUMN extra text")
+    batches, migrate_after_the_first_batch = after_the_first_batch(dsn, f"ALTER TABLE {t.name} ADD COLUMN extra text")
 
     drainer = FastDrainer(r, dsn, prefix=prefix, batch=100, strict=True, on_batch=migrate_after_the_first_batch)
     report = drainer.drain()
@@ -55,13 +59,7 @@ def test_a_column_dropped_mid_run(r, db, dsn, prefix, schema):
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int, gone text)")
     t = Table(f"{schema}.p")
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i, "v": i, "gone": "g"} for i in range(1000)])
-    batches = []
-
-    def drop_after_the_first_batch(table: str, partition: int, n: int) -> None:
-        batches.append(n)
-        if len(batches) == 1:
-            with psycopg.connect(dsn, autocommit=True) as other:
-                other.execute(f"ALTER TABLE {t.name} DROP COLUMN gone")
+    batches, drop_after_the_first_batch = after_the_first_batch(dsn, f"ALTER TABLE {t.name} DROP COLUMN gone")
 
     report = FastDrainer(r, dsn, prefix=prefix, batch=100, on_batch=drop_after_the_first_batch).drain()
     assert report.exit_code == 0 and (report.upserted, report.dead_lettered) == (1000, 0)
