@@ -9,19 +9,11 @@ from typing import Any
 
 import redis.exceptions
 
+from .connection import primaries
 from .faults import configuration_problem
 from .keys import registry_key
 
 log = logging.getLogger("syncwd_fast")
-
-
-def _nodes(redis_client: Any) -> list[tuple[str, Any]]:
-    """(name, client) of every primary: a cluster's, or the one server."""
-    if hasattr(redis_client, "get_primaries"):
-        return [(node.name, redis_client.get_redis_connection(node)) for node in redis_client.get_primaries()]
-    kwargs = redis_client.connection_pool.connection_kwargs
-    name = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-    return [(str(name), redis_client)]
 
 
 def eviction_warnings(redis_client: Any) -> list[str]:
@@ -32,7 +24,7 @@ def eviction_warnings(redis_client: Any) -> list[str]:
     values), but an ``allkeys-*`` policy may evict a record before any drain
     saw it. CONFIG may be disabled or renamed: then nothing can be said."""
     warnings = []
-    for name, client in _nodes(redis_client):
+    for name, client in primaries(redis_client):
         try:
             reply = client.config_get("maxmemory-policy")
         except redis.exceptions.ResponseError as exc:

@@ -129,3 +129,13 @@ def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) 
         options.pop("health_check_interval")
         return RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def primaries(redis_client: Any) -> list[tuple[str, Any]]:
+    """(name, client) of every primary: each of a cluster's, with a client of
+    its own, or the one server of a plain client."""
+    if hasattr(redis_client, "get_primaries"):
+        return [(node.name, redis_client.get_redis_connection(node)) for node in redis_client.get_primaries()]
+    kwargs = redis_client.connection_pool.connection_kwargs
+    name = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    return [(str(name), redis_client)]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .connection import primaries
 from .keys import REGISTRY_EPOCH, discovered_key, new_epoch, registry_key, validate_prefix
 from .table import Table
 
@@ -33,11 +34,8 @@ def _scan(redis_client: Any, pattern: str) -> Iterator[bytes | str]:
     """SCAN every primary of a cluster, each with a client of its own, rather
     than trust RedisCluster.scan_iter: which nodes it covers has changed
     between redis-py versions. A plain client is one node."""
-    if hasattr(redis_client, "get_primaries"):
-        for node in redis_client.get_primaries():
-            yield from redis_client.get_redis_connection(node).scan_iter(match=pattern, count=SCAN_COUNT)
-    else:
-        yield from redis_client.scan_iter(match=pattern, count=SCAN_COUNT)
+    for _, client in primaries(redis_client):
+        yield from client.scan_iter(match=pattern, count=SCAN_COUNT)
 
 
 def _meta_keys(redis_client: Any, prefix: str) -> list[tuple[str, str, int]]:

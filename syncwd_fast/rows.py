@@ -30,23 +30,21 @@ def key_values(row: Any, key: tuple[str, ...]) -> list[Any]:
     return values
 
 
-def stored_key_values(row: Any, key: tuple[str, ...]) -> list[Any]:
+def stored_key_values(row: Any, key: tuple[str, ...], stored: bytes | None = None) -> list[Any]:
     """The key values as the stored JSON holds them, which is what the drain
     checks an id against: a model that serializes itself (pydantic writes a
-    UTC datetime with "Z") must name its record the same way."""
+    UTC datetime with "Z") must name its record the same way. ``stored``:
+    the row's JSON when the caller has it already."""
     values = key_values(row, key)
     if _as_they_are(row, values):
         return values
-    return key_values(orjson.loads(encode(row)), key)
+    return key_values(orjson.loads(encode(row) if stored is None else stored), key)
 
 
 def record(row: Any, key: tuple[str, ...]) -> tuple[list[Any], bytes]:
     """The row's stored key values and its JSON."""
     value = encode(row)
-    values = key_values(row, key)
-    if _as_they_are(row, values):
-        return values, value
-    return key_values(orjson.loads(value), key), value
+    return stored_key_values(row, key, value), value
 
 
 def _as_they_are(row: Any, values: list[Any]) -> bool:
