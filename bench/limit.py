@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from syncwd_fast.connection import connect
-from syncwd_fast.decode import Decoded
+from syncwd_fast.decode import Decoder
 from syncwd_fast.merge import Merger
 from syncwd_fast.schema import load_schema
 from syncwd_fast.table import Table
@@ -94,17 +94,19 @@ def copy_merge_all(
 
 def merge_all(dsn: str, table: Table, values: list[tuple[str, bytes]], batch: int) -> tuple[int, float]:
     """Merge ``values`` (id, JSON object bytes carrying every column) in batches;
-    returns (rows merged, seconds spent in the merge calls only)."""
+    returns (rows merged, seconds spent in the merge calls only: decoding,
+    done as the drain does it, is not timed)."""
     conn = connect(dsn)
     try:
         schema = load_schema(conn, table)
         merger = Merger(conn, schema, lock_key=(0, 0), still_leased=lambda: True)
-        columns = [schema.columns]  # every record carries every column: one group
+        decoder = Decoder(schema)
         merged, seconds = 0, 0.0
         for start in range(0, len(values), batch):
-            items = [(0, record_id, doc) for record_id, doc in values[start : start + batch]]
+            part = values[start : start + batch]
+            decoded = decoder.decode([record_id for record_id, _ in part], [doc for _, doc in part])
             t0 = time.perf_counter()
-            result = merger.merge(Decoded(columns=columns, items=items))
+            result = merger.merge(decoded)
             seconds += time.perf_counter() - t0
             if result.dead:
                 raise RuntimeError(f"limit: PostgreSQL rejected rows of {table.name}: {result.dead[:3]}")

@@ -3,6 +3,7 @@
 from .drain import FastDrainer, registered_tables
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError, TableMissing
 from .report import DrainReport, TableReport
+from .speedups import ACTIVE as SPEEDUPS
 from .table import Table
 from .writer import Syncwd
 
@@ -10,6 +11,7 @@ __all__ = [
     "ConfigurationError",
     "DrainFault",
     "DrainReport",
+    "SPEEDUPS",
     "FastDrainer",
     "LeaseLost",
     "Syncwd",

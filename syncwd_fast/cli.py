@@ -19,6 +19,7 @@ import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from . import speedups
 from .connection import redis_from_url
 from .drain import FastDrainer
 from .errors import ConfigurationError, DrainFault
@@ -169,7 +170,10 @@ class Progress:
 
 
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="syncwd-fast")
+@click.version_option(
+    package_name="syncwd-fast",
+    message=f"%(prog)s %(version)s (speedups: {speedups.describe()})",
+)
 def main() -> None:
     """Keep hot records in Redis and drain them to PostgreSQL in bulk."""
     handler = logging.StreamHandler()

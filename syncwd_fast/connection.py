@@ -14,11 +14,6 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS syncwd_stage"
-    " (i int NOT NULL, g smallint NOT NULL, del boolean NOT NULL, doc jsonb NOT NULL) ON COMMIT DELETE ROWS"
-)
-
 _DEFAULTS = {
     "connect_timeout": "10",
     "keepalives": "1",
@@ -44,7 +39,7 @@ def connect(
     idle_in_transaction_s: float = 60.0,
 ) -> psycopg.Connection[Any]:
     """A connection in autocommit mode (transactions are explicit) with its
-    timeouts set, and the per-connection stage table."""
+    timeouts set."""
     conn = psycopg.connect(conninfo(dsn), autocommit=True)
     # A drainer stopped inside a transaction must not hold its locks for long:
     # the server ends such a session after idle_in_transaction_s.
@@ -58,7 +53,6 @@ def connect(
                 str(int(idle_in_transaction_s * 1000)),
             ),
         )
-        conn.execute(STAGE_DDL)
     return conn
 
 

@@ -1,25 +1,47 @@
 """Decode and validate a popped batch before any SQL: each value must be a
-JSON object (or a tombstone) whose key columns render to its id."""
+JSON object (or a tombstone) whose key columns render to its id; each record
+becomes one line of the text COPY into the merge's stage.
+
+A record whose every carried column renders exactly (render.py) carries them
+typed (the stage's columns ``c0..cN-1``, its document NULL); any other goes
+the jsonb path (its document, typed columns NULL). Records are grouped by
+the columns they carry and by that path.
+
+This module is the readable specification of the C decoder
+(``_speedups/decode.c``): that one takes the common records itself and hands
+every record it is not sure of to :meth:`Decoder.decode_one`, so both give
+the same results.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
+from . import speedups
 from .keys import TOMBSTONE, canonical_id
+from .render import NULL, copy_bytes, render
 from .schema import TableSchema
 
 DELETE = -1  # the group of tombstones
 
+# (group, id, the stored JSON document, the stage line)
+Item = tuple[int, str, bytes, bytes]
+
 
 @dataclass
 class Decoded:
-    """A batch ready to merge: ``items`` are (group, id, JSON document) where
-    group indexes ``columns`` (the columns the record carries) or is DELETE."""
+    """A batch ready to merge. ``items[i]`` is stage row ``i``: its group
+    indexes ``columns`` (the columns the record carries) and ``typed`` (whether
+    its line carries them typed), or is DELETE."""
 
     columns: list[tuple[str, ...]] = field(default_factory=list)
-    items: list[tuple[int, str, bytes]] = field(default_factory=list)
+    typed: list[bool] = field(default_factory=list)
+    # group -> the group of the same columns on the jsonb path
+    twin: list[int] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
     dead: list[tuple[str, str]] = field(default_factory=list)
     # id -> generation: records that are a new row after a delete (write.lua)
     replace: dict[str, str] = field(default_factory=dict)
@@ -27,6 +49,24 @@ class Decoded:
     # have changed since it was read)
     unknown: bool = False
     schema: TableSchema | None = None  # the schema it was decoded against
+    jsonb_only: bool = False  # every item is on the jsonb path
+
+    def as_jsonb(self) -> Decoded:
+        """The same records, every one on the jsonb path (when the typed COPY
+        was refused: the jsonb path pins a bad value on its record)."""
+        n = len(self.schema.columns) if self.schema else 0
+        items: list[Item] = []
+        for i, (g, rid, doc, _) in enumerate(self.items):
+            g = g if g == DELETE else self.twin[g]
+            items.append((g, rid, doc, jsonb_line(i, g, g == DELETE or rid in self.replace, doc, n)))
+        return Decoded(
+            self.columns, self.typed, self.twin, items, self.dead, self.replace, self.unknown, self.schema, True
+        )
+
+
+def jsonb_line(i: int, g: int, delete: bool, doc: bytes, n: int) -> bytes:
+    """The stage line of a record on the jsonb path."""
+    return b"%d\t%d\t%s\t%s%s\n" % (i, g, b"t" if delete else b"f", copy_bytes(doc), b"\t\\N" * n)
 
 
 def has_nul_escape(doc: bytes) -> bool:
@@ -43,87 +83,167 @@ def has_nul_escape(doc: bytes) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What a layout of JSON keys means: the columns it carries (table
+    positions), its typed and jsonb groups, and whether some key is no column."""
+
+    positions: tuple[int, ...]
+    names: tuple[str, ...]
+    typed: int
+    jsonb: int
+    odd: bool
+
+
 class Decoder:
     """Per table; remembers the column group of each JSON key layout it saw."""
 
-    def __init__(self, schema: TableSchema, strict: bool = False) -> None:
+    def __init__(self, schema: TableSchema, strict: bool = False, pure: bool | None = None) -> None:
+        """``pure``: use the pure-Python decoder even where the C one is built
+        (default: as ``speedups.ACTIVE`` says)."""
         self.schema = schema
         self.strict = strict
-        self._known = frozenset(schema.columns)
-        self._shapes: dict[tuple[str, ...], int | str] = {}
-        self._groups: dict[tuple[str, ...], int] = {}
+        self.kinds = schema.kinds or "x" * len(schema.columns)
+        self._position = {c: p for p, c in enumerate(schema.columns)}
+        self._shapes: dict[tuple[str, ...], _Shape | str] = {}
+        self._groups: dict[tuple[tuple[str, ...], bool], int] = {}
+        self._by_mask: dict[bytes, tuple[int, int]] = {}  # the C decoder's shapes
         self._columns: list[tuple[str, ...]] = []
-        self._odd: set[tuple[str, ...]] = set()  # shapes with keys that are not columns
+        self._typed: list[bool] = []
+        self._twin: list[int] = []
+        c = None if pure or (pure is None and speedups.ACTIVE != "c") else speedups.module()
+        self._c = (
+            c.Decoder(
+                tuple(schema.columns),
+                self.kinds,
+                tuple(self._position[k] for k in schema.key),
+                strict,
+                self._groups_of_mask,
+                self._by_mask,
+            )
+            if c is not None
+            else None
+        )
 
-    def _group(self, shape: tuple[str, ...]) -> int | str:
-        columns = tuple(c for c in self.schema.columns if c in shape)
-        unknown = [k for k in shape if k not in self._known]
-        if unknown:
-            self._odd.add(shape)
-        if unknown and self.strict:
-            return f"not columns of {self.schema.table.name}: {', '.join(sorted(unknown))}"
-        group = self._groups.get(columns)
+    # --- groups ----------------------------------------------------------------
+
+    def _group(self, names: tuple[str, ...], typed: bool) -> int:
+        group = self._groups.get((names, typed))
         if group is None:
-            group = self._groups[columns] = len(self._columns)
-            self._columns.append(columns)
+            twin = self._group(names, False) if typed else None
+            group = self._groups[(names, typed)] = len(self._columns)
+            self._columns.append(names)
+            self._typed.append(typed)
+            self._twin.append(group if twin is None else twin)
         return group
+
+    def _groups_of_mask(self, mask: bytes) -> tuple[int, int]:
+        """(typed, jsonb) groups of the columns whose bits are set in ``mask``
+        (bit p of byte p // 8 for the column at table position p)."""
+        names = tuple(c for p, c in enumerate(self.schema.columns) if mask[p >> 3] >> (p & 7) & 1)
+        groups = self._by_mask[mask] = (self._group(names, True), self._group(names, False))
+        return groups
+
+    def _shape(self, shape: tuple[str, ...]) -> _Shape | str:
+        known = self._shapes.get(shape)
+        if known is not None:
+            return known
+        if len(self._shapes) > 4096:  # rows of ever-new shapes must not grow memory
+            self._shapes.clear()
+        position = self._position
+        unknown = [k for k in shape if k not in position]
+        if unknown and self.strict:
+            result: _Shape | str = f"not columns of {self.schema.table.name}: {', '.join(sorted(unknown))}"
+        else:
+            positions = tuple(sorted(position[k] for k in shape if k in position))
+            names = tuple(self.schema.columns[p] for p in positions)
+            result = _Shape(positions, names, self._group(names, True), self._group(names, False), bool(unknown))
+        self._shapes[shape] = result
+        return result
+
+    # --- records ---------------------------------------------------------------
 
     def decode(self, ids: list[str], values: list[bytes | None], recreated: dict[str, str] | None = None) -> Decoded:
         """``recreated``: id -> generation of records that are new rows after
         a delete; those that decode are merged as replacements."""
-        key = self.schema.key
-        single = key[0] if len(key) == 1 else None
-        out = Decoded(columns=self._columns, schema=self.schema)
-        items, dead = out.items, out.dead
-        loads, shapes, odd = orjson.loads, self._shapes, self._odd
+        out = Decoded(self._columns, self._typed, self._twin, schema=self.schema)
+        recreated = recreated or {}
+        if self._c is not None:
+            unknown = self._c.decode(
+                ids,
+                values,
+                recreated,
+                out.items,
+                out.replace,
+                lambda rid, raw: self.decode_one(out, rid, raw, recreated),
+            )
+            out.unknown = out.unknown or unknown
+            return out
         for rid, raw in zip(ids, values):
-            if raw is None:
-                dead.append((rid, "value missing: the id was dirty but its value key is gone"))
-                continue
-            deleting = raw[:1] == TOMBSTONE
-            doc = raw[1:] if deleting else raw
-            try:
-                row = loads(doc)
-            except orjson.JSONDecodeError as exc:
-                dead.append((rid, f"invalid JSON: {exc}"))
-                continue
-            if type(row) is not dict:
-                dead.append((rid, f"not a JSON object: got {type(row).__name__}"))
-                continue
-            if b"\\u0000" in doc and has_nul_escape(doc):
-                dead.append((rid, "a JSON string holds \\u0000, which PostgreSQL cannot store in text or jsonb"))
-                continue
-            if single is not None:
-                value = row.get(single)
-                if value is None:
-                    dead.append((rid, f"missing key column {single!r}"))
-                    continue
-                cid = canonical_id((value,))  # the writer's own rendering, so the two cannot drift
-            else:
-                values_ = [row.get(k) for k in key]
-                if None in values_:
-                    dead.append((rid, f"missing key column {key[values_.index(None)]!r}"))
-                    continue
-                cid = canonical_id(values_)
-            if cid != rid:
-                dead.append((rid, f"key mismatch: the row's key is {cid!r}, its id is {rid!r}"))
-                continue
-            if deleting:
-                items.append((DELETE, rid, doc))
-                continue
-            shape = tuple(row)
-            group = shapes.get(shape)
-            if group is None:
-                if len(shapes) > 4096:  # rows of ever-new shapes must not grow memory
-                    shapes.clear()
-                    odd.clear()
-                group = shapes[shape] = self._group(shape)
-            if odd and shape in odd:
-                out.unknown = True
-            if type(group) is str:
-                dead.append((rid, group))
-                continue
-            items.append((group, rid, doc))  # type: ignore[arg-type]
-            if recreated and rid in recreated:
-                out.replace[rid] = recreated[rid]
+            self.decode_one(out, rid, raw, recreated)
         return out
+
+    def decode_one(self, out: Decoded, rid: str, raw: bytes | None, recreated: dict[str, str]) -> None:
+        """Decode one record into ``out``: an item, or a dead letter."""
+        dead = out.dead
+        if raw is None:
+            dead.append((rid, "value missing: the id was dirty but its value key is gone"))
+            return
+        deleting = raw[:1] == TOMBSTONE
+        doc = raw[1:] if deleting else raw
+        try:
+            row = orjson.loads(doc)
+        except orjson.JSONDecodeError as exc:
+            dead.append((rid, f"invalid JSON: {exc}"))
+            return
+        if type(row) is not dict:
+            dead.append((rid, f"not a JSON object: got {type(row).__name__}"))
+            return
+        if b"\\u0000" in doc and has_nul_escape(doc):
+            dead.append((rid, "a JSON string holds \\u0000, which PostgreSQL cannot store in text or jsonb"))
+            return
+        key = self.schema.key
+        values = [row.get(k) for k in key]
+        if None in values:
+            dead.append((rid, f"missing key column {key[values.index(None)]!r}"))
+            return
+        cid = canonical_id(values)  # the writer's own rendering, so the two cannot drift
+        if cid != rid:
+            dead.append((rid, f"key mismatch: the row's key is {cid!r}, its id is {rid!r}"))
+            return
+        i = len(out.items)
+        if deleting:
+            positions: tuple[int, ...] = tuple(self._position[k] for k in key)
+            names: tuple[str, ...] = key
+            group = typed_group = DELETE
+        else:
+            shape = self._shape(tuple(row))
+            if type(shape) is str:  # --strict: a key that is no column (yet: the caller may reload)
+                out.unknown = True
+                dead.append((rid, shape))
+                return
+            assert isinstance(shape, _Shape)
+            if shape.odd:
+                out.unknown = True
+            positions, names, group, typed_group = shape.positions, shape.names, shape.jsonb, shape.typed
+        again = deleting or rid in recreated
+        if not deleting and rid in recreated:
+            out.replace[rid] = recreated[rid]
+        line = self._typed_line(i, typed_group, again, row, positions, names)
+        if line is None:
+            line = jsonb_line(i, group, again, doc, len(self.schema.columns))
+        else:
+            group = typed_group
+        out.items.append((group, rid, doc, line))
+
+    def _typed_line(
+        self, i: int, group: int, delete: bool, row: dict[str, Any], positions: tuple[int, ...], names: tuple[str, ...]
+    ) -> bytes | None:
+        fields = [NULL] * len(self.schema.columns)
+        kinds = self.kinds
+        for p, name in zip(positions, names):
+            text = render(kinds[p], row[name])
+            if text is None:
+                return None
+            fields[p] = text
+        return f"{i}\t{group}\t{'t' if delete else 'f'}\t\\N\t{chr(9).join(fields)}\n".encode()

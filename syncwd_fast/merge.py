@@ -1,15 +1,21 @@
-"""The merge: binary COPY of the batch's JSON documents into a temp stage
-table, then, in one transaction, ``DELETE ... USING`` for tombstones (and for
-new rows written after a delete), and per column group either ``INSERT ... ON
-CONFLICT ... DO UPDATE`` or, where the group lacks a NOT NULL column a new row
-would need, ``UPDATE`` of the existing rows and ``INSERT`` of the missing ones.
+"""The merge: a text COPY of the batch into a temp stage table with the
+target's column types, then, in one transaction, ``DELETE ... USING`` for
+tombstones (and for new rows written after a delete), and per column group
+either ``INSERT ... ON CONFLICT ... DO UPDATE`` or, where the group lacks a NOT
+NULL column a new row would need, ``UPDATE`` of the existing rows and
+``INSERT`` of the missing ones.
 
-PostgreSQL turns each document into a record of the columns a statement
-needs, typed as the target's (``jsonb_to_record``, the same conversion as
+Most records arrive typed (decode.py renders their values as the COPY text
+of the stage columns ``c0..cN-1``): PostgreSQL's work per row is that of its
+own bulk path. A record with a value only PostgreSQL can convert exactly
+arrives as its JSON document, and its statements read it as a record of the
+columns they need (``jsonb_to_record``, the same conversion as
 ``jsonb_populate_record``; a domain column is read as its base type and
-checked when it is assigned): the server's own type input does the typing, a
-JSON key that is missing never nulls a column (each group updates only the
-columns its records carry), and Python does no per-column work.
+checked when it is assigned). Either way the server's own type input does the
+typing, and a JSON key that is missing never nulls a column (each group
+updates only the columns its records carry). A typed COPY the server refuses
+(a value its type does not accept) is sent again with every record on the
+jsonb path, where the bad value is pinned on its record.
 
 Records PostgreSQL rejects for their data are isolated inside the same
 transaction: the failing statement is rolled back to its savepoint and run
@@ -20,8 +26,8 @@ copied twice and nothing is committed in pieces.
 
 from __future__ import annotations
 
+import hashlib
 import re
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,21 +37,16 @@ import psycopg.errors
 from psycopg import sql
 
 from .connection import Deadline, deadline
-from .decode import DELETE, Decoded
+from .decode import DELETE, Decoded, Item
 from .errors import LeaseLost, SyncwdError
 from .schema import TableSchema
 
-_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_TRAILER = struct.pack(">h", -1)
-# 4 fields: int4 index, int2 group, bool "delete the old row first", jsonb length
-_ROW = struct.Struct(">hiiihibi").pack
-_COPY = "COPY syncwd_stage (i, g, del, doc) FROM STDIN (FORMAT BINARY)"
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
-_COPY_LINE = re.compile(r"\bCOPY syncwd_stage, line (\d+)")
+_COPY_LINE = re.compile(r"\bCOPY syncwd_stage_\w+, line (\d+)")
 # Isolating bad records runs many statements on a few stage rows each: an
 # index, dropped before COMMIT so the common path never maintains it.
 _CAREFUL = (
-    "CREATE INDEX syncwd_stage_i ON syncwd_stage (i)",
+    "CREATE INDEX syncwd_stage_i ON {stage} (i)",
     "SET LOCAL enable_seqscan = off",
 )
 _END_CAREFUL = "DROP INDEX pg_temp.syncwd_stage_i"
@@ -86,19 +87,33 @@ def describe(exc: psycopg.Error) -> str:
     return f"{text} [SQLSTATE {exc.sqlstate}]"
 
 
-def copy_payload(
-    items: list[tuple[int, str, bytes]], replace: Iterable[str] = (), staged: Iterable[int] | None = None
-) -> bytes:
-    """The stage rows of ``items`` (those at ``staged``, default all), each
-    with its index; ``replace``: ids whose old row is deleted before their
-    record is inserted."""
-    again = frozenset(replace)
-    rows = []
-    for i in range(len(items)) if staged is None else staged:
-        g, rid, doc = items[i]
-        # jsonb's binary form is a version byte (1) and the JSON text.
-        rows.append(_ROW(4, 4, i, 2, g, 1, g == DELETE or rid in again, len(doc) + 1) + b"\x01" + doc)
-    return b"".join([_HEADER, *rows, _TRAILER])
+def stage_name(schema: TableSchema) -> str:
+    """A temp stage per list of column types: tables of the same types share
+    one, and a table whose columns change gets a new one."""
+    digest = hashlib.sha1(repr(schema.types).encode()).hexdigest()[:16]
+    return f"syncwd_stage_{digest}"
+
+
+def stage_ddl(schema: TableSchema) -> sql.Composed:
+    """The stage: index, group, "delete the old row first", the document of a
+    record on the jsonb path, and one column per target column, of its type
+    (under its domain: NOT NULL and CHECKs apply at the target)."""
+    return sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS {} (i int NOT NULL, g smallint NOT NULL, del boolean NOT NULL,"
+        " doc jsonb{}) ON COMMIT DELETE ROWS"
+    ).format(
+        sql.Identifier(stage_name(schema)),
+        sql.SQL("").join(
+            sql.SQL(", c{} {}").format(sql.SQL(str(p)), sql.SQL(t)) for p, (_, t) in enumerate(schema.types)
+        ),
+    )
+
+
+def copy_payload(items: list[Item], staged: Iterable[int] | None = None) -> bytes:
+    """The stage lines of ``items`` (those at ``staged``, default all)."""
+    if staged is None:
+        return b"".join([item[3] for item in items])
+    return b"".join([items[i][3] for i in staged])
 
 
 class _DeferredRejected(Exception):
@@ -169,27 +184,40 @@ class Merger:
 
     def set_schema(self, schema: TableSchema) -> None:
         self.schema = schema
-        self._units: dict[tuple[str, ...], _Unit] = {}
+        self.stage = sql.Identifier(stage_name(schema))
+        self._position = {c: p for p, c in enumerate(schema.columns)}
+        self._units: dict[tuple[tuple[str, ...], bool], _Unit] = {}
         self._delete = self._delete_unit()
+        self._copy = sql.SQL("COPY {} (i, g, del, doc{}) FROM STDIN").format(
+            self.stage, sql.SQL("").join(sql.SQL(f", c{p}") for p in range(len(schema.columns)))
+        )
+        with deadline(self.conn, self.deadline_s):
+            self.conn.execute(stage_ddl(schema))
 
     def merge(self, batch: Decoded) -> MergeResult:
         result = MergeResult()
         if not batch.items:
             return result
-        items, replace = batch.items, batch.replace
-        rejected: dict[int, str] = {}  # refused by COPY itself (a \u0000 in jsonb, ...)
+        replace = batch.replace
+        rejected: dict[int, str] = {}  # refused by COPY itself (a number jsonb cannot hold, ...)
         immediate = False
         while True:
             try:
-                run = self._transaction(items, batch.columns, replace, rejected, immediate)
+                run = self._transaction(batch, rejected, immediate)
                 break
             except _CopyRejected as exc:
-                rejected[exc.index] = exc.reason
+                if not batch.jsonb_only:
+                    # A value its column's type refused: the jsonb path pins
+                    # it on its record, with the same message.
+                    batch = batch.as_jsonb()
+                else:
+                    rejected[exc.index] = exc.reason
             except _DeferredRejected:
                 immediate = True
+        items = batch.items
         dead = {**rejected, **run.dead}
         result.unchanged = run.unchanged
-        for i, (g, rid, _) in enumerate(items):
+        for i, (g, rid, _, _) in enumerate(items):
             if i in dead:
                 result.dead.append((rid, dead[i]))
             elif g == DELETE:
@@ -202,27 +230,21 @@ class Merger:
                     result.recreated[rid] = replace[rid]
         return result
 
-    def _transaction(
-        self,
-        items: list[tuple[int, str, bytes]],
-        columns: list[tuple[str, ...]],
-        replace: dict[str, str],
-        rejected: dict[int, str],
-        immediate: bool,
-    ) -> _Run:
-        staged = [i for i in range(len(items)) if i not in rejected]
+    def _transaction(self, batch: Decoded, rejected: dict[int, str], immediate: bool) -> _Run:
+        items, replace = batch.items, batch.replace
+        staged = [i for i in range(len(items)) if i not in rejected] if rejected else list(range(len(items)))
         groups: dict[int, list[int]] = {}
         deleting: list[int] = []
         for i in staged:
-            g, rid, _ = items[i]
+            g, rid, _, _ = items[i]
             if g == DELETE or rid in replace:
                 deleting.append(i)
             if g != DELETE:
                 groups.setdefault(g, []).append(i)
         with deadline(self.conn, self.deadline_s) as clock, self.conn.transaction(), self.conn.cursor() as cur:
             try:
-                with cur.copy(_COPY) as copy:
-                    copy.write(copy_payload(items, replace, staged))
+                with cur.copy(self._copy) as copy:
+                    copy.write(copy_payload(items, staged if rejected else None))
             except psycopg.Error as exc:
                 # The server names the row it refused: drop it and copy again.
                 line = _COPY_LINE.search(exc.diag.context or "")
@@ -246,7 +268,7 @@ class Merger:
             run.apply(self._delete, deleting, DELETE)
             self._note(cur, {rid: mark for rid, mark in marks.items() if rid not in run.dead_ids()})
             for g, indices in groups.items():
-                run.apply(self._unit(columns[g]), indices, g)
+                run.apply(self._unit(batch.columns[g], batch.typed[g]), indices, g)
             run.blame(staged)
             run.finish()
             if not immediate:
@@ -273,7 +295,7 @@ class Merger:
     def _replacing(
         self,
         cur: psycopg.Cursor[Any],
-        items: list[tuple[int, str, bytes]],
+        items: list[Item],
         staged: list[int],
         replace: dict[str, str],
         deleting: list[int],
@@ -289,7 +311,7 @@ class Merger:
         landed = {rid for rid, mark in replace.items() if "@" in mark and int(mark.split("@", 1)[1]) in committed}
         if landed:
             again = [i for i in deleting if items[i][1] in landed]
-            cur.execute("UPDATE syncwd_stage SET del = false WHERE i = ANY(%s)", (again,))
+            cur.execute(sql.SQL("UPDATE {} SET del = false WHERE i = ANY(%s)").format(self.stage), (again,))
             deleting = [i for i in deleting if items[i][1] not in landed]
         ongoing = {items[i][1]: replace[items[i][1]] for i in staged if items[i][1] in replace}
         return deleting, {rid: mark for rid, mark in ongoing.items() if rid not in landed}
@@ -316,53 +338,72 @@ class Merger:
     # --- SQL ------------------------------------------------------------------
 
     def _both(
-        self, template: str, columns: tuple[str, ...], whole: str = "s.g = %(g)s", **parts: sql.Composable
+        self,
+        template: str,
+        columns: tuple[str, ...],
+        typed: bool,
+        whole: str = "s.g = %(g)s",
+        **parts: sql.Composable,
     ) -> tuple[sql.Composed, sql.Composed]:
-        """``template``'s ``{record}`` is the stage document as a record ``r``
-        of ``columns`` (those the statement reads), typed as the target's."""
+        """``template``'s ``{source}`` is the stage ``s`` and the record ``r``
+        of its ``columns`` (those the statement reads): for typed rows the
+        stage's own columns, for rows on the jsonb path the document read as
+        the target's types; ``{where}`` selects the rows."""
         s = self.schema
-        types = dict(s.types)
-        record = sql.SQL("jsonb_to_record(s.doc) AS r({})").format(
-            sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns)
-        )
-        common = {"table": s.ident, "record": record}
+        if typed:
+            source: sql.Composable = sql.SQL("{} s").format(self.stage)
+        else:
+            types = dict(s.types)
+            source = sql.SQL("{} s CROSS JOIN LATERAL jsonb_to_record(s.doc) AS r({})").format(
+                self.stage,
+                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns),
+            )
+        common = {"table": s.ident, "source": source}
         return (
             sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
             sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
         )
 
-    def _key_match(self, left: str, right: str) -> sql.Composed:
+    def _col(self, column: str, typed: bool) -> sql.Composable:
+        """A column of the record being merged."""
+        if typed:
+            return sql.SQL(f"s.c{self._position[column]}")
+        return sql.Identifier("r", column)
+
+    def _key_match(self, left: str, typed: bool) -> sql.Composed:
         return sql.SQL(" AND ").join(
-            sql.SQL("{}.{} = {}.{}").format(
-                sql.Identifier(left), sql.Identifier(c), sql.Identifier(right), sql.Identifier(c)
-            )
+            sql.SQL("{}.{} = {}").format(sql.Identifier(left), sql.Identifier(c), self._col(c, typed))
             for c in self.schema.key
         )
 
     def _delete_unit(self) -> _Unit:
-        # Tombstones and replaced rows are flagged in the stage, across groups.
+        # Tombstones and replaced rows are flagged in the stage, across groups;
+        # each of the two paths deletes its own.
         return _Unit(
             [
                 _Statement(
                     *self._both(
-                        "DELETE FROM {table} AS t USING syncwd_stage s CROSS JOIN LATERAL {record}"
-                        " WHERE {where} AND {match}",
+                        "DELETE FROM {table} AS t USING {source} WHERE {where} AND s.doc IS {null} AND {match}",
                         self.schema.key,
+                        typed,
                         whole="s.del",
-                        match=self._key_match("t", "r"),
+                        match=self._key_match("t", typed),
+                        null=sql.SQL("NULL" if typed else "NOT NULL"),
                     )
                 )
+                for typed in (True, False)
             ]
         )
 
-    def _unit(self, columns: tuple[str, ...]) -> _Unit:
+    def _unit(self, columns: tuple[str, ...], typed: bool) -> _Unit:
         """The statements that merge one column group: skipped-as-stale
         lookup (version column), then upsert, or update + insert."""
-        known = self._units.get(columns)
+        known = self._units.get((columns, typed))
         if known is not None:
             return known
         s = self.schema
         ident = sql.Identifier
+        col = self._col
         updates = [c for c in columns if c not in s.key]
         version = s.table.version_column if s.table.version_column in columns else None
         unit: list[_Statement] = []
@@ -372,17 +413,18 @@ class Merger:
             unit.append(
                 _Statement(
                     *self._both(
-                        "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {record}"
-                        " JOIN {table} AS t ON {match} WHERE {where} AND t.{v} > r.{v}",
+                        "SELECT s.i FROM {source} JOIN {table} AS t ON {match} WHERE {where} AND t.{v} > {rv}",
                         (*s.key, version),
-                        match=self._key_match("t", "r"),
+                        typed,
+                        match=self._key_match("t", typed),
                         v=ident(version),
+                        rv=col(version, typed),
                     ),
                     returns_stale=True,
                 )
             )
         cols = sql.SQL(", ").join(map(ident, columns))
-        rcols = sql.SQL(", ").join(ident("r", c) for c in columns)
+        rcols = sql.SQL(", ").join(col(c, typed) for c in columns)
         key = sql.SQL(", ").join(map(ident, s.key))
         if updates:
             action: sql.Composable = sql.SQL("DO UPDATE SET {}").format(
@@ -405,35 +447,41 @@ class Merger:
             if updates:
                 guard: sql.Composable = sql.SQL("")
                 if version:
-                    guard = sql.SQL(" AND (t.{0} IS NULL OR r.{0} IS NULL OR t.{0} <= r.{0})").format(ident(version))
+                    guard = sql.SQL(" AND (t.{0} IS NULL OR {1} IS NULL OR t.{0} <= {1})").format(
+                        ident(version), col(version, typed)
+                    )
                 unit.append(
                     _Statement(
                         *self._both(
-                            "UPDATE {table} AS t SET {sets} FROM syncwd_stage s CROSS JOIN LATERAL {record}"
-                            " WHERE {where} AND {match}{guard}",
+                            "UPDATE {table} AS t SET {sets} FROM {source} WHERE {where} AND {match}{guard}",
                             columns,
-                            sets=sql.SQL(", ").join(sql.SQL("{0} = r.{0}").format(ident(c)) for c in updates),
-                            match=self._key_match("t", "r"),
+                            typed,
+                            sets=sql.SQL(", ").join(
+                                sql.SQL("{} = {}").format(ident(c), col(c, typed)) for c in updates
+                            ),
+                            match=self._key_match("t", typed),
                             guard=guard,
                         )
                     )
                 )
             missing_only = sql.SQL(" AND NOT EXISTS (SELECT FROM {table} AS e WHERE {match})").format(
-                table=s.ident, match=self._key_match("e", "r")
+                table=s.ident, match=self._key_match("e", typed)
             )
             new_rows = _Statement(
                 *self._both(
-                    "SELECT s.i FROM syncwd_stage s CROSS JOIN LATERAL {record} WHERE {where}{missing_only}",
+                    "SELECT s.i FROM {source} WHERE {where}{missing_only}",
                     s.key,
+                    typed,
                     missing_only=missing_only,
                 )
             )
         unit.append(
             _Statement(
                 *self._both(
-                    "INSERT INTO {table} AS t ({cols}){overriding} SELECT {rcols} FROM syncwd_stage s"
-                    " CROSS JOIN LATERAL {record} WHERE {where}{missing_only} ON CONFLICT ({key}) {action}",
+                    "INSERT INTO {table} AS t ({cols}){overriding} SELECT {rcols} FROM {source}"
+                    " WHERE {where}{missing_only} ON CONFLICT ({key}) {action}",
                     columns,
+                    typed,
                     cols=cols,
                     rcols=rcols,
                     key=key,
@@ -444,18 +492,23 @@ class Merger:
                 counts_unchanged=not updates,
             )
         )
-        self._units[columns] = _Unit(unit, needs, new_rows)
-        return self._units[columns]
+        self._units[(columns, typed)] = _Unit(unit, needs, new_rows)
+        return self._units[(columns, typed)]
 
     def _duplicates_sql(self) -> sql.Composed:
+        """Stage rows (typed or not) whose keys PostgreSQL reads as one."""
         types = dict(self.schema.types)
         return sql.SQL(
-            "SELECT array_agg(s.i ORDER BY s.i) FROM syncwd_stage s WHERE s.i = ANY(%(idx)s)"
+            "SELECT array_agg(s.i ORDER BY s.i) FROM {stage} s WHERE s.i = ANY(%(idx)s)"
             " GROUP BY {key} HAVING count(*) > 1"
         ).format(
+            stage=self.stage,
             key=sql.SQL(", ").join(
-                sql.SQL("(s.doc ->> {})::{}").format(sql.Literal(c), sql.SQL(types[c])) for c in self.schema.key
-            )
+                sql.SQL("CASE WHEN s.doc IS NULL THEN {} ELSE (s.doc ->> {})::{} END").format(
+                    self._col(c, True), sql.Literal(c), sql.SQL(types[c])
+                )
+                for c in self.schema.key
+            ),
         )
 
 
@@ -463,9 +516,7 @@ class _Run:
     """One batch's statements inside its transaction, and the records they
     rejected (stage index -> reason) or skipped as stale."""
 
-    def __init__(
-        self, merger: Merger, cur: psycopg.Cursor[Any], clock: Deadline, items: list[tuple[int, str, bytes]]
-    ) -> None:
+    def __init__(self, merger: Merger, cur: psycopg.Cursor[Any], clock: Deadline, items: list[Item]) -> None:
         self.merger = merger
         self.cur = cur
         self.clock = clock
@@ -542,7 +593,7 @@ class _Run:
     def _be_careful(self) -> None:
         if not self.careful:
             for statement in _CAREFUL:
-                self.cur.execute(statement)
+                self.cur.execute(sql.SQL(statement).format(stage=self.merger.stage))
             self.careful = True
 
     def _isolate(self, unit: _Unit, indices: list[int], exc: psycopg.Error) -> None:

@@ -25,6 +25,9 @@ class TableSchema:
     insert_triggers: bool = False
     # a key column is an identity GENERATED ALWAYS: inserts say OVERRIDING SYSTEM VALUE
     overriding: bool = False
+    # per writable column, how a JSON value becomes its COPY text (render.py):
+    # s scalar, f float8, j jsonb, J json, a array of scalars, x anything else
+    kinds: str = ""
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -45,6 +48,24 @@ def _base_type(conn: psycopg.Connection[Any], relation: int, column: str) -> str
         (relation, column),
     ).fetchone()
     return str(row[0]) if row else "text"
+
+
+# The kind of each writable column: its type, through domains, classified by
+# how jsonb_to_record converts a JSON value into it (render.py says why).
+_KINDS = """
+WITH RECURSIVE d(attname, attnum, oid) AS (
+  SELECT attname, attnum, atttypid FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped
+  UNION ALL SELECT d.attname, d.attnum, t.typbasetype FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd')
+SELECT d.attname, CASE
+  WHEN t.oid = 3802 THEN 'j' WHEN t.oid = 114 THEN 'J' WHEN t.oid = 701 THEN 'f'
+  WHEN t.typcategory = 'A' THEN CASE
+    WHEN e.typtype IN ('b', 'e', 'r', 'm') AND e.typcategory <> 'A' AND e.oid NOT IN (114, 3802)
+      AND e.typdelim = ',' AND t.typdelim = ',' THEN 'a' ELSE 'x' END
+  WHEN t.typtype IN ('b', 'e', 'r', 'm') THEN 's'
+  ELSE 'x' END
+FROM d JOIN pg_type t ON t.oid = d.oid LEFT JOIN pg_type e ON e.oid = t.typelem
+WHERE t.typtype <> 'd' ORDER BY d.attnum
+"""
 
 
 def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
@@ -94,4 +115,6 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
         "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal AND tgtype & 7 = 7)",
         (oid[0],),
     ).fetchone()
-    return TableSchema(table, ident, columns, required, types, bool(triggers and triggers[0]), overriding)
+    kind_of = dict(conn.execute(_KINDS, (oid[0],)).fetchall())
+    kinds = "".join(kind_of.get(name, "x") for name in columns)
+    return TableSchema(table, ident, columns, required, types, bool(triggers and triggers[0]), overriding, kinds)

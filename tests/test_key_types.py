@@ -163,7 +163,7 @@ def test_canonical_id_and_decode_agree(kind):
         tombstones = [rows.tombstone(kind.key, list(objects)), rows.tombstone(kind.key, list(texts))]
         out = decoder.decode([expected] * 3, [stored, *tombstones])
         assert out.dead == []
-        assert [(g, rid) for g, rid, _ in out.items] == [(0, expected), (DELETE, expected), (DELETE, expected)]
+        assert [(g, rid) for g, rid, *_ in out.items] == [(0, expected), (DELETE, expected), (DELETE, expected)]
     # The id the writer used to render (a quoted JSON string for a lone non-str,
     # non-int key) must be told apart, not silently accepted.
     if len(kind.key) == 1 and not isinstance(kind.objects[0], (str, int, float)):
