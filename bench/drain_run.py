@@ -32,13 +32,23 @@ class DrainRun:
 
 
 def run(
-    client: Any, redis_url: str, dsn: str, prefix: str, batch: int, workers: int = 1, timeout: float = 3600
+    client: Any,
+    redis_url: str,
+    dsn: str,
+    prefix: str,
+    batch: int,
+    workers: int = 1,
+    timeout: float = 3600,
+    env: dict[str, str] | None = None,
 ) -> DrainRun:
+    """``env``: set in the subprocess's environment (SYNCWD_FAST_PURE=1)."""
     cmd = [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix]
     cmd += ["--batch", str(batch), "--workers", str(workers), "--json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, CpuMeter(client) as meter:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+        )
         # os.wait4 returns the CPU of exactly this child (RUSAGE_CHILDREN would
         # sum every child so far); its peak RSS comes from polling VmHWM.
         try:

@@ -28,6 +28,7 @@ NOTES = {
     ),
     "limit_merger": "an extra figure: the drain's own Merger on the final JSON values held in memory",
     "drain": "python -m syncwd_fast drain --json as a subprocess; rate = upserted / the report's seconds",
+    "drain_pure": "the same drain on the pure-Python decoder (SYNCWD_FAST_PURE=1), of the final values written again",
     "naive": "the original syncwd: SPOP 500, then per id GET + INSERT ... ON CONFLICT + COMMIT, on the sample",
     "cpu_seconds": (
         "drain = the drain subprocess (os.wait4); bench = this process (row generation included for write phases);"
@@ -43,7 +44,8 @@ PHASES = [
     ("naive", "naive", "SPOP 500, then GET + upsert + COMMIT per row (sample)"),
     ("limit", "limit", "typed tuples: text COPY + INSERT ON CONFLICT, one connection"),
     ("limit_merger", "limit (Merger)", "the drain's Merger on in-memory JSON (extra)"),
-    ("drain", "drain", "python -m syncwd_fast drain (subprocess)"),
+    ("drain", "drain", "python -m syncwd_fast drain (subprocess), C speedup"),
+    ("drain_pure", "drain (pure)", "the same drain with SYNCWD_FAST_PURE=1"),
 ]
 
 
@@ -89,6 +91,19 @@ def width_table(width: str, r: dict[str, Any]) -> str:
         f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}, "
         f"update_many/write-bulk {_num(ratios['update_many_over_write_bulk'], 2)}"
     )
+    for phase in ("limit", "drain", "drain_pure"):
+        cpu, count = r["cpu_seconds"].get(phase), r["counts"].get(phase)
+        if not cpu or not count:
+            continue
+        per_row = {k: cpu[k] / count * 1e6 for k in ("drain", "bench", "redis", "postgres") if cpu.get(k) is not None}
+        busiest = max(per_row.values(), default=0.0)
+        lines.append(
+            f"  {phase + ' CPU us/row':<22} "
+            + ", ".join(f"{k} {v:.1f}" for k, v in per_row.items())
+            + (f"; a core each: {1e6 / busiest:,.0f} rows/s" if busiest else "")
+        )
+    if "drain_over_drain_pure" in ratios:
+        lines.append(f"  drain C / drain pure: {_num(ratios['drain_over_drain_pure'], 2)} in rows/s")
     d = r["drain"]
     lines.append(f"  drain: peak RSS {d['peak_rss_mb']:.1f} MB, subprocess wall {d['wall_seconds']:.2f} s")
     lines.append(f"  {'CPU seconds':<12} {'drain':>8} {'bench':>8} {'redis':>8} {'postgres':>9} {'wall':>8}")

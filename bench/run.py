@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from syncwd_fast import speedups
 from syncwd_fast.table import Table
 from syncwd_fast.writer import Syncwd
 
@@ -90,10 +91,14 @@ def _limit(
     return seconds, meter.seconds
 
 
-def _drain(s: Settings, client: Any, width: str, records: int, batch: int) -> drain_run.DrainRun:
+def _drain(s: Settings, client: Any, width: str, records: int, batch: int, pure: bool = False) -> drain_run.DrainRun:
     table = s.table(width)
     tables.checkpoint(s.dsn)
-    result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), batch, s.workers)
+    env = {"SYNCWD_FAST_PURE": "1" if pure else "0"}
+    result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), batch, s.workers, env=env)
+    expected = "python" if pure or not speedups.available() else "c"
+    if result.report.get("speedups") != expected:
+        raise BenchError(f"the drain ran with speedups {result.report.get('speedups')!r}, not {expected}")
     upserted = result.report.get("upserted")
     if result.exit_code != 0 or upserted != records or tables.count(s.dsn, table) != records:
         raise BenchError(
@@ -170,11 +175,20 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     drained = _drain(s, client, width, records, batch)
     seconds["drain"], counts["drain"], cpu["drain"] = float(drained.report["seconds"]), records, drained.cpu
 
+    log(f"{width}: the same drain on the pure-Python path (SYNCWD_FAST_PURE=1), final values rewritten")
+    tables.truncate(s.dsn, s.table(width))
+    writer = Syncwd(client, prefix=s.prefix(width))
+    for start in range(0, records, s.chunk):
+        writer.update_many(s.table(width), data.rows(width, start, min(start + s.chunk, records), updates - 1))
+    pure = _drain(s, client, width, records, batch, pure=True)
+    seconds["drain_pure"], counts["drain_pure"], cpu["drain_pure"] = float(pure.report["seconds"]), records, pure.cpu
+
     log(f"{width}: naive drain, {sample:,} records row by row")
     counts["naive"], seconds["naive"], cpu["naive"] = _naive(s, client, width, sample, updates)
 
     rates = {phase: _rate(counts[phase], seconds[phase]) for phase in seconds}
     rates["drain"] = round(drained.rate, 1)
+    rates["drain_pure"] = round(pure.rate, 1)
     return {
         "records": records,
         "updates": updates,
@@ -187,6 +201,7 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
         "ratios": {
             "drain_over_limit": _ratio(rates["drain"], rates["limit"]),
             "drain_over_limit_merger": _ratio(rates["drain"], rates["limit_merger"]),
+            "drain_over_drain_pure": _ratio(rates["drain"], rates["drain_pure"]),
             "drain_over_naive": _ratio(rates["drain"], rates["naive"]),
             "update_many_over_write_limit": _ratio(rates["update_many"], rates["write_limit"]),
             "update_many_over_write_bulk": _ratio(rates["update_many"], rates["write_bulk"]),

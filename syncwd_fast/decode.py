@@ -22,10 +22,11 @@ import orjson
 
 from . import speedups
 from .keys import TOMBSTONE, canonical_id
-from .render import NULL, copy_bytes, render
+from .render import FLOAT8, NULL, SCALAR, copy_bytes, copy_text, render
 from .schema import TableSchema
 
 DELETE = -1  # the group of tombstones
+SCALARS = (SCALAR, FLOAT8)
 
 # (group, id, the stored JSON document, the stage line)
 Item = tuple[int, str, bytes, bytes]
@@ -88,8 +89,7 @@ class _Shape:
     """What a layout of JSON keys means: the columns it carries (table
     positions), its typed and jsonb groups, and whether some key is no column."""
 
-    positions: tuple[int, ...]
-    names: tuple[str, ...]
+    carried: tuple[tuple[int, str, str], ...]  # (table position, name, kind) of each column carried
     typed: int
     jsonb: int
     odd: bool
@@ -105,6 +105,9 @@ class Decoder:
         self.strict = strict
         self.kinds = schema.kinds or "x" * len(schema.columns)
         self._position = {c: p for p, c in enumerate(schema.columns)}
+        self._key = schema.key
+        self._key_carried = tuple((self._position[k], k, self.kinds[self._position[k]]) for k in schema.key)
+        self._nulls = [NULL] * len(schema.columns)
         self._shapes: dict[tuple[str, ...], _Shape | str] = {}
         self._groups: dict[tuple[tuple[str, ...], bool], int] = {}
         self._by_mask: dict[bytes, tuple[int, int]] = {}  # the C decoder's shapes
@@ -155,9 +158,10 @@ class Decoder:
         if unknown and self.strict:
             result: _Shape | str = f"not columns of {self.schema.table.name}: {', '.join(sorted(unknown))}"
         else:
-            positions = tuple(sorted(position[k] for k in shape if k in position))
+            positions = sorted(position[k] for k in shape if k in position)
             names = tuple(self.schema.columns[p] for p in positions)
-            result = _Shape(positions, names, self._group(names, True), self._group(names, False), bool(unknown))
+            carried = tuple((p, self.schema.columns[p], self.kinds[p]) for p in positions)
+            result = _Shape(carried, self._group(names, True), self._group(names, False), bool(unknown))
         self._shapes[shape] = result
         return result
 
@@ -202,7 +206,7 @@ class Decoder:
         if b"\\u0000" in doc and has_nul_escape(doc):
             dead.append((rid, "a JSON string holds \\u0000, which PostgreSQL cannot store in text or jsonb"))
             return
-        key = self.schema.key
+        key = self._key
         values = [row.get(k) for k in key]
         if None in values:
             dead.append((rid, f"missing key column {key[values.index(None)]!r}"))
@@ -213,8 +217,7 @@ class Decoder:
             return
         i = len(out.items)
         if deleting:
-            positions: tuple[int, ...] = tuple(self._position[k] for k in key)
-            names: tuple[str, ...] = key
+            carried = self._key_carried  # a tombstone carries its key only
             group = typed_group = DELETE
         else:
             shape = self._shape(tuple(row))
@@ -225,11 +228,11 @@ class Decoder:
             assert isinstance(shape, _Shape)
             if shape.odd:
                 out.unknown = True
-            positions, names, group, typed_group = shape.positions, shape.names, shape.jsonb, shape.typed
+            carried, group, typed_group = shape.carried, shape.jsonb, shape.typed
         again = deleting or rid in recreated
         if not deleting and rid in recreated:
             out.replace[rid] = recreated[rid]
-        line = self._typed_line(i, typed_group, again, row, positions, names)
+        line = self._typed_line(i, typed_group, again, row, carried)
         if line is None:
             line = jsonb_line(i, group, again, doc, len(self.schema.columns))
         else:
@@ -237,12 +240,15 @@ class Decoder:
         out.items.append((group, rid, doc, line))
 
     def _typed_line(
-        self, i: int, group: int, delete: bool, row: dict[str, Any], positions: tuple[int, ...], names: tuple[str, ...]
+        self, i: int, group: int, delete: bool, row: dict[str, Any], carried: tuple[tuple[int, str, str], ...]
     ) -> bytes | None:
-        fields = [NULL] * len(self.schema.columns)
-        kinds = self.kinds
-        for p, name in zip(positions, names):
-            text = render(kinds[p], row[name])
+        fields = self._nulls[:]
+        for p, name, kind in carried:
+            value = row[name]
+            if type(value) is int and kind in SCALARS:  # the common cases, as render() has them
+                fields[p] = str(value)
+                continue
+            text = copy_text(value) if type(value) is str and kind in SCALARS else render(kind, value)
             if text is None:
                 return None
             fields[p] = text

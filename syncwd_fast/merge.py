@@ -99,7 +99,7 @@ def stage_ddl(schema: TableSchema) -> sql.Composed:
     record on the jsonb path, and one column per target column, of its type
     (under its domain: NOT NULL and CHECKs apply at the target)."""
     return sql.SQL(
-        "CREATE TEMP TABLE IF NOT EXISTS {} (i int NOT NULL, g smallint NOT NULL, del boolean NOT NULL,"
+        "CREATE TEMP TABLE IF NOT EXISTS {} (i int NOT NULL, g int NOT NULL, del boolean NOT NULL,"
         " doc jsonb{}) ON COMMIT DELETE ROWS"
     ).format(
         sql.Identifier(stage_name(schema)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import speedups
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 
 
@@ -91,6 +93,7 @@ class DrainReport:
             "error": self.error,
             "warnings": list(self.warnings),
             "exit_code": self.exit_code,
+            "speedups": speedups.ACTIVE,  # "c" or "python": which decoder ran
             "tables": {name: t.to_dict() for name, t in self.tables.items()},
         }
 
