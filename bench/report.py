@@ -102,6 +102,12 @@ def width_table(width: str, r: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v:.1f}" for k, v in per_row.items())
             + (f"; a core each: {1e6 / busiest:,.0f} rows/s" if busiest else "")
         )
+    for phase, stats in r.get("get_latency", {}).items():
+        if stats.get("count"):
+            lines.append(
+                f"  {'GET during ' + phase:<22} p50 {stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms,"
+                f" max {stats['max_ms']:.2f} ms ({stats['count']:,} GETs)"
+            )
     if "drain_over_drain_pure" in ratios:
         lines.append(f"  drain C / drain pure: {_num(ratios['drain_over_drain_pure'], 2)} in rows/s")
     d = r["drain"]

@@ -18,6 +18,7 @@ from syncwd_fast.table import Table
 from syncwd_fast.writer import Syncwd
 
 from . import data, drain_run, limit, naive, tables, write_side
+from .latency import GetLatency
 from .measure import CpuMeter
 from .servers import clear_keys
 
@@ -164,7 +165,11 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     counts["update_many"] = writes
 
     log(f"{width}: limit, {records:,} typed rows by text COPY + INSERT ... ON CONFLICT, from memory")
-    seconds["limit"], cpu["limit"] = _limit(s, client, width, records, batch)
+    probe_key = s.prefix(width, "probe") + ":get"
+    latency: dict[str, dict[str, Any]] = {}
+    with GetLatency(s.redis_url, probe_key) as probe:  # the control: the limit does not touch Redis
+        seconds["limit"], cpu["limit"] = _limit(s, client, width, records, batch)
+    latency["limit"] = probe.stats
     counts["limit"] = records
 
     log(f"{width}: limit by the drain's Merger (extra), {records:,} JSON values from memory")
@@ -172,7 +177,9 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     counts["limit_merger"] = records
 
     log(f"{width}: drain subprocess, batch {batch}")
-    drained = _drain(s, client, width, records, batch)
+    with GetLatency(s.redis_url, probe_key) as probe:
+        drained = _drain(s, client, width, records, batch)
+    latency["drain"] = probe.stats
     seconds["drain"], counts["drain"], cpu["drain"] = float(drained.report["seconds"]), records, drained.cpu
 
     log(f"{width}: the same drain on the pure-Python path (SYNCWD_FAST_PURE=1), final values rewritten")
@@ -180,7 +187,9 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     writer = Syncwd(client, prefix=s.prefix(width))
     for start in range(0, records, s.chunk):
         writer.update_many(s.table(width), data.rows(width, start, min(start + s.chunk, records), updates - 1))
-    pure = _drain(s, client, width, records, batch, pure=True)
+    with GetLatency(s.redis_url, probe_key) as probe:
+        pure = _drain(s, client, width, records, batch, pure=True)
+    latency["drain_pure"] = probe.stats
     seconds["drain_pure"], counts["drain_pure"], cpu["drain_pure"] = float(pure.report["seconds"]), records, pure.cpu
 
     log(f"{width}: naive drain, {sample:,} records row by row")
@@ -213,6 +222,8 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
             "peak_rss_mb": drained.peak_rss_mb,
         },
         "cpu_seconds": cpu,
+        # an application's GET, every ms from a separate process, during the phase
+        "get_latency": latency,
     }
 
 
