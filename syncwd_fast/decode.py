@@ -114,6 +114,8 @@ class Decoder:
         self._columns: list[tuple[str, ...]] = []
         self._typed: list[bool] = []
         self._twin: list[int] = []
+        if pure is None:
+            speedups.say_if_missing()
         c = None if pure or (pure is None and speedups.ACTIVE != "c") else speedups.module()
         self._c = (
             c.Decoder(

@@ -8,6 +8,7 @@ multidict's ``MULTIDICT_NO_EXTENSIONS`` do); the two give the same results.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from types import ModuleType
 
@@ -33,6 +34,21 @@ def module() -> ModuleType:
 
 def available() -> bool:
     return _c is not None
+
+
+_said = False
+
+
+def say_if_missing() -> None:
+    """Log once per process that the C speedup is not built (pip hides the
+    build's own message unless asked to be verbose)."""
+    global _said
+    if _c is None and not _said:
+        _said = True
+        logging.getLogger("syncwd_fast").warning(
+            "the C speedup is not built (no compiler at install?): the drain runs its pure-Python twin, slower,"
+            " with the same results"
+        )
 
 
 def describe() -> str:
