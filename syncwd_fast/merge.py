@@ -217,6 +217,11 @@ class Merger:
         items = batch.items
         dead = {**rejected, **run.dead}
         result.unchanged = run.unchanged
+        if not dead and not run.stale and not replace:  # the common batch: every record written
+            result.upserted = [item[1] for item in items if item[0] != DELETE]
+            if len(result.upserted) < len(items):
+                result.deleted = [item[1] for item in items if item[0] == DELETE]
+            return result
         for i, (g, rid, _, _) in enumerate(items):
             if i in dead:
                 result.dead.append((rid, dead[i]))
@@ -236,11 +241,16 @@ class Merger:
         groups: dict[int, list[int]] = {}
         deleting: list[int] = []
         for i in staged:
-            g, rid, _, _ = items[i]
-            if g == DELETE or rid in replace:
+            g = items[i][0]
+            if g == DELETE:
                 deleting.append(i)
-            if g != DELETE:
-                groups.setdefault(g, []).append(i)
+                continue
+            if replace and items[i][1] in replace:
+                deleting.append(i)
+            group = groups.get(g)
+            if group is None:
+                group = groups[g] = []
+            group.append(i)
         with deadline(self.conn, self.deadline_s) as clock, self.conn.transaction(), self.conn.cursor() as cur:
             try:
                 with cur.copy(self._copy) as copy:
