@@ -5,7 +5,8 @@ becomes one line of the text COPY into the merge's stage.
 A record whose every carried column renders exactly (render.py) carries them
 typed (the stage's columns ``c0..cN-1``, its document NULL); any other goes
 the jsonb path (its document, typed columns NULL). Records are grouped by
-the columns they carry and by that path.
+the columns they carry, whichever path they take (each statement reads both),
+so which records meet in one statement never depends on the implementation.
 
 This module is the readable specification of the C decoder
 (``_speedups/decode.c``): that one takes the common records itself and hands
@@ -15,6 +16,9 @@ the same results.
 
 from __future__ import annotations
 
+import json
+import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,17 +35,23 @@ SCALARS = (SCALAR, FLOAT8)
 # (group, id, the stored JSON document, the stage line)
 Item = tuple[int, str, bytes, bytes]
 
+# PostgreSQL's limit of 1600 columns less the stage's own i, g, del, doc: a
+# wider target's records all go the jsonb path, through a stage without
+# typed columns.
+MAX_TYPED_COLUMNS = 1596
+
+
+def typed_width(schema: TableSchema) -> int:
+    """How many typed columns the stage of ``schema``'s table has."""
+    return len(schema.columns) if len(schema.columns) <= MAX_TYPED_COLUMNS else 0
+
 
 @dataclass
 class Decoded:
     """A batch ready to merge. ``items[i]`` is stage row ``i``: its group
-    indexes ``columns`` (the columns the record carries) and ``typed`` (whether
-    its line carries them typed), or is DELETE."""
+    indexes ``columns`` (the columns the record carries), or is DELETE."""
 
     columns: list[tuple[str, ...]] = field(default_factory=list)
-    typed: list[bool] = field(default_factory=list)
-    # group -> the group of the same columns on the jsonb path
-    twin: list[int] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
     dead: list[tuple[str, str]] = field(default_factory=list)
     # id -> generation: records that are a new row after a delete (write.lua)
@@ -55,19 +65,50 @@ class Decoded:
     def as_jsonb(self) -> Decoded:
         """The same records, every one on the jsonb path (when the typed COPY
         was refused: the jsonb path pins a bad value on its record)."""
-        n = len(self.schema.columns) if self.schema else 0
+        n = typed_width(self.schema) if self.schema else 0
         items: list[Item] = []
         for i, (g, rid, doc, _) in enumerate(self.items):
-            g = g if g == DELETE else self.twin[g]
             items.append((g, rid, doc, jsonb_line(i, g, g == DELETE or rid in self.replace, doc, n)))
-        return Decoded(
-            self.columns, self.typed, self.twin, items, self.dead, self.replace, self.unknown, self.schema, True
-        )
+        return Decoded(self.columns, items, self.dead, self.replace, self.unknown, self.schema, True)
 
 
 def jsonb_line(i: int, g: int, delete: bool, doc: bytes, n: int) -> bytes:
     """The stage line of a record on the jsonb path."""
     return b"%d\t%d\t%s\t%s%s\n" % (i, g, b"t" if delete else b"f", copy_bytes(doc), b"\t\\N" * n)
+
+
+# A digit then a point or an exponent: the document may hold a non-integer
+# number (or a string that looks like one); only then is it read again.
+_MAYBE_FLOAT = re.compile(rb"\d[.eE]")
+
+
+class _Huge(Exception):
+    pass
+
+
+def _refuse_huge(text: str) -> float:
+    mantissa, _, exponent = text.lower().partition("e")
+    e = int(exponent) if exponent else 0
+    whole, _, decimals = mantissa.lstrip("-").partition(".")
+    if len(whole) + max(e, 0) > 100_000 or len(decimals) - min(e, 0) > 16_000:
+        raise _Huge
+    return 0.0
+
+
+def holds_huge_number(doc: bytes) -> bool:
+    """Whether the JSON text holds a number jsonb's numeric may refuse (more
+    than 100000 digits before the point or 16000 after it, the exponent
+    counted). orjson reads such a number as a float, so only the jsonb path
+    may judge the record. The C scanner applies the same rule to each number."""
+    if not _MAYBE_FLOAT.search(doc):
+        return False
+    try:
+        json.loads(doc, parse_float=_refuse_huge)
+    except _Huge:
+        return True
+    except (ValueError, RecursionError):
+        return True  # not read the same way here: let the jsonb path judge
+    return False
 
 
 def has_nul_escape(doc: bytes) -> bool:
@@ -86,12 +127,11 @@ def has_nul_escape(doc: bytes) -> bool:
 
 @dataclass(frozen=True)
 class _Shape:
-    """What a layout of JSON keys means: the columns it carries (table
-    positions), its typed and jsonb groups, and whether some key is no column."""
+    """What a layout of JSON keys means: the columns it carries, their
+    group, and whether some key is no column."""
 
     carried: tuple[tuple[int, str, str], ...]  # (table position, name, kind) of each column carried
-    typed: int
-    jsonb: int
+    group: int
     odd: bool
 
 
@@ -104,18 +144,22 @@ class Decoder:
         self.schema = schema
         self.strict = strict
         self.kinds = schema.kinds or "x" * len(schema.columns)
+        self.width = typed_width(schema)
         self._position = {c: p for p, c in enumerate(schema.columns)}
         self._key = schema.key
         self._key_carried = tuple((self._position[k], k, self.kinds[self._position[k]]) for k in schema.key)
         self._nulls = [NULL] * len(schema.columns)
         self._shapes: dict[tuple[str, ...], _Shape | str] = {}
-        self._groups: dict[tuple[tuple[str, ...], bool], int] = {}
-        self._by_mask: dict[bytes, tuple[int, int]] = {}  # the C decoder's shapes
+        self._groups: dict[tuple[str, ...], int] = {}
+        self._by_mask: dict[bytes, int] = {}  # the C decoder's shapes
         self._columns: list[tuple[str, ...]] = []
-        self._typed: list[bool] = []
-        self._twin: list[int] = []
+        # The popper thread decodes while the merging thread may re-decode a
+        # batch (after a schema reload): group numbers are handed out under it.
+        self._lock = threading.Lock()
         if pure is None:
             speedups.say_if_missing()
+        if not self.width:
+            pure = True  # no typed columns: nothing for C to render
         c = None if pure or (pure is None and speedups.ACTIVE != "c") else speedups.module()
         self._c = (
             c.Decoder(
@@ -132,22 +176,20 @@ class Decoder:
 
     # --- groups ----------------------------------------------------------------
 
-    def _group(self, names: tuple[str, ...], typed: bool) -> int:
-        group = self._groups.get((names, typed))
-        if group is None:
-            twin = self._group(names, False) if typed else None
-            group = self._groups[(names, typed)] = len(self._columns)
-            self._columns.append(names)
-            self._typed.append(typed)
-            self._twin.append(group if twin is None else twin)
-        return group
+    def _group(self, names: tuple[str, ...]) -> int:
+        with self._lock:
+            group = self._groups.get(names)
+            if group is None:
+                group = self._groups[names] = len(self._columns)
+                self._columns.append(names)
+            return group
 
-    def _groups_of_mask(self, mask: bytes) -> tuple[int, int]:
-        """(typed, jsonb) groups of the columns whose bits are set in ``mask``
-        (bit p of byte p // 8 for the column at table position p)."""
+    def _groups_of_mask(self, mask: bytes) -> int:
+        """The group of the columns whose bits are set in ``mask`` (bit p of
+        byte p // 8 for the column at table position p)."""
         names = tuple(c for p, c in enumerate(self.schema.columns) if mask[p >> 3] >> (p & 7) & 1)
-        groups = self._by_mask[mask] = (self._group(names, True), self._group(names, False))
-        return groups
+        group = self._by_mask[mask] = self._group(names)
+        return group
 
     def _shape(self, shape: tuple[str, ...]) -> _Shape | str:
         known = self._shapes.get(shape)
@@ -163,7 +205,7 @@ class Decoder:
             positions = sorted(position[k] for k in shape if k in position)
             names = tuple(self.schema.columns[p] for p in positions)
             carried = tuple((p, self.schema.columns[p], self.kinds[p]) for p in positions)
-            result = _Shape(carried, self._group(names, True), self._group(names, False), bool(unknown))
+            result = _Shape(carried, self._group(names), bool(unknown))
         self._shapes[shape] = result
         return result
 
@@ -172,7 +214,7 @@ class Decoder:
     def decode(self, ids: list[str], values: list[bytes | None], recreated: dict[str, str] | None = None) -> Decoded:
         """``recreated``: id -> generation of records that are new rows after
         a delete; those that decode are merged as replacements."""
-        out = Decoded(self._columns, self._typed, self._twin, schema=self.schema)
+        out = Decoded(self._columns, schema=self.schema)
         recreated = recreated or {}
         if self._c is not None:
             unknown = self._c.decode(
@@ -220,7 +262,7 @@ class Decoder:
         i = len(out.items)
         if deleting:
             carried = self._key_carried  # a tombstone carries its key only
-            group = typed_group = DELETE
+            group = DELETE
         else:
             shape = self._shape(tuple(row))
             if type(shape) is str:  # --strict: a key that is no column (yet: the caller may reload)
@@ -230,20 +272,20 @@ class Decoder:
             assert isinstance(shape, _Shape)
             if shape.odd:
                 out.unknown = True
-            carried, group, typed_group = shape.carried, shape.jsonb, shape.typed
+            carried, group = shape.carried, shape.group
         again = deleting or rid in recreated
         if not deleting and rid in recreated:
             out.replace[rid] = recreated[rid]
-        line = self._typed_line(i, typed_group, again, row, carried)
+        line = None if holds_huge_number(doc) else self._typed_line(i, group, again, row, carried)
         if line is None:
-            line = jsonb_line(i, group, again, doc, len(self.schema.columns))
-        else:
-            group = typed_group
+            line = jsonb_line(i, group, again, doc, self.width)
         out.items.append((group, rid, doc, line))
 
     def _typed_line(
         self, i: int, group: int, delete: bool, row: dict[str, Any], carried: tuple[tuple[int, str, str], ...]
     ) -> bytes | None:
+        if not self.width:
+            return None
         fields = self._nulls[:]
         for p, name, kind in carried:
             value = row[name]

@@ -37,7 +37,7 @@ import psycopg.errors
 from psycopg import sql
 
 from .connection import Deadline, deadline
-from .decode import DELETE, Decoded, Item
+from .decode import DELETE, Decoded, Item, typed_width
 from .errors import LeaseLost, SyncwdError
 from .schema import TableSchema
 
@@ -104,7 +104,8 @@ def stage_ddl(schema: TableSchema) -> sql.Composed:
     ).format(
         sql.Identifier(stage_name(schema)),
         sql.SQL("").join(
-            sql.SQL(", c{} {}").format(sql.SQL(str(p)), sql.SQL(t)) for p, (_, t) in enumerate(schema.types)
+            sql.SQL(", c{} {}").format(sql.SQL(str(p)), sql.SQL(t))
+            for p, (_, t) in enumerate(schema.types[: typed_width(schema)])
         ),
     )
 
@@ -118,6 +119,11 @@ def copy_payload(items: list[Item], staged: Iterable[int] | None = None) -> byte
 
 class _DeferredRejected(Exception):
     """A deferred constraint failed when the batch's checks were fired."""
+
+
+class _TypedRefused(Exception):
+    """PostgreSQL refused the typed COPY (a value its column's type does not
+    accept, a stage row too big, ...): copy the batch again on the jsonb path."""
 
 
 class _CopyRejected(Exception):
@@ -186,10 +192,10 @@ class Merger:
         self.schema = schema
         self.stage = sql.Identifier(stage_name(schema))
         self._position = {c: p for p, c in enumerate(schema.columns)}
-        self._units: dict[tuple[tuple[str, ...], bool], _Unit] = {}
+        self._units: dict[tuple[str, ...], _Unit] = {}
         self._delete = self._delete_unit()
         self._copy = sql.SQL("COPY {} (i, g, del, doc{}) FROM STDIN").format(
-            self.stage, sql.SQL("").join(sql.SQL(f", c{p}") for p in range(len(schema.columns)))
+            self.stage, sql.SQL("").join(sql.SQL(f", c{p}") for p in range(typed_width(schema)))
         )
         with deadline(self.conn, self.deadline_s):
             self.conn.execute(stage_ddl(schema))
@@ -205,13 +211,12 @@ class Merger:
             try:
                 run = self._transaction(batch, rejected, immediate)
                 break
+            except _TypedRefused:
+                # The jsonb path pins a bad value on its record, with the
+                # message its column's type gives.
+                batch = batch.as_jsonb()
             except _CopyRejected as exc:
-                if not batch.jsonb_only:
-                    # A value its column's type refused: the jsonb path pins
-                    # it on its record, with the same message.
-                    batch = batch.as_jsonb()
-                else:
-                    rejected[exc.index] = exc.reason
+                rejected[exc.index] = exc.reason
             except _DeferredRejected:
                 immediate = True
         items = batch.items
@@ -256,6 +261,8 @@ class Merger:
                 with cur.copy(self._copy) as copy:
                     copy.write(copy_payload(items, staged if rejected else None))
             except psycopg.Error as exc:
+                if is_data_error(exc) and not batch.jsonb_only and not self.conn.broken:
+                    raise _TypedRefused from exc
                 # The server names the row it refused: drop it and copy again.
                 line = _COPY_LINE.search(exc.diag.context or "")
                 if is_data_error(exc) and line and 0 < int(line[1]) <= len(staged):
@@ -278,7 +285,7 @@ class Merger:
             run.apply(self._delete, deleting, DELETE)
             self._note(cur, {rid: mark for rid, mark in marks.items() if rid not in run.dead_ids()})
             for g, indices in groups.items():
-                run.apply(self._unit(batch.columns[g], batch.typed[g]), indices, g)
+                run.apply(self._unit(batch.columns[g]), indices, g)
             run.blame(staged)
             run.finish()
             if not immediate:
@@ -348,67 +355,67 @@ class Merger:
     # --- SQL ------------------------------------------------------------------
 
     def _both(
-        self,
-        template: str,
-        columns: tuple[str, ...],
-        typed: bool,
-        whole: str = "s.g = %(g)s",
-        **parts: sql.Composable,
+        self, template: str, columns: tuple[str, ...], whole: str = "s.g = %(g)s", **parts: sql.Composable
     ) -> tuple[sql.Composed, sql.Composed]:
-        """``template``'s ``{source}`` is the stage ``s`` and the record ``r``
-        of its ``columns`` (those the statement reads): for typed rows the
-        stage's own columns, for rows on the jsonb path the document read as
-        the target's types; ``{where}`` selects the rows."""
+        """``template``'s ``{source}`` is the stage rows as ``s`` (i, g, del,
+        and ``c<position>`` for each of ``columns``, those the statement reads):
+        typed rows as they are, rows on the jsonb path read from their document
+        as the target's types. One statement reads both, so which records meet
+        in it does not depend on the path each took. ``{where}`` selects rows."""
         s = self.schema
-        if typed:
-            source: sql.Composable = sql.SQL("{} s").format(self.stage)
-        else:
-            types = dict(s.types)
-            source = sql.SQL("{} s CROSS JOIN LATERAL jsonb_to_record(s.doc) AS r({})").format(
-                self.stage,
-                sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns),
+        types = dict(s.types)
+        typed = sql.SQL(", ").join(sql.SQL(f"s.c{self._position[c]}") for c in columns)
+        read = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(sql.Identifier("r", c), sql.SQL(f"c{self._position[c]}")) for c in columns
+        )
+        record = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns)
+        source = sql.SQL(
+            "({typed}SELECT s.i, s.g, s.del, {read} FROM {stage} s"
+            " CROSS JOIN LATERAL jsonb_to_record(s.doc) AS r({record}) WHERE s.doc IS NOT NULL) AS s"
+        ).format(
+            typed=sql.SQL("SELECT s.i, s.g, s.del, {} FROM {} s WHERE s.doc IS NULL UNION ALL ").format(
+                typed, self.stage
             )
+            if typed_width(s)
+            else sql.SQL(""),  # a stage without typed columns
+            read=read,
+            record=record,
+            stage=self.stage,
+        )
         common = {"table": s.ident, "source": source}
         return (
             sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
             sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
         )
 
-    def _col(self, column: str, typed: bool) -> sql.Composable:
-        """A column of the record being merged."""
-        if typed:
-            return sql.SQL(f"s.c{self._position[column]}")
-        return sql.Identifier("r", column)
+    def _col(self, column: str) -> sql.Composable:
+        """A column of the record being merged (in ``{source}``)."""
+        return sql.SQL(f"s.c{self._position[column]}")
 
-    def _key_match(self, left: str, typed: bool) -> sql.Composed:
+    def _key_match(self, left: str) -> sql.Composed:
         return sql.SQL(" AND ").join(
-            sql.SQL("{}.{} = {}").format(sql.Identifier(left), sql.Identifier(c), self._col(c, typed))
-            for c in self.schema.key
+            sql.SQL("{}.{} = {}").format(sql.Identifier(left), sql.Identifier(c), self._col(c)) for c in self.schema.key
         )
 
     def _delete_unit(self) -> _Unit:
-        # Tombstones and replaced rows are flagged in the stage, across groups;
-        # each of the two paths deletes its own.
+        # Tombstones and replaced rows are flagged in the stage, across groups.
         return _Unit(
             [
                 _Statement(
                     *self._both(
-                        "DELETE FROM {table} AS t USING {source} WHERE {where} AND s.doc IS {null} AND {match}",
+                        "DELETE FROM {table} AS t USING {source} WHERE {where} AND {match}",
                         self.schema.key,
-                        typed,
                         whole="s.del",
-                        match=self._key_match("t", typed),
-                        null=sql.SQL("NULL" if typed else "NOT NULL"),
+                        match=self._key_match("t"),
                     )
                 )
-                for typed in (True, False)
             ]
         )
 
-    def _unit(self, columns: tuple[str, ...], typed: bool) -> _Unit:
+    def _unit(self, columns: tuple[str, ...]) -> _Unit:
         """The statements that merge one column group: skipped-as-stale
         lookup (version column), then upsert, or update + insert."""
-        known = self._units.get((columns, typed))
+        known = self._units.get(columns)
         if known is not None:
             return known
         s = self.schema
@@ -425,16 +432,15 @@ class Merger:
                     *self._both(
                         "SELECT s.i FROM {source} JOIN {table} AS t ON {match} WHERE {where} AND t.{v} > {rv}",
                         (*s.key, version),
-                        typed,
-                        match=self._key_match("t", typed),
+                        match=self._key_match("t"),
                         v=ident(version),
-                        rv=col(version, typed),
+                        rv=col(version),
                     ),
                     returns_stale=True,
                 )
             )
         cols = sql.SQL(", ").join(map(ident, columns))
-        rcols = sql.SQL(", ").join(col(c, typed) for c in columns)
+        rcols = sql.SQL(", ").join(col(c) for c in columns)
         key = sql.SQL(", ").join(map(ident, s.key))
         if updates:
             action: sql.Composable = sql.SQL("DO UPDATE SET {}").format(
@@ -458,30 +464,26 @@ class Merger:
                 guard: sql.Composable = sql.SQL("")
                 if version:
                     guard = sql.SQL(" AND (t.{0} IS NULL OR {1} IS NULL OR t.{0} <= {1})").format(
-                        ident(version), col(version, typed)
+                        ident(version), col(version)
                     )
                 unit.append(
                     _Statement(
                         *self._both(
                             "UPDATE {table} AS t SET {sets} FROM {source} WHERE {where} AND {match}{guard}",
                             columns,
-                            typed,
-                            sets=sql.SQL(", ").join(
-                                sql.SQL("{} = {}").format(ident(c), col(c, typed)) for c in updates
-                            ),
-                            match=self._key_match("t", typed),
+                            sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(ident(c), col(c)) for c in updates),
+                            match=self._key_match("t"),
                             guard=guard,
                         )
                     )
                 )
             missing_only = sql.SQL(" AND NOT EXISTS (SELECT FROM {table} AS e WHERE {match})").format(
-                table=s.ident, match=self._key_match("e", typed)
+                table=s.ident, match=self._key_match("e")
             )
             new_rows = _Statement(
                 *self._both(
                     "SELECT s.i FROM {source} WHERE {where}{missing_only}",
                     s.key,
-                    typed,
                     missing_only=missing_only,
                 )
             )
@@ -491,7 +493,6 @@ class Merger:
                     "INSERT INTO {table} AS t ({cols}){overriding} SELECT {rcols} FROM {source}"
                     " WHERE {where}{missing_only} ON CONFLICT ({key}) {action}",
                     columns,
-                    typed,
                     cols=cols,
                     rcols=rcols,
                     key=key,
@@ -502,8 +503,8 @@ class Merger:
                 counts_unchanged=not updates,
             )
         )
-        self._units[(columns, typed)] = _Unit(unit, needs, new_rows)
-        return self._units[(columns, typed)]
+        self._units[columns] = _Unit(unit, needs, new_rows)
+        return self._units[columns]
 
     def _duplicates_sql(self) -> sql.Composed:
         """Stage rows (typed or not) whose keys PostgreSQL reads as one."""
@@ -515,8 +516,10 @@ class Merger:
             stage=self.stage,
             key=sql.SQL(", ").join(
                 sql.SQL("CASE WHEN s.doc IS NULL THEN {} ELSE (s.doc ->> {})::{} END").format(
-                    self._col(c, True), sql.Literal(c), sql.SQL(types[c])
+                    self._col(c), sql.Literal(c), sql.SQL(types[c])
                 )
+                if typed_width(self.schema)
+                else sql.SQL("(s.doc ->> {})::{}").format(sql.Literal(c), sql.SQL(types[c]))
                 for c in self.schema.key
             ),
         )

@@ -22,18 +22,47 @@ typedef struct {
     Py_ssize_t nkey;
     Py_ssize_t *key;           /* positions of the key columns */
     int strict;
-    PyObject *groups_of_mask;  /* mask bytes -> (typed group, jsonb group) */
+    PyObject *groups_of_mask;  /* mask bytes -> the group of those columns */
     PyObject *by_mask;         /* the dict that callable fills */
-    /* per record scratch */
-    sw_value *values;
-    unsigned char *mask;
     Py_ssize_t mask_len;
-    unsigned char *last_mask;  /* the shape seen last, and its groups */
-    long last_typed, last_jsonb;
+} Decoder;
+
+/* One decode() call's scratch: never in the Decoder, because a call runs
+ * Python code mid-record (groups_of_mask, the slow path), where the GIL may
+ * pass to another thread decoding with the same Decoder. */
+typedef struct {
+    sw_value *values;          /* the record's value of each column */
+    unsigned char *mask;       /* the columns it carries */
+    unsigned char *last_mask;  /* the shape seen last, and its group */
+    long last_group;
     int have_last;
+    int huge;                  /* the record holds a number only the jsonb path may judge */
     Py_ssize_t hint;           /* where the next key is likely to be */
     sw_buf line, text;
-} Decoder;
+} Work;
+
+static void work_free(Work *w)
+{
+    PyMem_Free(w->values);
+    PyMem_Free(w->mask);
+    PyMem_Free(w->last_mask);
+    sw_buf_free(&w->line);
+    sw_buf_free(&w->text);
+}
+
+static int work_init(Work *w, Decoder *self)
+{
+    memset(w, 0, sizeof(*w));
+    w->values = PyMem_Calloc((size_t)self->n, sizeof(sw_value));
+    w->mask = PyMem_Calloc((size_t)self->mask_len, 1);
+    w->last_mask = PyMem_Calloc((size_t)self->mask_len, 1);
+    if (!w->values || !w->mask || !w->last_mask) {
+        work_free(w);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
 
 static void Decoder_dealloc(Decoder *self)
 {
@@ -44,13 +73,8 @@ static void Decoder_dealloc(Decoder *self)
     }
     PyMem_Free(self->kinds);
     PyMem_Free(self->key);
-    PyMem_Free(self->values);
-    PyMem_Free(self->mask);
-    PyMem_Free(self->last_mask);
     Py_XDECREF(self->groups_of_mask);
     Py_XDECREF(self->by_mask);
-    sw_buf_free(&self->line);
-    sw_buf_free(&self->text);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -78,10 +102,7 @@ static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds)
     self->names = PyMem_Calloc((size_t)n, sizeof(PyObject *));
     self->kinds = PyMem_Malloc((size_t)n);
     self->key = PyMem_Malloc((size_t)nkey * sizeof(Py_ssize_t));
-    self->values = PyMem_Calloc((size_t)n, sizeof(sw_value));
-    self->mask = PyMem_Calloc((size_t)self->mask_len, 1);
-    self->last_mask = PyMem_Calloc((size_t)self->mask_len, 1);
-    if (!self->names || !self->kinds || !self->key || !self->values || !self->mask || !self->last_mask) {
+    if (!self->names || !self->kinds || !self->key) {
         PyErr_NoMemory();
         return -1;
     }
@@ -116,7 +137,7 @@ static int Decoder_init(Decoder *self, PyObject *args, PyObject *kwds)
 }
 
 /* The column a JSON key names, or -1 (the key is no column). */
-static Py_ssize_t find_column(Decoder *self, const sw_value *k)
+static Py_ssize_t find_column(Decoder *self, Work *w, const sw_value *k)
 {
     const unsigned char *name;
     size_t len;
@@ -125,21 +146,21 @@ static Py_ssize_t find_column(Decoder *self, const sw_value *k)
         len = k->len - 2;
     } else {
         const unsigned char *p = k->start + 1, *end = k->start + k->len - 1;
-        self->text.len = 0;
+        w->text.len = 0;
         while (p < end) {
             unsigned char c[4];
             int n = sw_next_char(&p, c);
-            if (sw_buf_add(&self->text, c, (size_t)n) < 0)
+            if (sw_buf_add(&w->text, c, (size_t)n) < 0)
                 return -2;
         }
-        name = self->text.data;
-        len = self->text.len;
+        name = w->text.data;
+        len = w->text.len;
     }
     for (Py_ssize_t j = 0; j < self->n; j++) {
-        Py_ssize_t at = (self->hint + j) % self->n;
+        Py_ssize_t at = (w->hint + j) % self->n;
         PyObject *col = self->names[at];
         if ((size_t)PyBytes_GET_SIZE(col) == len && (len == 0 || memcmp(PyBytes_AS_STRING(col), name, len) == 0)) {
-            self->hint = at + 1 == self->n ? 0 : at + 1;
+            w->hint = at + 1 == self->n ? 0 : at + 1;
             return at;
         }
     }
@@ -147,13 +168,14 @@ static Py_ssize_t find_column(Decoder *self, const sw_value *k)
 }
 
 /* Scan the document as an object: the value of each column it carries (the
- * last of duplicate keys, as orjson keeps), in self->values and self->mask.
+ * last of duplicate keys, as orjson keeps), in w->values and w->mask.
  * 1 when scanned, 0 when the record is for the Python decoder, -1 on error. */
-static int scan_object(Decoder *self, const unsigned char *p, const unsigned char *end, int *unknown)
+static int scan_object(Decoder *self, Work *w, const unsigned char *p, const unsigned char *end, int *unknown)
 {
     sw_value k, v;
-    memset(self->mask, 0, (size_t)self->mask_len);
+    memset(w->mask, 0, (size_t)self->mask_len);
     *unknown = 0;
+    w->huge = 0;
     p = sw_skip_ws(p, end);
     if (p >= end || *p != '{')
         return 0;
@@ -171,7 +193,8 @@ static int scan_object(Decoder *self, const unsigned char *p, const unsigned cha
             p++;
             if (sw_scan_value(&p, end, 1, &v) < 0)
                 return 0;
-            Py_ssize_t col = find_column(self, &k);
+            w->huge |= v.huge;
+            Py_ssize_t col = find_column(self, w, &k);
             if (col == -2) {
                 PyErr_NoMemory();
                 return -1;
@@ -179,8 +202,8 @@ static int scan_object(Decoder *self, const unsigned char *p, const unsigned cha
             if (col < 0)
                 *unknown = 1;
             else {
-                self->values[col] = v;
-                self->mask[col >> 3] |= (unsigned char)(1u << (col & 7));
+                w->values[col] = v;
+                w->mask[col >> 3] |= (unsigned char)(1u << (col & 7));
             }
             p = sw_skip_ws(p, end);
             if (p >= end)
@@ -198,22 +221,22 @@ static int scan_object(Decoder *self, const unsigned char *p, const unsigned cha
     return sw_skip_ws(p, end) == end; /* trailing content: let orjson word it */
 }
 
-static int has(Decoder *self, Py_ssize_t col) { return self->mask[col >> 3] >> (col & 7) & 1; }
+static int has(const Work *w, Py_ssize_t col) { return w->mask[col >> 3] >> (col & 7) & 1; }
 
 /* Whether the key columns render to rid, as keys.canonical_id renders them:
  * a single str key is its text, an int its digits, several keys the JSON
  * array of their values. 1 yes, 0 not sure (the Python decoder decides). */
-static int key_matches(Decoder *self, PyObject *rid)
+static int key_matches(Decoder *self, Work *w, PyObject *rid)
 {
-    sw_buf *t = &self->text;
+    sw_buf *t = &w->text;
     t->len = 0;
     if (self->nkey > 1 && sw_buf_byte(t, '[') < 0)
         return -1;
     for (Py_ssize_t i = 0; i < self->nkey; i++) {
         Py_ssize_t col = self->key[i];
-        if (!has(self, col))
+        if (!has(w, col))
             return 0;
-        const sw_value *v = &self->values[col];
+        const sw_value *v = &w->values[col];
         if (i > 0 && sw_buf_byte(t, ',') < 0)
             return -1;
         if (v->type == SW_NUMBER) {
@@ -250,39 +273,31 @@ static int key_matches(Decoder *self, PyObject *rid)
     return (size_t)len == t->len && memcmp(id, t->data, t->len) == 0;
 }
 
-/* The (typed, jsonb) groups of the current shape. */
-static int groups(Decoder *self, long *typed, long *jsonb)
+/* The group of the current shape (the columns it carries). */
+static int group_of(Decoder *self, Work *w, long *group)
 {
-    if (self->have_last && memcmp(self->last_mask, self->mask, (size_t)self->mask_len) == 0) {
-        *typed = self->last_typed;
-        *jsonb = self->last_jsonb;
+    if (w->have_last && memcmp(w->last_mask, w->mask, (size_t)self->mask_len) == 0) {
+        *group = w->last_group;
         return 0;
     }
-    PyObject *mask = PyBytes_FromStringAndSize((const char *)self->mask, self->mask_len);
+    PyObject *mask = PyBytes_FromStringAndSize((const char *)w->mask, self->mask_len);
     if (mask == NULL)
         return -1;
-    PyObject *pair = PyDict_GetItemWithError(self->by_mask, mask); /* borrowed */
-    if (pair != NULL)
-        Py_INCREF(pair);
+    PyObject *found = PyDict_GetItemWithError(self->by_mask, mask); /* borrowed */
+    if (found != NULL)
+        Py_INCREF(found);
     else if (!PyErr_Occurred())
-        pair = PyObject_CallOneArg(self->groups_of_mask, mask);
+        found = PyObject_CallOneArg(self->groups_of_mask, mask);
     Py_DECREF(mask);
-    if (pair == NULL)
+    if (found == NULL)
         return -1;
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-        Py_DECREF(pair);
-        PyErr_SetString(PyExc_TypeError, "groups_of_mask returns (typed group, jsonb group)");
+    *group = PyLong_AsLong(found);
+    Py_DECREF(found);
+    if (*group == -1 && PyErr_Occurred())
         return -1;
-    }
-    *typed = PyLong_AsLong(PyTuple_GET_ITEM(pair, 0));
-    *jsonb = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
-    Py_DECREF(pair);
-    if (PyErr_Occurred())
-        return -1;
-    memcpy(self->last_mask, self->mask, (size_t)self->mask_len);
-    self->last_typed = *typed;
-    self->last_jsonb = *jsonb;
-    self->have_last = 1;
+    memcpy(w->last_mask, w->mask, (size_t)self->mask_len);
+    w->last_group = *group;
+    w->have_last = 1;
     return 0;
 }
 
@@ -297,13 +312,13 @@ static int line_start(sw_buf *b, Py_ssize_t i, long g, int del)
 }
 
 /* The typed line: 1 rendered, 0 some value renders only on the jsonb path. */
-static int typed_line(Decoder *self, Py_ssize_t i, long g, int del, int deleting)
+static int typed_line(Decoder *self, Work *w, Py_ssize_t i, long g, int del, int deleting)
 {
-    sw_buf *b = &self->line;
+    sw_buf *b = &w->line;
     if (line_start(b, i, g, del) < 0 || sw_buf_add(b, "\\N", 2) < 0)
         return -1;
     for (Py_ssize_t col = 0; col < self->n; col++) {
-        int carried = has(self, col);
+        int carried = has(w, col);
         if (carried && deleting) { /* a tombstone carries its key only */
             carried = 0;
             for (Py_ssize_t k = 0; k < self->nkey; k++)
@@ -316,16 +331,16 @@ static int typed_line(Decoder *self, Py_ssize_t i, long g, int del, int deleting
                 return -1;
             continue;
         }
-        int rc = sw_render(b, self->kinds[col], &self->values[col]);
+        int rc = sw_render(b, self->kinds[col], &w->values[col]);
         if (rc <= 0)
             return rc;
     }
     return sw_buf_byte(b, '\n') < 0 ? -1 : 1;
 }
 
-static int jsonb_line(Decoder *self, Py_ssize_t i, long g, int del, const unsigned char *doc, size_t len)
+static int jsonb_line(Decoder *self, Work *w, Py_ssize_t i, long g, int del, const unsigned char *doc, size_t len)
 {
-    sw_buf *b = &self->line;
+    sw_buf *b = &w->line;
     if (line_start(b, i, g, del) < 0 || sw_copy_escaped(b, doc, len) < 0)
         return -1;
     for (Py_ssize_t col = 0; col < self->n; col++)
@@ -335,7 +350,7 @@ static int jsonb_line(Decoder *self, Py_ssize_t i, long g, int del, const unsign
 }
 
 /* One record: 1 appended to items, 0 for the Python decoder, -1 on error. */
-static int decode_record(Decoder *self, PyObject *rid, PyObject *raw, PyObject *recreated, PyObject *items,
+static int decode_record(Decoder *self, Work *w, PyObject *rid, PyObject *raw, PyObject *recreated, PyObject *items,
                          PyObject *replace, int *unknown_seen)
 {
     if (!PyUnicode_Check(rid) || !PyBytes_Check(raw))
@@ -346,17 +361,17 @@ static int decode_record(Decoder *self, PyObject *rid, PyObject *raw, PyObject *
     const unsigned char *doc = data + deleting;
     size_t doc_len = len - (size_t)deleting;
     int unknown, rc;
-    rc = scan_object(self, doc, doc + doc_len, &unknown);
+    rc = scan_object(self, w, doc, doc + doc_len, &unknown);
     if (rc <= 0)
         return rc;
-    rc = key_matches(self, rid);
+    rc = key_matches(self, w, rid);
     if (rc <= 0)
         return rc;
-    long typed = DELETE_GROUP, jsonb = DELETE_GROUP;
+    long group = DELETE_GROUP;
     if (!deleting) {
         if (unknown && self->strict)
             return 0; /* the Python decoder names the keys */
-        if (groups(self, &typed, &jsonb) < 0)
+        if (group_of(self, w, &group) < 0)
             return -1;
     }
     int again = deleting;
@@ -369,22 +384,18 @@ static int decode_record(Decoder *self, PyObject *rid, PyObject *raw, PyObject *
             return -1;
     }
     Py_ssize_t i = PyList_GET_SIZE(items);
-    long g = typed;
-    rc = typed_line(self, i, typed, again, deleting);
+    rc = w->huge ? 0 : typed_line(self, w, i, group, again, deleting);
     if (rc < 0)
         return -1;
-    if (rc == 0) {
-        g = jsonb;
-        if (jsonb_line(self, i, jsonb, again, doc, doc_len) < 0)
-            return -1;
-    }
-    PyObject *line = PyBytes_FromStringAndSize((const char *)self->line.data, (Py_ssize_t)self->line.len);
+    if (rc == 0 && jsonb_line(self, w, i, group, again, doc, doc_len) < 0)
+        return -1;
+    PyObject *line = PyBytes_FromStringAndSize((const char *)w->line.data, (Py_ssize_t)w->line.len);
     PyObject *docobj = deleting ? PyBytes_FromStringAndSize((const char *)doc, (Py_ssize_t)doc_len) : Py_NewRef(raw);
-    PyObject *group = PyLong_FromLong(g);
-    PyObject *item = line && docobj && group ? PyTuple_Pack(4, group, rid, docobj, line) : NULL;
+    PyObject *g = PyLong_FromLong(group);
+    PyObject *item = line && docobj && g ? PyTuple_Pack(4, g, rid, docobj, line) : NULL;
     Py_XDECREF(line);
     Py_XDECREF(docobj);
-    Py_XDECREF(group);
+    Py_XDECREF(g);
     if (item == NULL)
         return -1;
     rc = PyList_Append(items, item);
@@ -411,11 +422,17 @@ static PyObject *Decoder_decode(Decoder *self, PyObject *args)
         return NULL;
     }
     int unknown = 0;
+    Work w;
+    if (work_init(&w, self) < 0)
+        return NULL;
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(ids); k++) {
+        /* the lists may change while the slow path runs Python code */
+        if (k >= PyList_GET_SIZE(ids) || k >= PyList_GET_SIZE(values))
+            break;
         PyObject *rid = PyList_GET_ITEM(ids, k), *raw = PyList_GET_ITEM(values, k);
         Py_INCREF(rid);
         Py_INCREF(raw);
-        int rc = decode_record(self, rid, raw, recreated, items, replace, &unknown);
+        int rc = decode_record(self, &w, rid, raw, recreated, items, replace, &unknown);
         if (rc == 0) {
             PyObject *r = PyObject_CallFunctionObjArgs(slow, rid, raw, NULL);
             Py_XDECREF(r);
@@ -423,9 +440,12 @@ static PyObject *Decoder_decode(Decoder *self, PyObject *args)
         }
         Py_DECREF(rid);
         Py_DECREF(raw);
-        if (rc < 0)
+        if (rc < 0) {
+            work_free(&w);
             return NULL;
+        }
     }
+    work_free(&w);
     return PyBool_FromLong(unknown);
 }
 

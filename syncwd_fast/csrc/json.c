@@ -70,7 +70,7 @@ int sw_scan_string(const unsigned char **pp, const unsigned char *end, sw_value 
     out->start = p++;
     out->type = SW_STRING;
     out->plain = 1;
-    out->integer = out->canonical = 0;
+    out->integer = out->canonical = out->huge = 0;
     while (p < end) {
         unsigned c = *p;
         if (c == '"') {
@@ -125,6 +125,7 @@ static int scan_number(const unsigned char **pp, const unsigned char *end, sw_va
     const unsigned char *p = *pp;
     int negative = 0, nonzero = 0, fraction = 0;
     long order = 0; /* digits before the point, plus the exponent */
+    long whole = 0, decimals = 0, e = 0; /* digit counts and exponent, capped */
     out->start = p;
     out->type = SW_NUMBER;
     out->plain = 0;
@@ -136,16 +137,17 @@ static int scan_number(const unsigned char **pp, const unsigned char *end, sw_va
         return -1;
     if (*p == '0') {
         p++;
-        order = 1;
+        order = whole = 1;
         if (p < end && *p >= '0' && *p <= '9')
             return -1; /* a leading zero */
     } else {
         while (p < end && *p >= '0' && *p <= '9') {
             nonzero = 1;
-            if (order < 100000)
+            if (order < 1000000)
                 order++;
             p++;
         }
+        whole = order;
     }
     if (p < end && *p == '.') {
         p++;
@@ -155,6 +157,8 @@ static int scan_number(const unsigned char **pp, const unsigned char *end, sw_va
         while (p < end && *p >= '0' && *p <= '9') {
             if (*p != '0')
                 nonzero = 1;
+            if (decimals < 1000000)
+                decimals++;
             p++;
         }
     }
@@ -163,21 +167,23 @@ static int scan_number(const unsigned char **pp, const unsigned char *end, sw_va
         exponent = 1;
         p++;
         int minus = 0;
-        long e = 0;
         if (p < end && (*p == '+' || *p == '-'))
             minus = *p++ == '-';
         if (p >= end || *p < '0' || *p > '9')
             return -1;
         while (p < end && *p >= '0' && *p <= '9') {
-            if (e < 100000)
+            if (e < 1000000)
                 e = e * 10 + (*p - '0');
             p++;
         }
-        order = minus ? order - e : order + e;
+        if (minus)
+            e = -e;
+        order += e;
     }
     if (nonzero && order > SW_MAX_ORDER)
         return -1; /* may overflow a double, which orjson refuses */
     out->len = (size_t)(p - out->start);
+    out->huge = whole + (e > 0 ? e : 0) > 100000 || decimals - (e < 0 ? e : 0) > 16000;
     out->canonical = !exponent && !(negative && !nonzero);
     out->integer = out->canonical && !fraction;
     *pp = p;
@@ -206,7 +212,7 @@ static int scan_container(const unsigned char **pp, const unsigned char *end, in
         return -1;
     out->start = p++;
     out->type = object ? SW_OBJECT : SW_ARRAY;
-    out->plain = out->integer = out->canonical = 0;
+    out->plain = out->integer = out->canonical = out->huge = 0;
     p = sw_skip_ws(p, end);
     if (p < end && *p == close) {
         p++;
@@ -226,6 +232,7 @@ static int scan_container(const unsigned char **pp, const unsigned char *end, in
         }
         if (sw_scan_value(&p, end, depth + 1, &inner) < 0)
             return -1;
+        out->huge |= inner.huge;
         p = sw_skip_ws(p, end);
         if (p >= end)
             return -1;
@@ -281,7 +288,7 @@ int sw_scan_value(const unsigned char **pp, const unsigned char *end, int depth,
     if (rc < 0)
         return -1;
     if (out->type >= SW_TRUE && out->type <= SW_NULL)
-        out->plain = out->integer = out->canonical = 0;
+        out->plain = out->integer = out->canonical = out->huge = 0;
     *pp = p;
     return 0;
 }

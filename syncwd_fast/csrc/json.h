@@ -26,6 +26,10 @@ typedef struct {
     /* numbers: the text numeric_out would print for it (no exponent, no
      * negative zero) */
     unsigned canonical : 1;
+    /* the value is or holds a number jsonb's numeric may refuse (more than
+     * 100000 digits before the point or 16000 after it, exponent counted):
+     * valid JSON that only the jsonb path may judge */
+    unsigned huge : 1;
 } sw_value;
 
 /* Scan the value at *p (whitespace before it is skipped); on success fill
