@@ -68,10 +68,12 @@ def id_wire(record_id: str) -> bytes:
 
 def write_args(keys: PartitionKeys, entry: bytes, items: list[tuple[str, bytes]]) -> tuple[list[str], list[Any]]:
     """``entry`` is the table's registry entry, kept in the partition's meta."""
-    args: list[Any] = [keys.value_prefix, entry]
+    args: list[Any] = [entry, len(items)]
+    prefix = keys.value_prefix
     for record_id, value in items:
-        args.append(record_id)
+        args.append(prefix + record_id)
         args.append(value)
+    args.extend(record_id for record_id, _ in items)
     return [keys.dirty, keys.meta, keys.tombs, keys.recreated], args
 
 
