@@ -1,74 +1,122 @@
 --[[
-  ack: after the batch's COMMIT, drop its ids from the in-flight set and start
-  the cache TTL of the values that are now durable. A record re-dirtied while
-  its batch was in flight keeps no TTL (its newer value is still to be drained).
-  Tombstones are deleted rather than expired. Records the version guard skipped
-  (PostgreSQL holds a newer version) are acked but keep no TTL: their value was
-  not written, so it must not expire as if it were durable. Ids that had been
+  ack: after the batch's COMMIT, drop the in-flight records of its pops and
+  start the cache TTL of the values that are now durable. The ids come from
+  the records themselves (the caller names only the exceptions): every id of
+  a record was merged, so its value gets the TTL, except the kept ones
+  (acked, no TTL: the version guard skipped them, PostgreSQL holds a newer
+  version, so their value was not written and must not expire as if it were
+  durable) and the deleted ones (their tombstones are deleted).
+  Dead-lettered ids left the records already (dead.lua). A record re-dirtied
+  while its batch was in flight keeps no TTL and no tombstone is deleted for
+  it (its newer value is still to be drained). Ids that had been
   dead-lettered earlier and now landed leave the dead hash. A new row after a
   delete loses its recreated mark once merged, unless a later delete started
-  another generation. When the run set and the in-flight set are both empty the
-  run is over and is cleared from meta.
+  another generation. When the run set is empty and nothing is in flight or
+  waits to be redone, the run is over: its keys go and meta forgets it.
+
+  One call acks one or a few pops (a few hundred ids), so that it stays short;
+  a merge batch is acked in several calls. A record already gone (an ack sent
+  again after its reply was lost) is skipped.
 
   Input:
-    KEYS[1] in-flight set       P:{T:n}:run:<run>:inflight
+    KEYS[1] in-flight hash      P:{T:n}:run:<run>:inflight  pop number -> ids (cmsgpack array)
     KEYS[2] run set             P:{T:n}:run:<run>
-    KEYS[3] dirty set           P:{T:n}:dirty
-    KEYS[4] meta hash           P:{T:n}:meta
-    KEYS[5] lease key           P:{T:n}:lease
-    KEYS[6] dead-letter hash    P:{T:n}:dead
-    KEYS[7] tombstone set       P:{T:n}:tombs
-    KEYS[8] recreated hash      P:{T:n}:recreated
+    KEYS[3] redo list           P:{T:n}:run:<run>:redo
+    KEYS[4] dirty set           P:{T:n}:dirty
+    KEYS[5] meta hash           P:{T:n}:meta  fields run, cursor
+    KEYS[6] lease key           P:{T:n}:lease
+    KEYS[7] dead-letter hash    P:{T:n}:dead
+    KEYS[8] tombstone set       P:{T:n}:tombs
+    KEYS[9] recreated hash      P:{T:n}:recreated
     ARGV[1] owner token         must hold the lease
     ARGV[2] value key prefix    P:{T:n}:v:
     ARGV[3] ttl in seconds      0 keeps values without expiry
-    ARGV[4] u                   how many upserted ids follow (their values get the TTL)
-    ARGV[5] k                   how many kept ids follow them (acked, no TTL)
-    ARGV[6] d                   how many deleted ids follow those (tombstones removed)
-    ARGV[7..6+u+k+d]            the upserted, kept and deleted ids
-    ARGV[7+u+k+d..]             id, generation pairs of merged new rows after a delete
+    ARGV[4] run id              the run the pops came from
+    ARGV[5] p                   how many pop numbers follow
+    ARGV[6] k                   how many kept ids follow them
+    ARGV[7] d                   how many deleted ids follow those
+    ARGV[8..7+p]                the pop numbers
+    ARGV[8+p..7+p+k+d]          the kept and deleted ids
+    ARGV[8+p+k+d..]             id, generation pairs of merged new rows after a delete
                                 (a generation's "@xid" suffix is ignored)
 
   Output:
-    {run set size, in-flight set size}.
+    {more, in-flight records left}: more is 1 while the run set or the redo
+    list holds ids not popped yet.
     -1 when the caller does not hold the lease (nothing is changed: the new
     holder has adopted the ids and will merge them again, idempotently).
 ]]
 local rcall = redis.call
-local inflight, run, dirty, meta, lease, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local tombs, recreated = KEYS[7], KEYS[8]
-local token, prefix, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local n_upserted, n_kept, n_deleted = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local inflight, run, redo, dirty, meta, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local dead, tombs, recreated = KEYS[7], KEYS[8], KEYS[9]
+local token, prefix, ttl, run_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local n_pops, n_kept, n_deleted = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local CHUNK = 5000 -- under Lua's unpack limit (~8000)
 
 if rcall("GET", lease) ~= token then
   return -1
 end
 
+local first_kept = 8 + n_pops
+local first_deleted = first_kept + n_kept
+local last = first_deleted + n_deleted - 1
+
+-- The exceptions: kept and deleted ids get no TTL.
+local except = {}
+for i = first_kept, last do
+  except[ARGV[i]] = true
+end
+
+-- PEXPIREAT with a time as text: EXPIRE would be rewritten as PEXPIREAT for
+-- every key, and a Lua number is converted to text again on every call.
+local at
+if ttl > 0 then
+  local now = rcall("TIME")
+  at = string.format("%d", tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + ttl * 1000)
+end
 local has_dead = rcall("HLEN", dead) > 0
 local has_dirty = rcall("SCARD", dirty) > 0 -- nothing can be re-dirtied otherwise
-local has_tombs = rcall("EXISTS", tombs) == 1
-local first = 7
-local last = first + n_upserted + n_kept + n_deleted - 1
-local kept_from, deleted_from = first + n_upserted, first + n_upserted + n_kept
-for i = first, last, CHUNK do
-  local j = math.min(i + CHUNK - 1, last)
-  rcall("SREM", inflight, unpack(ARGV, i, j))
-  if has_dead then
-    rcall("HDEL", dead, unpack(ARGV, i, j))
+
+for p = 8, 7 + n_pops do
+  local packed = rcall("HGET", inflight, ARGV[p])
+  if packed then
+    rcall("HDEL", inflight, ARGV[p])
   end
-  local redirtied = has_dirty and rcall("SMISMEMBER", dirty, unpack(ARGV, i, j)) or {}
-  for k = i, j do
-    if redirtied[k - i + 1] ~= 1 then
-      if k < kept_from then
-        if ttl > 0 then
-          rcall("EXPIRE", prefix .. ARGV[k], ttl)
+  if packed and (has_dead or at) then
+    local ids = cmsgpack.unpack(packed)
+    for i = 1, #ids, CHUNK do
+      local j = math.min(i + CHUNK - 1, #ids)
+      if has_dead then
+        rcall("HDEL", dead, unpack(ids, i, j))
+      end
+      if at then
+        if has_dirty then
+          local redirtied = rcall("SMISMEMBER", dirty, unpack(ids, i, j))
+          for k = i, j do
+            if redirtied[k - i + 1] == 0 and not except[ids[k]] then
+              rcall("PEXPIREAT", prefix .. ids[k], at)
+            end
+          end
+        else
+          for k = i, j do
+            if not except[ids[k]] then
+              rcall("PEXPIREAT", prefix .. ids[k], at)
+            end
+          end
         end
-      elseif k >= deleted_from then
+      end
+    end
+  end
+end
+
+if n_deleted > 0 then
+  for i = first_deleted, last, CHUNK do
+    local j = math.min(i + CHUNK - 1, last)
+    local got = has_dirty and rcall("SMISMEMBER", dirty, unpack(ARGV, i, j)) or {}
+    for k = i, j do
+      if got[k - i + 1] ~= 1 then
         rcall("DEL", prefix .. ARGV[k])
-        if has_tombs then
-          rcall("SREM", tombs, ARGV[k])
-        end
+        rcall("SREM", tombs, ARGV[k])
       end
     end
   end
@@ -85,9 +133,9 @@ for i = last + 1, #ARGV, 2 do
   end
 end
 
-local run_left = rcall("SCARD", run)
-local inflight_left = rcall("SCARD", inflight)
-if run_left == 0 and inflight_left == 0 then
-  rcall("HDEL", meta, "run")
+local left = rcall("HLEN", inflight)
+local more = (rcall("EXISTS", run) == 1 or rcall("LLEN", redo) > 0) and 1 or 0
+if more == 0 and left == 0 and rcall("HGET", meta, "run") == run_id then
+  rcall("HDEL", meta, "run", "cursor")
 end
-return {run_left, inflight_left}
+return {more, left}

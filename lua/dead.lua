@@ -1,18 +1,23 @@
 --[[
-  dead: move ids from the in-flight set to the dead-letter hash, each with its
-  current value and the reason it could not be merged. The value key is kept
-  and PERSISTed so that a retry can drain it once the cause is fixed: a TTL it
-  may carry (e.g. given by a purge that raced this newer value) must not expire
-  the only copy of a record that never reached PostgreSQL.
+  dead: move ids to the dead-letter hash, each with its current value and the
+  reason it could not be merged, and take them out of the in-flight records
+  of their pops (so a drainer stopped before its ack does not merge them
+  again).
+  The value key is kept and PERSISTed so that a retry can drain it once the
+  cause is fixed: a TTL it may carry (e.g. given by a purge that raced this
+  newer value) must not expire the only copy of a record that never reached
+  PostgreSQL.
 
   Input:
-    KEYS[1] in-flight set       P:{T:n}:run:<run>:inflight
+    KEYS[1] in-flight hash      P:{T:n}:run:<run>:inflight  pop number -> ids (cmsgpack array)
     KEYS[2] dead-letter hash    P:{T:n}:dead
     KEYS[3] lease key           P:{T:n}:lease
     ARGV[1] owner token         must hold the lease
     ARGV[2] value key prefix    P:{T:n}:v:
     ARGV[3] time                unix seconds
-    ARGV[4], ARGV[5], ...       id1, reason1, id2, reason2, ... (pairs)
+    ARGV[4] p                   how many pop numbers follow: the records holding the ids
+    ARGV[5..4+p]                the pop numbers
+    ARGV[5+p], ARGV[6+p], ...   id1, reason1, id2, reason2, ... (pairs)
 
   Output:
     the number of ids dead-lettered.
@@ -20,14 +25,15 @@
 ]]
 local rcall = redis.call
 local inflight, dead, lease = KEYS[1], KEYS[2], KEYS[3]
-local token, prefix, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local token, prefix, now, n_pops = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 
 if rcall("GET", lease) ~= token then
   return -1
 end
 
+local gone = {}
 local n = 0
-for i = 4, #ARGV, 2 do
+for i = 5 + n_pops, #ARGV, 2 do
   local id, reason = ARGV[i], ARGV[i + 1]
   local attempts = 1
   local previous = rcall("HGET", dead, id)
@@ -44,7 +50,24 @@ for i = 4, #ARGV, 2 do
     value = cjson.null
   end
   rcall("HSET", dead, id, cjson.encode({value = value, error = reason, at = now, attempts = attempts}))
-  rcall("SREM", inflight, id)
+  gone[id] = true
   n = n + 1
+end
+
+for i = 5, 4 + n_pops do
+  local packed = rcall("HGET", inflight, ARGV[i])
+  if packed then
+    local kept = {}
+    for _, id in ipairs(cmsgpack.unpack(packed)) do
+      if not gone[id] then
+        kept[#kept + 1] = id
+      end
+    end
+    if #kept == 0 then
+      rcall("HDEL", inflight, ARGV[i])
+    else
+      rcall("HSET", inflight, ARGV[i], cmsgpack.pack(kept))
+    end
+  end
 end
 return n

@@ -1,73 +1,106 @@
 --[[
-  pop: take up to ARGV[1] ids from the run set, mark them in flight and return
-  them with their current values: one round trip per batch. Renews the lease,
-  and refuses to pop for a caller that lost it (fencing).
+  pop: take about ARGV[1] more ids of the run and record them in flight as one
+  record (one hash field holding the ids): one short call. The caller reads
+  their values with a plain MGET right after (outside the script, which would
+  copy every value through Lua): a value written since is the newer one, and
+  its write re-dirtied the id, so the ack gives it no TTL. A merge batch is
+  filled by several pops.
+
+  Ids come first from the redo list (the in-flight records of a drainer that
+  stopped, put there by snapshot.lua), then from the run set, read by SSCAN
+  from the cursor kept in meta and removed from it (SREM) as they go in
+  flight: SPOP's guarantee (an id is in the run set, in flight, or done),
+  without SPOP's cost. So no id comes out twice, and an id SSCAN passes over
+  stays in the set: a cursor that no longer fits the set (Redis restarted or
+  failed over: the set was rebuilt with another hash seed) may miss members in
+  one pass, and the next pass, from cursor 0, finds them. COUNT is a hint (a
+  small set, intset or listpack, comes back whole; a bucket may hold more):
+  at most ARGV[1] ids are taken, the others stay in the set for a later pass.
+
+  Renews the lease, and refuses to pop for a caller that lost it (fencing).
 
   Input:
     KEYS[1] run set             P:{T:n}:run:<run>
-    KEYS[2] in-flight set       P:{T:n}:run:<run>:inflight
-    KEYS[3] lease key           P:{T:n}:lease
-    KEYS[4] recreated hash      P:{T:n}:recreated  id -> generation (see write.lua)
-    ARGV[1] batch size          int > 0
+    KEYS[2] in-flight hash      P:{T:n}:run:<run>:inflight  pop number -> ids (cmsgpack array)
+    KEYS[3] redo list           P:{T:n}:run:<run>:redo      in-flight records of an adopted run
+    KEYS[4] meta hash           P:{T:n}:meta  fields run, cursor (SSCAN cursor of the run set),
+                                pops (counter naming in-flight records)
+    KEYS[5] lease key           P:{T:n}:lease
+    KEYS[6] recreated hash      P:{T:n}:recreated  id -> generation (see write.lua)
+    ARGV[1] count               int > 0: the most ids taken (SSCAN's COUNT)
     ARGV[2] owner token         must hold the lease
     ARGV[3] lease time in ms    the lease is renewed to this
-    ARGV[4] value key prefix    P:{T:n}:v:
+    ARGV[4] run id              meta field "run" must name it; else the run is over
 
   Output:
-    {ids, values, remaining, generations}: values[i] is false where the value
-    key is missing; remaining is the size of the run set after the pop;
-    generations is empty when no record of the partition is a new row after a
-    delete, else generations[i] is the id's generation or false.
+    {ids, more, generations, pop number}: more is 1 while the run set or the
+    redo list holds ids not popped yet, else 0;
+    generations is empty when no record of the partition is a new row after
+    a delete, else generations[i] is the id's generation or false; pop number
+    names the in-flight record (ack.lua and dead.lua take it), 0 when nothing
+    was popped.
     -1 when the caller does not hold the lease.
 ]]
 local rcall = redis.call
-local run, inflight, lease, recreated = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local token, prefix = ARGV[2], ARGV[4]
-local CHUNK = 5000 -- one call per batch of up to 5000; under Lua's unpack limit (~8000)
+local run, inflight, redo, meta, lease, recreated = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local count, token, run_id = tonumber(ARGV[1]), ARGV[2], ARGV[4]
+local CHUNK = 5000 -- under Lua's unpack limit (~8000); SSCAN may return more than COUNT
 
 if rcall("GET", lease) ~= token then
   return -1
 end
 rcall("PEXPIRE", lease, ARGV[3])
 
-local ids = rcall("SPOP", run, ARGV[1])
-local function value_keys(first, last)
-  local keys = {}
-  for j = first, last do
-    keys[#keys + 1] = prefix .. ids[j]
+local state = rcall("HMGET", meta, "run", "cursor")
+if state[1] ~= run_id then
+  return {{}, 0, {}, 0}
+end
+local cursor = state[2] or "0"
+
+local ids
+local packed = rcall("LPOP", redo)
+if packed then
+  ids = cmsgpack.unpack(packed)
+  if #ids > count then
+    local rest = {}
+    for i = count + 1, #ids do
+      rest[#rest + 1] = ids[i]
+      ids[i] = nil
+    end
+    rcall("LPUSH", redo, cmsgpack.pack(rest))
   end
-  return keys
+else
+  ids = {}
+  local calls = 0
+  -- A stretch of empty buckets may yield nothing: read on a little.
+  while #ids == 0 and calls < 8 and rcall("EXISTS", run) == 1 do
+    local got = rcall("SSCAN", run, cursor, "COUNT", count)
+    cursor, ids = got[1], got[2]
+    calls = calls + 1
+  end
+  for i = #ids, count + 1, -1 do
+    ids[i] = nil
+  end
+  for i = 1, #ids, CHUNK do
+    rcall("SREM", run, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+  end
+  rcall("HSET", meta, "cursor", cursor)
 end
 
-local function generations()
-  if #ids == 0 or rcall("EXISTS", recreated) == 0 then
-    return {}
-  end
-  local gens = {}
+local more = (rcall("EXISTS", run) == 1 or rcall("LLEN", redo) > 0) and 1 or 0
+if #ids == 0 then
+  return {{}, more, {}, 0}
+end
+local number = rcall("HINCRBY", meta, "pops", 1)
+rcall("HSET", inflight, number, cmsgpack.pack(ids))
+
+local generations = {}
+if rcall("EXISTS", recreated) == 1 then
   for i = 1, #ids, CHUNK do
     local got = rcall("HMGET", recreated, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
     for j = 1, #got do
-      gens[#gens + 1] = got[j]
+      generations[i + j - 1] = got[j]
     end
   end
-  return gens
 end
-
-if #ids <= CHUNK then -- the common case: no copying of values between tables
-  if #ids == 0 then
-    return {ids, {}, rcall("SCARD", run), {}}
-  end
-  rcall("SADD", inflight, unpack(ids))
-  return {ids, rcall("MGET", unpack(value_keys(1, #ids))), rcall("SCARD", run), generations()}
-end
-
-local values = {}
-for i = 1, #ids, CHUNK do
-  local last = math.min(i + CHUNK - 1, #ids)
-  rcall("SADD", inflight, unpack(ids, i, last))
-  local got = rcall("MGET", unpack(value_keys(i, last)))
-  for j = 1, #got do
-    values[#values + 1] = got[j]
-  end
-end
-return {ids, values, rcall("SCARD", run), generations()}
+return {ids, more, generations, number}

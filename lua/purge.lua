@@ -16,7 +16,9 @@
     ARGV[1] value key prefix    P:{T:n}:v:
     ARGV[2] ttl in seconds      0 keeps values without expiry
     ARGV[3] run key prefix      P:{T:n}:run:       the run set is <prefix><run>, the
-                                in-flight set <prefix><run>:inflight (same slot)
+                                in-flight hash <prefix><run>:inflight (pop number ->
+                                ids, cmsgpack array) and the redo list <prefix><run>:redo
+                                (same slot)
     ARGV[4..]                   ids to purge; none means every dead id
 
   Output:
@@ -36,17 +38,42 @@ else
 end
 
 -- Only one run is active per partition; snapshot and ack keep meta in step
--- with the run and in-flight sets, so no other set can hold a pending id.
-local run, inflight
+-- with the run's keys, so no other key can hold a pending id.
+local run, inflight, redo
 local active = rcall("HGET", meta, "run")
 if active then
   run = run_prefix .. active
   inflight = run .. ":inflight"
+  redo = run .. ":redo"
+end
+
+local in_flight -- id -> true, read once (O(in flight)) when first needed
+local function flying(id)
+  if not in_flight then
+    in_flight = {}
+    local kind = rcall("TYPE", inflight).ok
+    local records = rcall("LRANGE", redo, 0, -1)
+    if kind == "hash" then
+      for _, packed in ipairs(rcall("HVALS", inflight)) do
+        records[#records + 1] = packed
+      end
+    elseif kind == "set" then -- left by an earlier version
+      for _, member in ipairs(rcall("SMEMBERS", inflight)) do
+        in_flight[member] = true
+      end
+    end
+    for _, packed in ipairs(records) do
+      for _, member in ipairs(cmsgpack.unpack(packed)) do
+        in_flight[member] = true
+      end
+    end
+  end
+  return in_flight[id] == true
 end
 
 local function pending(id)
   return rcall("SISMEMBER", dirty, id) == 1
-    or (run ~= nil and (rcall("SISMEMBER", run, id) == 1 or rcall("SISMEMBER", inflight, id) == 1))
+    or (run ~= nil and (rcall("SISMEMBER", run, id) == 1 or flying(id)))
 end
 
 local n = 0

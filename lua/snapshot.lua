@@ -1,25 +1,32 @@
 --[[
   snapshot: start (or adopt) the run a drainer works through.
 
-  If meta names an active run, a drainer died or stalled in it: its in-flight
-  ids go back into its run set and that run is adopted as it stands. The dirty
-  set is left alone (the caller snapshots again after finishing the adopted
-  run), so adoption costs O(in-flight), never O(dirty).
-  Otherwise the dirty set is RENAMEd (O(1)) to the new run; writes arriving
-  after this go to a fresh dirty set.
+  If meta names an active run, a drainer died or stalled in it (or lost a
+  pop's reply): its in-flight records go to the run's redo list, which pop.lua
+  reads before the run set, and the run is adopted as it stands, its cursor
+  included (the ids popped and acked have left the run set: none is read
+  again). This costs O(in flight), never O(run) nor O(dirty); the dirty set
+  is left alone (the caller snapshots again after finishing the adopted run).
+  A run left by a version that kept in-flight ids in a set has them put back
+  into its run set.
+  Otherwise the dirty set is RENAMEd (O(1)) to the new run, to be read by
+  cursor from "0"; writes arriving after this go to a fresh dirty set.
 
   Input:
     KEYS[1] dirty set           P:{T:n}:dirty
-    KEYS[2] meta hash           P:{T:n}:meta
+    KEYS[2] meta hash           P:{T:n}:meta  fields run, owner, started_at, cursor
     KEYS[3] lease key           P:{T:n}:lease
     ARGV[1] owner token         must hold the lease
     ARGV[2] new run id          used only when there is no active run
-    ARGV[3] run key prefix      P:{T:n}:run:
+    ARGV[3] run key prefix      P:{T:n}:run:  the run's keys are <prefix><run>,
+                                <prefix><run>:inflight and <prefix><run>:redo
     ARGV[4] start time          unix seconds, recorded in meta
 
   Output:
-    {run id, size of the run set, adopted (1|0)}; run id is "" and size 0
-    when there is nothing to drain.
+    {run id, size, adopted (1|0)}: size is the run set's size, plus for an
+    adopted run the number of records to redo; 0 when nothing is left (an
+    adopted run is then cleared). Run id is "" and size 0 when there is
+    nothing to drain.
     -1 when the caller does not hold the lease.
 ]]
 local rcall = redis.call
@@ -34,16 +41,24 @@ end
 local active = rcall("HGET", meta, "run")
 if active then
   local run = run_prefix .. active
-  local inflight = run .. ":inflight"
-  local ids = rcall("SMEMBERS", inflight)
-  for i = 1, #ids, CHUNK do
-    rcall("SADD", run, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+  local inflight, redo = run .. ":inflight", run .. ":redo"
+  local kind = rcall("TYPE", inflight).ok
+  if kind == "hash" then
+    local records = rcall("HVALS", inflight)
+    for i = 1, #records, CHUNK do
+      rcall("RPUSH", redo, unpack(records, i, math.min(i + CHUNK - 1, #records)))
+    end
+  elseif kind == "set" then -- left by an earlier version: back into the run set
+    local ids = rcall("SMEMBERS", inflight)
+    for i = 1, #ids, CHUNK do
+      rcall("SADD", run, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
+    end
   end
   rcall("DEL", inflight)
   rcall("HSET", meta, "owner", token)
-  local size = rcall("SCARD", run)
+  local size = rcall("SCARD", run) + rcall("LLEN", redo)
   if size == 0 then
-    rcall("HDEL", meta, "run")
+    rcall("HDEL", meta, "run", "cursor")
   end
   return {active, size, 1}
 end
@@ -53,5 +68,5 @@ if rcall("EXISTS", dirty) == 0 then
 end
 local run = run_prefix .. new_run
 rcall("RENAME", dirty, run)
-rcall("HSET", meta, "run", new_run, "owner", token, "started_at", ARGV[4])
+rcall("HSET", meta, "run", new_run, "owner", token, "started_at", ARGV[4], "cursor", "0")
 return {new_run, rcall("SCARD", run), 0}

@@ -43,6 +43,9 @@ class Options:
     pg_deadline_s: float  # the longest a merge statement may take before its link is deemed dead
     on_batch: Callable[[str, int, int], None] | None = None
     skip_busy: bool = False  # a held lease means busy at once, live holder or not
+    # Ids per pop (and per ack) call: each Redis call stays well under 2 ms, while a
+    # merge batch of ``batch`` records is filled by several pops.
+    pop: int = 125
 
     @property
     def heartbeat_s(self) -> float:
@@ -279,10 +282,34 @@ class PartitionDrain:
                 pass  # it expires by itself
 
     def _fetch(self, run: str) -> tuple[scripts.Popped, Decoded | None]:
-        popped = scripts.pop(self.redis, self.keys, run, self.token, self.opts.batch, self.opts.lease_ms)
+        popped = self._pop_batch(run)
         if not popped.ids:
             return popped, None
         return popped, self.decoder.decode(popped.ids, popped.values, popped.recreated)
+
+    def _pop_batch(self, run: str) -> scripts.Popped:
+        """One merge batch (``batch`` ids) from several short pops of ``pop`` ids.
+        No id comes out of the run twice (a pop takes it out of the run set);
+        should one all the same, it is merged once and its records are acked
+        with the batch."""
+        ids: list[str] = []
+        values: list[bytes | None] = []
+        recreated: dict[str, str] = {}
+        pops: list[tuple[int, list[str]]] = []
+        seen: set[str] = set()
+        more = 1
+        while more and len(ids) < self.opts.batch:
+            want = min(self.opts.pop, self.opts.batch - len(ids))
+            popped = scripts.pop(self.redis, self.keys, run, self.token, want, self.opts.lease_ms)
+            more = popped.remaining
+            pops.extend(popped.pops)
+            for rid, value in zip(popped.ids, popped.values):
+                if rid not in seen:
+                    seen.add(rid)
+                    ids.append(rid)
+                    values.append(value)
+            recreated.update(popped.recreated)
+        return scripts.Popped(ids, values, more, recreated, pops)
 
     def _reload_schema(self, merger: Merger) -> bool:
         """Read the table's schema again (a column may have been added or
@@ -316,8 +343,8 @@ class PartitionDrain:
                 if batch is None:
                     break
                 pending = popper.submit(self._fetch, run) if popped.remaining else None
-                merged = self._merge(run, popped, batch, merger)
-                acks.append(acker.submit(self._ack, run, merged))
+                merged, gone = self._merge(run, popped, batch, merger)
+                acks.append(acker.submit(self._ack, run, popped, merged, gone))
                 if self.interrupt.is_set():
                     # Stop after the batch in flight: a batch popped ahead stays
                     # in flight, and the next drain adopts it at once.
@@ -331,7 +358,7 @@ class PartitionDrain:
             for ack in acks:
                 ack.result()
         # Clears the run from meta even when its last batch was all dead letters.
-        _, orphans = scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [], [])
+        _, orphans = scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [])
         r = self.result
         self.redis.hset(
             self.keys.meta,
@@ -346,7 +373,8 @@ class PartitionDrain:
         )
         return orphans
 
-    def _merge(self, run: str, popped: scripts.Popped, batch: Decoded, merger: Merger) -> MergeResult:
+    def _merge(self, run: str, popped: scripts.Popped, batch: Decoded, merger: Merger) -> tuple[MergeResult, set[str]]:
+        """The batch merged, and the ids dead-lettered out of it."""
         # A key that is not a column may be one added since the schema was read:
         # read it again before such a record's value is acked without it.
         if batch.unknown:
@@ -362,10 +390,12 @@ class PartitionDrain:
                     raise
                 batch = self.decoder.decode(popped.ids, popped.values, popped.recreated)
         dead = batch.dead + merged.dead
+        gone = {rid for rid, _ in dead}
         if dead:
             at = round(time.time(), 3)
             try:
-                scripts.dead(self.redis, self.keys, run, self.token, dead, at)
+                holding = [number for number, ids in popped.pops if not gone.isdisjoint(ids)]
+                scripts.dead(self.redis, self.keys, run, self.token, dead, at, holding)
             except redis.exceptions.RedisError:
                 self._unconfirmed.append((at, [rid for rid, _ in dead]))
                 raise
@@ -384,21 +414,30 @@ class PartitionDrain:
         r.dead_lettered += len(dead)
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
-        return merged
+        return merged, gone
 
-    def _ack(self, run: str, merged: MergeResult) -> None:
+    def _ack(self, run: str, popped: scripts.Popped, merged: MergeResult, gone: set[str]) -> None:
+        """One short ack call per pop of the batch. The script reads the ids from
+        the pop's in-flight record and gives every one the TTL but the kept and
+        deleted ones named here: so each id must have been merged or dead-lettered."""
+        kept, deleted = set(merged.skipped), set(merged.deleted)
+        accounted = kept | deleted | set(merged.upserted) | gone
         try:
-            scripts.ack(
-                self.redis,
-                self.keys,
-                run,
-                self.token,
-                self.table.ttl,
-                merged.upserted,
-                merged.deleted,
-                kept=merged.skipped,
-                recreated=merged.recreated,
-            )
+            for number, ids in popped.pops:
+                missing = [rid for rid in ids if rid not in accounted]
+                if missing:  # never give a TTL to a value that did not land
+                    raise RuntimeError(f"{self.where}: ids neither merged nor dead-lettered: {missing[:5]}")
+                scripts.ack(
+                    self.redis,
+                    self.keys,
+                    run,
+                    self.token,
+                    self.table.ttl,
+                    [number],
+                    kept=[rid for rid in ids if rid in kept],
+                    deleted=[rid for rid in ids if rid in deleted],
+                    recreated={rid: merged.recreated[rid] for rid in ids if rid in merged.recreated},
+                )
         except Exception:
             self._unacked.update(merged.upserted, merged.deleted, merged.skipped)
             raise

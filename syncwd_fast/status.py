@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from . import scripts
 from .checks import eviction_warnings, nothing_registered_warning
 from .discover import find_unregistered, registry_epoch
 from .drain import registered_tables
@@ -64,15 +65,22 @@ def table_status(
         pipe = redis_client.pipeline(transaction=False)
         active = [(keys, run.decode() if isinstance(run, bytes) else run) for keys, run in runs if run]
         for keys, run in active:
+            # In flight: the ids of the in-flight records and of those waiting to be popped again.
             pipe.scard(keys.run(run))
-            pipe.scard(keys.inflight(run))
-        sizes = pipe.execute() if active else []
+            pipe.hvals(keys.inflight(run))
+            pipe.lrange(scripts.redo_key(keys, run), 0, -1)
+        raw_runs = pipe.execute() if active else []
+        in_run = inflight = 0
+        for i in range(len(active)):
+            size, records, redo = raw_runs[3 * i : 3 * i + 3]
+            in_run += size
+            inflight += sum(scripts.packed_count(r if isinstance(r, bytes) else r.encode()) for r in records + redo)
         result[name] = {
             "partitions": table.partitions,
             "key": list(table.key_columns),
             "dirty": sum(raw[W * i] for i in range(len(parts))),
-            "in_run": sum(sizes[0::2]),
-            "inflight": sum(sizes[1::2]),
+            "in_run": in_run,
+            "inflight": inflight,
             "dead": sum(raw[W * i + 2] for i in range(len(parts))),
             "active_runs": {keys.number: run for keys, run in active},
             "leases": leases,  # partition -> who holds its lease now (host, pid, since)

@@ -18,8 +18,13 @@ from .errors import ConfigurationError
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, TOMBSTONE, canonical_id, new_epoch, registry_key, validate_prefix
 from .table import Table
 
-CHUNK = 1000  # records per Lua call: short enough not to stall Redis
-PIPELINE = 16  # Lua calls per round trip; bounds the memory update_many holds
+# One write.lua call holds at most CALL_RECORDS records and about CALL_BYTES of
+# ids and values: its time in Redis grows with both (a few us per record plus
+# the bytes it copies), and while it runs Redis serves nobody else. Sized so a
+# call of wide records takes well under 2 ms; many calls share a round trip.
+CALL_RECORDS = 128
+CALL_BYTES = 16 * 1024
+PIPELINE = 64  # Lua calls per round trip; bounds the memory update_many holds
 # How often a writer re-asserts its tables' registry entries (HSETNX, sent with
 # a write): a lost P:tables entry comes back without a round trip per write.
 REASSERT_SECONDS = 5.0
@@ -156,6 +161,7 @@ class Syncwd:
         entry = t.to_registry()
         reassert: Table | None = t if self._reassert_due(t) else None  # rides along the first round trip
         pending: dict[int, list[tuple[str, bytes]]] = {}
+        size: dict[int, int] = {}  # bytes of each pending call
         calls: list[Call] = []
         n = 0
         for item in items:
@@ -172,10 +178,12 @@ class Syncwd:
             number = t.partition(record_id)
             part = pending.setdefault(number, [])
             part.append((record_id, value))
+            size[number] = size.get(number, 0) + len(record_id) + len(value)
             n += 1
-            if len(part) == CHUNK:
+            if len(part) == CALL_RECORDS or size[number] >= CALL_BYTES:
                 calls.append(scripts.write_args(t.keys(number, self.prefix), entry, part))
                 pending[number] = []
+                size[number] = 0
                 if len(calls) == PIPELINE:
                     self._send(calls, reassert)
                     calls, reassert = [], None

@@ -59,3 +59,32 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, interval: flo
             return True
         time.sleep(interval)
     return False
+
+
+# The ids of a run's in-flight records (pop number -> cmsgpack array of ids).
+_IN_FLIGHT = """
+local out = {}
+for _, packed in ipairs(redis.call('HVALS', KEYS[1])) do
+  for _, id in ipairs(cmsgpack.unpack(packed)) do out[#out + 1] = id end
+end
+return out
+"""
+
+
+def in_flight(r: Any, keys: PartitionKeys, run: str) -> list[str]:
+    """Every id in flight in ``run`` (an id popped twice appears twice)."""
+    return sorted(i.decode() for i in r.eval(_IN_FLIGHT, 1, keys.inflight(run)))
+
+
+_REDO = """
+local out = {}
+for _, packed in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  for _, id in ipairs(cmsgpack.unpack(packed)) do out[#out + 1] = id end
+end
+return out
+"""
+
+
+def redo(r: Any, keys: PartitionKeys, run: str) -> list[str]:
+    """Every id of ``run``'s records waiting to be popped again (after an adoption)."""
+    return sorted(i.decode() for i in r.eval(_REDO, 1, keys.run(run) + ":redo"))

@@ -14,63 +14,84 @@ def keys(r, prefix):
     return k
 
 
-def test_expires_durable_values_and_deletes_tombstones(r, keys):
-    r.set(keys.value("1"), b"{}")
-    r.set(keys.value("2"), b"~{}")
-    r.sadd(keys.inflight("R"), "1", "2")
-    r.sadd(keys.run("R"), "3")
-    r.hset(keys.meta, "run", "R")
-    assert scripts.ack(r, keys, "R", "tok", 3600, ["1"], ["2"]) == (1, 0)
+def popped(r, keys, values, count=1000):
+    """``values`` (id -> value) snapshotted into run R and popped: the pop numbers."""
+    r.mset({keys.value(i): v for i, v in values.items()})
+    r.sadd(keys.dirty, *values)
+    scripts.snapshot(r, keys, "tok", "R")
+    numbers = []
+    while True:
+        p = scripts.pop(r, keys, "R", "tok", count, 60_000)
+        numbers += [n for n, _ in p.pops]
+        if not p.remaining:
+            return numbers
+
+
+def test_every_id_of_the_record_gets_the_ttl_but_kept_and_deleted(r, keys):
+    pops = popped(r, keys, {"1": b"{}", "2": b"~{}", "3": b"{}"})
+    assert scripts.ack(r, keys, "R", "tok", 3600, pops, kept=["3"], deleted=["2"]) == (0, 0)
     assert 3500 < r.ttl(keys.value("1")) <= 3600
     assert not r.exists(keys.value("2"))
-    assert r.hget(keys.meta, "run") == b"R"  # the run is not over yet
+    assert r.ttl(keys.value("3")) == -1  # skipped as stale: not durable, no TTL
+
+
+def test_a_deleted_id_leaves_the_tombstones(r, keys):
+    pops = popped(r, keys, {"1": b"~{}", "2": b"{}"})
+    r.sadd(keys.tombs, "1", "2")
+    scripts.ack(r, keys, "R", "tok", 60, pops, deleted=["1"])
+    assert r.smembers(keys.tombs) == {b"2"}
 
 
 def test_ttl_zero_keeps_values(r, keys):
-    r.set(keys.value("1"), b"{}")
-    r.sadd(keys.inflight("R"), "1")
-    scripts.ack(r, keys, "R", "tok", 0, ["1"], [])
-    assert r.ttl(keys.value("1")) == -1
+    pops = popped(r, keys, {"1": b"{}"})
+    scripts.ack(r, keys, "R", "tok", 0, pops)
+    assert r.ttl(keys.value("1")) == -1 and r.hlen(keys.inflight("R")) == 0
 
 
 def test_a_redirtied_record_keeps_its_value(r, keys):
-    r.set(keys.value("1"), b'{"v":2}')
-    r.set(keys.value("2"), b"~{}")
-    r.sadd(keys.inflight("R"), "1", "2")
+    pops = popped(r, keys, {"1": b'{"v":2}', "2": b"~{}"})
     r.sadd(keys.dirty, "1", "2")
-    scripts.ack(r, keys, "R", "tok", 3600, ["1"], ["2"])
+    scripts.ack(r, keys, "R", "tok", 3600, pops, deleted=["2"])
     assert r.ttl(keys.value("1")) == -1
     assert r.exists(keys.value("2"))
 
 
+def test_only_the_records_named_are_acked(r, keys):
+    pops = popped(r, keys, {f"id-{i}": b"{}" for i in range(1000)}, count=100)
+    assert len(pops) > 2
+    assert scripts.ack(r, keys, "R", "tok", 60, pops[:1]) == (0, len(pops) - 1)
+    assert r.hexists(keys.meta, "run")  # the run is not over yet
+    acked = [i for i in range(1000) if r.ttl(keys.value(f"id-{i}")) > 0]
+    assert 0 < len(acked) < 1000
+    assert scripts.ack(r, keys, "R", "tok", 60, pops[1:]) == (0, 0) and not r.hexists(keys.meta, "run")
+
+
 def test_the_last_ack_ends_the_run(r, keys):
-    r.sadd(keys.inflight("R"), "1")
-    r.hset(keys.meta, "run", "R")
-    assert scripts.ack(r, keys, "R", "tok", 60, ["1"], []) == (0, 0)
-    assert not r.hexists(keys.meta, "run")
+    pops = popped(r, keys, {"1": b"{}"})
+    assert scripts.ack(r, keys, "R", "tok", 60, pops) == (0, 0)
+    assert r.hmget(keys.meta, ["run", "cursor"]) == [None, None]
+    assert not r.exists(keys.run("R")) and not r.exists(keys.inflight("R"))
+
+
+def test_an_ack_sent_again_changes_nothing(r, keys):
+    pops = popped(r, keys, {"1": b"{}", "2": b"{}"})
+    scripts.ack(r, keys, "R", "tok", 60, pops)
+    r.persist(keys.value("1"))
+    r.set(keys.value("2"), b"{}")  # a newer write (its SADD to dirty left out to see it)
+    scripts.ack(r, keys, "R", "tok", 60, pops)  # its reply was lost, the client sent it again
+    assert r.ttl(keys.value("1")) == -1 and r.ttl(keys.value("2")) == -1
 
 
 def test_landing_clears_an_old_dead_letter(r, keys):
-    r.hset(keys.dead, "1", "{}")
-    r.hset(keys.dead, "2", "{}")
-    r.sadd(keys.inflight("R"), "1")
-    scripts.ack(r, keys, "R", "tok", 60, ["1"], [])
+    r.hset(keys.dead, mapping={"1": "{}", "2": "{}"})
+    pops = popped(r, keys, {"1": b"{}"})
+    scripts.ack(r, keys, "R", "tok", 60, pops)
     assert r.hkeys(keys.dead) == [b"2"]
 
 
-def test_many_ids_are_chunked(r, keys):
-    ids = [str(i) for i in range(9000)]
-    r.mset({keys.value(i): b"{}" for i in ids})
-    r.sadd(keys.inflight("R"), *ids)
-    scripts.ack(r, keys, "R", "tok", 60, ids[:4500], ids[4500:])
-    assert r.scard(keys.inflight("R")) == 0
-    assert r.ttl(keys.value("4499")) > 0 and not r.exists(keys.value("4500"))
-
-
 def test_fenced_when_the_lease_is_lost(r, keys):
-    r.sadd(keys.inflight("R"), "1")
-    r.set(keys.value("1"), b"{}")
+    pops = popped(r, keys, {"1": b"{}"})
     r.set(keys.lease, "other")
     with pytest.raises(LeaseLost):
-        scripts.ack(r, keys, "R", "tok", 60, ["1"], [])
-    assert r.smembers(keys.inflight("R")) == {b"1"} and r.ttl(keys.value("1")) == -1
+        scripts.ack(r, keys, "R", "tok", 60, pops)
+    assert r.hlen(keys.inflight("R")) == 1 and r.ttl(keys.value("1")) == -1

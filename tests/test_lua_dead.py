@@ -6,7 +6,7 @@ from syncwd_fast import scripts
 from syncwd_fast.errors import LeaseLost
 from syncwd_fast.keys import PartitionKeys
 
-from .helpers import dead_entries
+from .helpers import dead_entries, in_flight
 
 
 @pytest.fixture
@@ -16,16 +16,29 @@ def keys(r, prefix):
     return k
 
 
+def popped(r, keys, ids):
+    r.sadd(keys.dirty, *ids)
+    scripts.snapshot(r, keys, "tok", "R")
+    return [n for n, _ in scripts.pop(r, keys, "R", "tok", 100, 60_000).pops]
+
+
 def test_moves_ids_to_the_dead_hash_with_value_and_reason(r, keys):
     r.set(keys.value("1"), b"not json")
-    r.sadd(keys.inflight("R"), "1", "2")
-    assert scripts.dead(r, keys, "R", "tok", [("1", "invalid JSON"), ("2", "value missing")]) == 2
+    pops = popped(r, keys, ["1", "2", "3"])
+    assert scripts.dead(r, keys, "R", "tok", [("1", "invalid JSON"), ("2", "value missing")], pops=pops) == 2
     dead = dead_entries(r, keys)
     assert dead["1"]["value"] == "not json" and dead["1"]["error"] == "invalid JSON" and dead["1"]["attempts"] == 1
     assert dead["2"]["value"] is None and dead["2"]["error"] == "value missing"
     assert dead["1"]["at"] > 1.7e9
-    assert not r.exists(keys.inflight("R"))
     assert r.get(keys.value("1")) == b"not json"  # kept for a retry
+
+
+def test_takes_the_ids_out_of_their_record(r, keys):
+    pops = popped(r, keys, ["1", "2", "3"])
+    scripts.dead(r, keys, "R", "tok", [("1", "x"), ("2", "y")], pops=pops)
+    assert in_flight(r, keys, "R") == ["3"]
+    scripts.dead(r, keys, "R", "tok", [("3", "z")], pops=pops)
+    assert not r.exists(keys.inflight("R"))  # an empty record goes
 
 
 def test_counts_attempts(r, keys):
@@ -37,18 +50,18 @@ def test_counts_attempts(r, keys):
 
 
 def test_fenced_when_the_lease_is_lost(r, keys):
+    pops = popped(r, keys, ["1"])
     r.set(keys.lease, "other")
-    r.sadd(keys.inflight("R"), "1")
     with pytest.raises(LeaseLost):
-        scripts.dead(r, keys, "R", "tok", [("1", "x")])
-    assert not r.exists(keys.dead)
+        scripts.dead(r, keys, "R", "tok", [("1", "x")], pops=pops)
+    assert not r.exists(keys.dead) and in_flight(r, keys, "R") == ["1"]
 
 
 def test_persists_the_value_it_keeps(r, keys):
     # A value may carry a TTL it must lose now (e.g. one a purge gave while
     # this newer value was in flight): it is the record's only copy.
     r.set(keys.value("1"), b"{}", ex=60)
-    r.sadd(keys.inflight("R"), "1", "2")
-    assert scripts.dead(r, keys, "R", "tok", [("1", "rejected"), ("2", "value missing")]) == 2
+    pops = popped(r, keys, ["1", "2"])
+    assert scripts.dead(r, keys, "R", "tok", [("1", "rejected"), ("2", "value missing")], pops=pops) == 2
     assert r.ttl(keys.value("1")) == -1
     assert not r.exists(keys.value("2"))  # nothing to persist, nothing created

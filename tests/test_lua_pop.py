@@ -6,6 +6,8 @@ from syncwd_fast import scripts
 from syncwd_fast.errors import LeaseLost
 from syncwd_fast.keys import PartitionKeys
 
+from .helpers import in_flight
+
 
 @pytest.fixture
 def keys(r, prefix):
@@ -14,45 +16,114 @@ def keys(r, prefix):
     return k
 
 
-def test_pops_ids_with_their_values_and_marks_them_inflight(r, keys):
-    for i in range(5):
-        r.set(keys.value(str(i)), b'{"id":%d}' % i)
-    r.sadd(keys.run("R"), *map(str, range(5)))
-    popped = scripts.pop(r, keys, "R", "tok", 3, 60_000)
-    assert len(popped.ids) == 3 and popped.remaining == 2
+def start(r, keys, ids, run="R"):
+    """Values for ``ids``, marked dirty and snapshotted into ``run``."""
+    r.mset({keys.value(i): b'{"id":%s}' % i.encode() for i in ids})
+    r.sadd(keys.dirty, *ids)
+    assert scripts.snapshot(r, keys, "tok", run).run == run
+
+
+def pop_all(r, keys, count, run="R"):
+    """Pop until the run is read through; returns every pop."""
+    pops = []
+    while True:
+        popped = scripts.pop(r, keys, run, "tok", count, 60_000)
+        pops.append(popped)
+        if not popped.remaining:
+            return pops
+
+
+def test_pops_ids_with_their_values_as_one_in_flight_record(r, keys):
+    start(r, keys, [str(i) for i in range(5)])
+    popped = scripts.pop(r, keys, "R", "tok", 10, 60_000)
+    assert sorted(popped.ids) == ["0", "1", "2", "3", "4"] and popped.remaining == 0
     assert popped.values == [b'{"id":%s}' % i.encode() for i in popped.ids]
-    assert r.smembers(keys.inflight("R")) == {i.encode() for i in popped.ids}
-    rest = scripts.pop(r, keys, "R", "tok", 10, 60_000)
-    assert sorted(popped.ids + rest.ids) == ["0", "1", "2", "3", "4"] and rest.remaining == 0
-    assert scripts.pop(r, keys, "R", "tok", 10, 60_000).ids == []
+    [(number, ids)] = popped.pops
+    assert ids == popped.ids and r.hkeys(keys.inflight("R")) == [str(number).encode()]
+    assert in_flight(r, keys, "R") == ["0", "1", "2", "3", "4"]
+
+
+def test_the_run_set_is_read_by_cursor_and_emptied(r, keys):
+    ids = [f"id-{i}" for i in range(3000)]  # a hashtable set: read in steps
+    start(r, keys, ids)
+    first = scripts.pop(r, keys, "R", "tok", 100, 60_000)
+    assert 0 < len(first.ids) < 400 and r.hget(keys.meta, "cursor") != b"0"
+    assert r.scard(keys.run("R")) == 3000 - len(first.ids)  # taken out as they go in flight
+    pops = [first, *pop_all(r, keys, 100)]
+    assert sorted(i for p in pops for i in p.ids) == sorted(ids)
+    assert not r.exists(keys.run("R"))
+    assert r.hlen(keys.inflight("R")) == len([p for p in pops if p.ids])
+
+
+def test_no_id_comes_out_twice_while_the_set_shrinks(r, keys):
+    # Emptied by SREM, the set is resized (rehashed) while it is read: SSCAN may
+    # then return a member again, but a member read has left the set.
+    ids = [f"id-{i}" for i in range(20_000)]
+    start(r, keys, ids)
+    popped = [i for p in pop_all(r, keys, 125) for i in p.ids]
+    assert len(popped) == len(set(popped)) == 20_000
+
+
+def test_a_cursor_that_no_longer_fits_the_set_still_reads_every_member(r, keys):
+    # Redis restarted or failed over: the set was rebuilt with another hash seed,
+    # so the cursor kept in meta points anywhere. A pass may miss members; they
+    # stay in the set, and the next pass (from cursor 0) finds them.
+    ids = [f"id-{i}" for i in range(3000)]
+    start(r, keys, ids)
+    popped = [i for i in scripts.pop(r, keys, "R", "tok", 100, 60_000).ids]
+    r.hset(keys.meta, "cursor", "3000")  # somewhere in the middle of another table
+    popped += [i for p in pop_all(r, keys, 100) for i in p.ids]
+    assert sorted(popped) == sorted(ids)
+
+
+def test_a_small_set_read_whole_is_taken_count_at_a_time(r, keys):
+    start(r, keys, [str(i) for i in range(300)])  # an intset: SSCAN returns it all at once
+    popped = scripts.pop(r, keys, "R", "tok", 100, 60_000)
+    assert len(popped.ids) == 100 and popped.remaining == 1 and r.scard(keys.run("R")) == 200
+    rest = pop_all(r, keys, 100)
+    assert [len(p.ids) for p in rest] == [100, 100]
+    assert sorted(popped.ids + [i for p in rest for i in p.ids], key=int) == [str(i) for i in range(300)]
 
 
 def test_a_missing_value_comes_back_as_none(r, keys):
-    r.sadd(keys.run("R"), "gone")
+    r.sadd(keys.dirty, "gone")
+    scripts.snapshot(r, keys, "tok", "R")
     popped = scripts.pop(r, keys, "R", "tok", 10, 60_000)
     assert popped.ids == ["gone"] and popped.values == [None]
 
 
-def test_large_batches_are_chunked(r, keys):
-    ids = [str(i) for i in range(9000)]
-    r.mset({keys.value(i): i for i in ids})
-    r.sadd(keys.run("R"), *ids)
-    popped = scripts.pop(r, keys, "R", "tok", 9000, 60_000)
-    assert sorted(popped.ids, key=int) == ids
-    assert all(v == i.encode() for i, v in zip(popped.ids, popped.values))
-    assert r.scard(keys.inflight("R")) == 9000
+def test_records_to_redo_come_first_split_to_count(r, keys):
+    start(r, keys, ["a", "b", "c", "d", "e"])
+    scripts.pop(r, keys, "R", "tok", 10, 60_000)
+    assert scripts.snapshot(r, keys, "tok", "other").adopted  # as after a crash: the record is to redo
+    assert not r.exists(keys.inflight("R")) and r.llen(scripts.redo_key(keys, "R")) == 1
+    first = scripts.pop(r, keys, "R", "tok", 3, 60_000)
+    second = scripts.pop(r, keys, "R", "tok", 3, 60_000)
+    assert len(first.ids) == 3 and len(second.ids) == 2 and first.remaining == 1 and second.remaining == 0
+    assert sorted(first.ids + second.ids) == ["a", "b", "c", "d", "e"]
+    assert in_flight(r, keys, "R") == ["a", "b", "c", "d", "e"]
+    assert not r.exists(scripts.redo_key(keys, "R"))
+
+
+def test_a_run_that_is_over_pops_nothing(r, keys):
+    start(r, keys, ["1"])
+    r.hdel(keys.meta, "run")
+    popped = scripts.pop(r, keys, "R", "tok", 10, 60_000)
+    assert (popped.ids, popped.remaining, popped.pops) == ([], 0, [])
+    assert not r.exists(keys.inflight("R"))
 
 
 def test_renews_the_lease(r, keys):
+    start(r, keys, ["1"])
     r.pexpire(keys.lease, 1000)
     scripts.pop(r, keys, "R", "tok", 1, 60_000)
     assert r.pttl(keys.lease) > 30_000
 
 
 def test_fenced_when_the_lease_is_lost(r, keys):
-    r.sadd(keys.run("R"), "1")
+    start(r, keys, ["1"])
     r.set(keys.lease, "someone-else")
     with pytest.raises(LeaseLost):
         scripts.pop(r, keys, "R", "tok", 10, 60_000)
-    assert r.smembers(keys.run("R")) == {b"1"}
+    assert r.hget(keys.meta, "cursor") == b"0"
     assert not r.exists(keys.inflight("R"))

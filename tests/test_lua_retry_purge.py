@@ -42,9 +42,11 @@ def test_purge_gives_no_ttl_to_a_newer_value_in_the_active_run_or_in_flight(r, p
     r.hset(keys.dead, mapping={i: "{}" for i in ids})
     for i in ids:
         r.set(keys.value(i), b"{}")
-    r.hset(keys.meta, "run", "R")
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    r.sadd(keys.dirty, "flying")
+    scripts.snapshot(r, keys, "tok", "R")
+    scripts.pop(r, keys, "R", "tok", 10, 60_000)  # popped, its batch not committed yet
     r.sadd(keys.run("R"), "queued")  # snapshotted, not popped yet
-    r.sadd(keys.inflight("R"), "flying")  # popped, its batch not committed yet
     r.sadd(keys.dirty, "dirty")
     r.sadd(keys.run("OLD"), "old-run")  # a set meta does not name is no run: nothing drains it
     assert purge(r, keys, 60) == 5
@@ -58,8 +60,27 @@ def test_purge_by_id_checks_the_run_named_in_meta(r, prefix):
     r.hset(keys.dead, mapping={"1": "{}", "2": "{}"})
     r.set(keys.value("1"), b"{}")
     r.set(keys.value("2"), b"{}")
-    r.hset(keys.meta, "run", "R2")
-    r.sadd(keys.inflight("R2"), "1")
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    r.sadd(keys.dirty, "1")
+    scripts.snapshot(r, keys, "tok", "R2")
+    scripts.pop(r, keys, "R2", "tok", 10, 60_000)  # in flight
     r.sadd(keys.run("R1"), "2")  # not the active run
     assert purge(r, keys, 60, "1", "2") == 2
     assert r.ttl(keys.value("1")) == -1 and 0 < r.ttl(keys.value("2")) <= 60
+
+
+def test_purge_reads_the_records_to_redo_and_an_earlier_version_s_in_flight_set(r, prefix):
+    keys = PartitionKeys(prefix, "t", 0)
+    r.hset(keys.dead, mapping={"redo": "{}", "old": "{}"})
+    r.set(keys.value("redo"), b"{}")
+    r.set(keys.value("old"), b"{}")
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    r.sadd(keys.dirty, "redo")
+    scripts.snapshot(r, keys, "tok", "R")
+    scripts.pop(r, keys, "R", "tok", 10, 60_000)
+    scripts.snapshot(r, keys, "tok", "R")  # adopted: the record waits to be popped again
+    assert r.llen(scripts.redo_key(keys, "R")) == 1
+    assert purge(r, keys, 60, "redo") == 1 and r.ttl(keys.value("redo")) == -1
+    r.hset(keys.meta, "run", "V1")
+    r.sadd(keys.inflight("V1"), "old")
+    assert purge(r, keys, 60, "old") == 1 and r.ttl(keys.value("old")) == -1

@@ -6,6 +6,8 @@ from syncwd_fast import scripts
 from syncwd_fast.errors import LeaseLost
 from syncwd_fast.keys import PartitionKeys
 
+from .helpers import in_flight
+
 
 @pytest.fixture
 def keys(r, prefix):
@@ -20,34 +22,54 @@ def test_nothing_dirty_means_no_run(r, keys):
     assert not r.hexists(keys.meta, "run")
 
 
-def test_renames_dirty_to_a_new_run(r, keys):
+def test_renames_dirty_to_a_new_run_read_from_cursor_zero(r, keys):
     r.sadd(keys.dirty, "1", "2", "3")
     snap = scripts.snapshot(r, keys, "tok", "run1")
     assert (snap.run, snap.size, snap.adopted) == ("run1", 3, False)
     assert not r.exists(keys.dirty)
     assert r.smembers(keys.run("run1")) == {b"1", b"2", b"3"}
-    assert r.hget(keys.meta, "run") == b"run1"
+    assert r.hmget(keys.meta, ["run", "cursor"]) == [b"run1", b"0"]
     r.sadd(keys.dirty, "4")  # a write after the snapshot goes to a fresh dirty set
     assert r.smembers(keys.run("run1")) == {b"1", b"2", b"3"}
 
 
-def test_adopts_an_unfinished_run_with_its_inflight_ids(r, keys):
-    r.sadd(keys.run("old"), "1")
-    r.sadd(keys.inflight("old"), "2", "3")
-    r.hset(keys.meta, "run", "old")
+def test_adopts_an_unfinished_run_its_records_to_redo_and_its_cursor_kept(r, keys):
+    r.sadd(keys.dirty, *[f"id-{i}" for i in range(2000)])
+    scripts.snapshot(r, keys, "tok", "old")
+    popped = [scripts.pop(r, keys, "old", "tok", 100, 60_000) for _ in range(3)]
+    cursor = r.hget(keys.meta, "cursor")
     r.sadd(keys.dirty, "9")
-    snap = scripts.snapshot(r, keys, "tok", "new")
-    assert (snap.run, snap.size, snap.adopted) == ("old", 3, True)
-    assert r.smembers(keys.run("old")) == {b"1", b"2", b"3"}
-    assert not r.exists(keys.inflight("old"))
+    scripts.lease(r, keys, "release", "tok")
+    assert scripts.lease(r, keys, "acquire", "next", 60_000)
+    snap = scripts.snapshot(r, keys, "next", "new")
+    left = 2000 - sum(len(p.ids) for p in popped)
+    assert (snap.run, snap.adopted, snap.size) == ("old", True, left + 3)
+    assert not r.exists(keys.inflight("old")) and r.llen(scripts.redo_key(keys, "old")) == 3
+    assert r.hget(keys.meta, "cursor") == cursor and r.hget(keys.meta, "owner") == b"next"
     assert r.smembers(keys.dirty) == {b"9"}  # left for the next snapshot
+    again = scripts.pop(r, keys, "old", "next", 1000, 60_000)
+    assert again.ids in [p.ids for p in popped]  # a record redone first, whole
+
+    assert r.hget(keys.meta, "cursor") == cursor
 
 
 def test_adopting_an_empty_run_clears_it(r, keys):
-    r.hset(keys.meta, "run", "old")
+    r.hset(keys.meta, mapping={"run": "old", "cursor": "0"})
     snap = scripts.snapshot(r, keys, "tok", "new")
     assert (snap.run, snap.size, snap.adopted) == ("old", 0, True)
-    assert not r.hexists(keys.meta, "run")
+    assert r.hmget(keys.meta, ["run", "cursor"]) == [None, None]
+
+
+def test_adopts_a_run_left_by_an_earlier_version(r, keys):
+    # In-flight ids in a set, no cursor: they go back into the run set, read from the start.
+    r.sadd(keys.run("old"), "1")
+    r.sadd(keys.inflight("old"), "2", "3")
+    r.hset(keys.meta, "run", "old")
+    snap = scripts.snapshot(r, keys, "tok", "new")
+    assert (snap.run, snap.size, snap.adopted) == ("old", 3, True)
+    assert r.smembers(keys.run("old")) == {b"1", b"2", b"3"} and not r.exists(keys.inflight("old"))
+    popped = scripts.pop(r, keys, "old", "tok", 10, 60_000)
+    assert sorted(popped.ids) == ["1", "2", "3"] and in_flight(r, keys, "old") == ["1", "2", "3"]
 
 
 def test_refuses_without_the_lease(r, keys):

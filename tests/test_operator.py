@@ -225,7 +225,7 @@ def test_a_batch_merged_again_after_a_lost_ack_reply_is_counted_once(r, db, dsn,
 
     def ack_without_reply(*args, **kwargs):
         result = real(*args, **kwargs)
-        if not lost and args[5]:
+        if not lost and args[5]:  # pops acked
             lost.append(1)
             raise redis_lib.exceptions.ConnectionError("the reply was lost")
         return result

@@ -33,6 +33,7 @@ from syncwd_fast.keys import TOMBSTONE
 from syncwd_fast.status import table_status
 
 from .conftest import server_url
+from .helpers import in_flight, redo
 
 IDS = st.integers(0, 20)
 TEXT = st.one_of(
@@ -78,8 +79,8 @@ class Crasher:
         if self.point == "in_merge" and in_merge and self._tick():
             self.die()
         result = self.real_call(client, name, keys, args)
-        # A batch ack carries ids (counted in args[3:6]); the run's closing ack has none.
-        if self.point == "after_ack" and name == "ack" and sum(map(int, args[3:6])) and self._tick():
+        # A batch ack names its pops (how many: args[4]); the run's closing ack has none.
+        if self.point == "after_ack" and name == "ack" and int(args[4]) and self._tick():
             self.die()
         return result
 
@@ -131,8 +132,9 @@ class DrainMachine(RuleBasedStateMachine):
             ids |= self.r.smembers(keys.dirty)
             run = self.r.hget(keys.meta, "run")
             if run:
-                ids |= self.r.smembers(keys.run(run.decode()))
-                ids |= self.r.smembers(keys.inflight(run.decode()))
+                ids |= self.r.smembers(keys.run(run.decode()))  # also ids drained in it: a superset
+                ids |= {i.encode() for i in in_flight(self.r, keys, run.decode())}
+                ids |= {i.encode() for i in redo(self.r, keys, run.decode())}
         return {int(i) for i in ids}
 
     def _clean_drain(self) -> None:
