@@ -9,7 +9,7 @@ the columns they carry, whichever path they take (each statement reads both),
 so which records meet in one statement never depends on the implementation.
 
 This module is the readable specification of the C decoder
-(``_speedups/decode.c``): that one takes the common records itself and hands
+(``csrc/decode.c``): that one takes the common records itself and hands
 every record it is not sure of to :meth:`Decoder.decode_one`, so both give
 the same results.
 """

@@ -1,6 +1,6 @@
 """A parsed JSON value as the text a COPY into a typed stage column sends:
 the pure-Python rules, and the specification of the C renderer
-(``_speedups/render.c``).
+(``csrc/render.c``).
 
 PostgreSQL's ``jsonb_to_record`` (the jsonb path of merge.py) gives a column
 the type input of a text: a JSON string's unescaped text, a number's

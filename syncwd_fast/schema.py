@@ -58,6 +58,7 @@ WITH RECURSIVE d(attname, attnum, oid) AS (
   UNION ALL SELECT d.attname, d.attnum, t.typbasetype FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd')
 SELECT d.attname, CASE
   WHEN t.oid = 3802 THEN 'j' WHEN t.oid = 114 THEN 'J' WHEN t.oid = 701 THEN 'f'
+  WHEN t.oid IN (22, 30) THEN 'x'  -- int2vector, oidvector: category A, but no array literal input
   WHEN t.typcategory = 'A' THEN CASE
     WHEN e.typtype IN ('b', 'e', 'r', 'm') AND e.typcategory <> 'A' AND e.oid NOT IN (114, 3802)
       AND e.typdelim = ',' AND t.typdelim = ',' THEN 'a' ELSE 'x' END
