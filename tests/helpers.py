@@ -88,3 +88,27 @@ return out
 def redo(r: Any, keys: PartitionKeys, run: str) -> list[str]:
     """Every id of ``run``'s records waiting to be popped again (after an adoption)."""
     return sorted(i.decode() for i in r.eval(_REDO, 1, keys.run(run) + ":redo"))
+
+
+def merge_via(impl: str, dsn: str, table: str, batches: list[list[tuple[str, bytes]]]) -> set[str]:
+    """Decode ("c" or "python") and merge each batch as the drain does, into
+    ``table`` keyed by ``id``; the dead-lettered ids."""
+    from syncwd_fast.connection import connect
+    from syncwd_fast.decode import Decoder
+    from syncwd_fast.merge import Merger
+    from syncwd_fast.schema import load_schema
+    from syncwd_fast.table import Table
+
+    conn = connect(dsn)
+    try:
+        schema = load_schema(conn, Table(table, key="id"))
+        decoder = Decoder(schema, pure=impl == "python")
+        merger = Merger(conn, schema, (0, 0), lambda: True)
+        dead: set[str] = set()
+        for batch in batches:
+            decoded = decoder.decode([rid for rid, _ in batch], [doc for _, doc in batch])
+            result = merger.merge(decoded)
+            dead |= {rid for rid, _ in decoded.dead} | {rid for rid, _ in result.dead}
+        return dead
+    finally:
+        conn.close()

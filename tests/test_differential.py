@@ -22,11 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncwd_fast import speedups
-from syncwd_fast.decode import Decoder
 from syncwd_fast.keys import canonical_id
-from syncwd_fast.merge import Merger
-from syncwd_fast.schema import load_schema
-from syncwd_fast.table import Table
+
+from .helpers import merge_via
 
 IMPLS = ["python", "c"]
 
@@ -103,24 +101,6 @@ def reference(db: psycopg.Connection[Any], table: str, batch: list[tuple[str, by
     return dead
 
 
-def via(impl: str, dsn: str, table: str, batches: list[list[tuple[str, bytes]]]) -> set[str]:
-    from syncwd_fast.connection import connect
-
-    conn = connect(dsn)
-    try:
-        schema = load_schema(conn, Table(table, key="id"))
-        decoder = Decoder(schema, pure=impl == "python")
-        merger = Merger(conn, schema, (0, 0), lambda: True)
-        dead: set[str] = set()
-        for batch in batches:
-            decoded = decoder.decode([rid for rid, _ in batch], [doc for _, doc in batch])
-            result = merger.merge(decoded)
-            dead |= {rid for rid, _ in decoded.dead} | {rid for rid, _ in result.dead}
-        return dead
-    finally:
-        conn.close()
-
-
 def rows_of(db: psycopg.Connection[Any], table: str) -> list[tuple[Any, ...]]:
     # As text: floats and jsonb compare by their exact stored text.
     return db.execute(f"SELECT x.id, x::text FROM {table} x ORDER BY x.id").fetchall()
@@ -135,7 +115,7 @@ def check(db: psycopg.Connection[Any], dsn: str, tables: dict[str, str], batches
     for impl in IMPLS:
         if impl == "c" and not speedups.available():
             continue
-        dead = via(impl, dsn, tables[impl], batches)
+        dead = merge_via(impl, dsn, tables[impl], batches)
         got = rows_of(db, tables[impl])
         assert dead == expected_dead, (impl, dead ^ expected_dead)
         assert got == expected, impl

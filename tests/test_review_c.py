@@ -17,24 +17,9 @@ from syncwd_fast.decode import Decoder
 from syncwd_fast.merge import Merger
 from syncwd_fast.schema import load_schema
 
+from .helpers import merge_via
+
 needs_c = pytest.mark.skipif(not speedups.available(), reason="the C speedup is not built")
-
-
-def merge_via(impl: str, dsn: str, table: str, batches: list[list[tuple[str, bytes]]]) -> set[str]:
-    """Decode (C or pure Python) and merge each batch as the drain does; the dead ids."""
-    conn = connect(dsn)
-    try:
-        schema = load_schema(conn, Table(table, key="id"))
-        decoder = Decoder(schema, pure=impl == "python")
-        merger = Merger(conn, schema, (0, 0), lambda: True)
-        dead: set[str] = set()
-        for batch in batches:
-            decoded = decoder.decode([rid for rid, _ in batch], [doc for _, doc in batch])
-            result = merger.merge(decoded)
-            dead |= {rid for rid, _ in decoded.dead} | {rid for rid, _ in result.dead}
-        return dead
-    finally:
-        conn.close()
 
 
 def c_and_python(db: psycopg.Connection[Any], dsn: str, schema: str, columns: str, batches) -> dict[str, Any]:
