@@ -34,14 +34,14 @@ def nothing_left(r, prefix, t):
 
 def test_a_merge_batch_is_filled_by_several_short_pops(r, db, dsn, prefix, t, monkeypatch):
     write(r, prefix, t)
-    real, pops = scripts.pop, []
+    real, pops = scripts.read_and_pop, []
 
     def counted(*args, **kwargs):
-        popped = real(*args, **kwargs)
-        pops.append(len(popped.ids))
-        return popped
+        values, taken = real(*args, **kwargs)
+        pops.append(len(taken.raw))
+        return values, taken
 
-    monkeypatch.setattr(scripts, "pop", counted)
+    monkeypatch.setattr(scripts, "read_and_pop", counted)
     merged: list[int] = []
     report = FastDrainer(r, dsn, prefix=prefix, batch=1000, on_batch=lambda _t, _p, n: merged.append(n)).drain()
     assert report.exit_code == 0 and report.upserted == N == count(db, t.name)
@@ -85,7 +85,7 @@ def test_a_cursor_that_no_longer_fits_the_run_set_loses_nothing(r, db, dsn, pref
     for i in deleted:
         sw.delete(t, i)
     keys = t.keys(0, prefix)
-    real, calls = scripts.pop, []
+    real, calls = scripts.read_and_pop, []
 
     def scrambling(*args, **kwargs):
         calls.append(1)
@@ -93,7 +93,7 @@ def test_a_cursor_that_no_longer_fits_the_run_set_loses_nothing(r, db, dsn, pref
             r.hset(keys.meta, "cursor", str(1000 + 37 * len(calls)))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scripts, "pop", scrambling)
+    monkeypatch.setattr(scripts, "read_and_pop", scrambling)
     report = FastDrainer(r, dsn, prefix=prefix, batch=1000).drain()
     assert len(calls) > 9
     assert (report.exit_code, report.dead_lettered) == (0, 0), report.to_dict()
@@ -110,18 +110,18 @@ def test_a_pop_whose_reply_was_lost_loses_nothing(r, db, dsn, prefix, t, monkeyp
     on a connection error), or the drain saw the error and retried ("raised").
     The ids of the lost reply are redone by the next snapshot of the run."""
     write(r, prefix, t)
-    real, lost = scripts.pop, []
+    real, lost = scripts.read_and_pop, []
 
     def losing(*args, **kwargs):
-        popped = real(*args, **kwargs)
-        if not lost and popped.ids:
-            lost.extend(popped.ids)
+        values, taken = real(*args, **kwargs)
+        if not lost and taken.raw and args[-1]:  # a pop sent with the previous pop's MGET
+            lost.extend(taken.raw)
             if how == "raised":
                 raise redis_lib.exceptions.ConnectionError("the reply was lost")
             return real(*args, **kwargs)
-        return popped
+        return values, taken
 
-    monkeypatch.setattr(scripts, "pop", losing)
+    monkeypatch.setattr(scripts, "read_and_pop", losing)
     report = FastDrainer(r, dsn, prefix=prefix, batch=1000, retry_backoff=0.01).drain()
     assert lost and report.exit_code == 0
     assert report.upserted == N and rows(db, t.name) == [(i, i, 1) for i in range(N)]
@@ -196,14 +196,19 @@ def test_no_script_call_over_2_ms(db, dsn, schema, private_redis, monkeypatch):
     )
     t = Table(f"{schema}.wide")
     made = {"write": 0, "pop": 0, "ack": 0}  # calls made, of which SLOWLOG logs the slow ones
-    real = scripts.call
+    real, real_pop = scripts.call, scripts.read_and_pop
 
     def counting(client_, name, keys, args):
-        if name in ("pop", "ack"):
+        if name == "ack":
             made[name] += 1
         return real(client_, name, keys, args)
 
+    def counting_pops(*args, **kwargs):
+        made["pop"] += 1
+        return real_pop(*args, **kwargs)
+
     monkeypatch.setattr(scripts, "call", counting)
+    monkeypatch.setattr(scripts, "read_and_pop", counting_pops)
     real_send = Syncwd._send
 
     def send_counted(self, calls, reassert=None):
@@ -221,4 +226,4 @@ def test_no_script_call_over_2_ms(db, dsn, schema, private_redis, monkeypatch):
         # former calls (15-60 ms, 6-13 ms) fail both checks.
         assert len(over) <= made[name] // 20, (name, made[name], sorted(durations)[-10:])
         assert max(durations, default=0) <= 5 * BOUND_US, (name, sorted(durations)[-10:])
-        assert made[name] > 100  # so that 5% of them is a bound at all
+        assert made[name] >= 80  # so that 5% of them is a bound at all

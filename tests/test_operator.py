@@ -416,9 +416,13 @@ def test_a_signal_during_the_lease_watch_is_an_interruption(r, db, redis_url, ds
     t = Table(f"{schema}.w")
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
     r.set(t.keys(0, prefix).lease, "a-dead-drainer", px=30_000)  # nobody renews it
-    watching = time.monotonic() + 2  # by then it watches the dead drainer's lease
+    # Watching the dead drainer's lease: a client whose last command read its TTL
+    # (not a fixed wait: a busy machine may take seconds to start the drain).
+    def watching() -> bool:
+        return any(c.get("cmd") == "pttl" for c in r.client_list())
+
     command = [*drain_command(redis_url, dsn, prefix), "--json"]
-    code, stdout, stderr, _ = interrupt(command, lambda: time.monotonic() > watching, signal.SIGINT)
+    code, stdout, stderr, _ = interrupt(command, watching, signal.SIGINT)
     report = last_json(stdout)
     assert code == 4 and report["interrupted"] == "SIGINT", stderr
     assert report["tables"][t.name]["busy"] == []  # not busy: nobody live holds it
