@@ -69,3 +69,21 @@ def test_a_late_ack_does_not_delete_the_newer_value_of_the_next_run(r, prefix):
     assert scripts.snapshot(r, keys, "tok", "R2").run == "R2"  # ...and is in the next run
     scripts.ack(r, keys, "R1", "tok", 3600, [first], deleted=["1"])  # the late ack arrives
     assert r.get(keys.value("1")) == b'{"id":1,"v":2}', "the newer value, never merged, was deleted"
+
+
+def test_status_of_a_run_in_flight_through_a_decode_responses_client(redis_url, prefix):
+    """A decode_responses client is supported (test_drain), but status reads the
+    in-flight records (cmsgpack, binary) through it: decoding them as UTF-8
+    fails while any run has a record in flight or to redo."""
+    from syncwd_fast import Syncwd, Table
+    from syncwd_fast.status import table_status
+
+    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    t = Table("t", partitions=1)
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(3)])
+    keys = t.keys(0, prefix)
+    assert scripts.lease(r, keys, "acquire", "tok", 60_000)
+    scripts.snapshot(r, keys, "tok", "R")
+    scripts.pop(r, keys, "R", "tok", 2, 60_000)
+    status = table_status(r, prefix)["t"]
+    assert (status["in_run"], status["inflight"]) == (1, 2)
