@@ -16,7 +16,8 @@
 
   One call acks one or a few pops (a few hundred ids), so that it stays short;
   a merge batch is acked in several calls. A record already gone (an ack sent
-  again after its reply was lost) is skipped.
+  again after its reply was lost, or late after an adoption redid it) is
+  skipped, with the ids it named: only ids of records found are acked.
 
   Input:
     KEYS[1] in-flight hash      P:{T:n}:run:<run>:inflight  pop number -> ids (cmsgpack array)
@@ -77,13 +78,24 @@ end
 local has_dead = rcall("HLEN", dead) > 0
 local has_dirty = rcall("SCARD", dirty) > 0 -- nothing can be re-dirtied otherwise
 
+-- Ids of the records found: only theirs are acked. A record already gone was
+-- acked, or redone by an adoption; an ack that arrives late (its link stalled)
+-- may find the id written again and snapshotted into the next run, so in no
+-- dirty set: deleting its "tombstone" then would delete the newer value.
+local found = {}
+local named = n_deleted > 0 or #ARGV > last -- ids named beyond the pop numbers
 for p = 8, 7 + n_pops do
   local packed = rcall("HGET", inflight, ARGV[p])
   if packed then
     rcall("HDEL", inflight, ARGV[p])
   end
-  if packed and (has_dead or at) then
+  if packed and (has_dead or at or named) then
     local ids = cmsgpack.unpack(packed)
+    if named then
+      for _, id in ipairs(ids) do
+        found[id] = true
+      end
+    end
     for i = 1, #ids, CHUNK do
       local j = math.min(i + CHUNK - 1, #ids)
       if has_dead then
@@ -114,7 +126,7 @@ if n_deleted > 0 then
     local j = math.min(i + CHUNK - 1, last)
     local got = has_dirty and rcall("SMISMEMBER", dirty, unpack(ARGV, i, j)) or {}
     for k = i, j do
-      if got[k - i + 1] ~= 1 then
+      if got[k - i + 1] ~= 1 and found[ARGV[k]] then
         rcall("DEL", prefix .. ARGV[k])
         rcall("SREM", tombs, ARGV[k])
       end
@@ -127,7 +139,7 @@ local function generation(mark)
   return (string.gsub(mark, "@.*$", ""))
 end
 for i = last + 1, #ARGV, 2 do
-  local current = rcall("HGET", recreated, ARGV[i])
+  local current = found[ARGV[i]] and rcall("HGET", recreated, ARGV[i])
   if current and generation(current) == generation(ARGV[i + 1]) then
     rcall("HDEL", recreated, ARGV[i])
   end

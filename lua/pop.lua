@@ -24,7 +24,8 @@
     KEYS[2] in-flight hash      P:{T:n}:run:<run>:inflight  pop number -> ids (cmsgpack array)
     KEYS[3] redo list           P:{T:n}:run:<run>:redo      in-flight records of an adopted run
     KEYS[4] meta hash           P:{T:n}:meta  fields run, cursor (SSCAN cursor of the run set),
-                                pops (counter naming in-flight records)
+                                pops (counter naming in-flight records, kept at or
+                                above the server clock in microseconds)
     KEYS[5] lease key           P:{T:n}:lease
     KEYS[6] recreated hash      P:{T:n}:recreated  id -> generation (see write.lua)
     ARGV[1] count               int > 0: the most ids taken (SSCAN's COUNT)
@@ -91,7 +92,14 @@ local more = (rcall("EXISTS", run) == 1 or rcall("LLEN", redo) > 0) and 1 or 0
 if #ids == 0 then
   return {{}, more, {}, 0}
 end
-local number = rcall("HINCRBY", meta, "pops", 1)
+-- Numbers never below the clock (in us): a Redis that came back from an older
+-- RDB, or a replica a few writes behind, rolled the counter back, and a number
+-- it gave again would name a pop the drainer still holds, whose ack would then
+-- drop this record (ids never merged). Formatted with %d: Lua writes 16 digits as 1.7e+15.
+local now = rcall("TIME")
+local number = math.max(rcall("HINCRBY", meta, "pops", 1), tonumber(now[1]) * 1000000 + tonumber(now[2]))
+number = string.format("%d", number)
+rcall("HSET", meta, "pops", number)
 rcall("HSET", inflight, number, cmsgpack.pack(ids))
 
 local generations = {}

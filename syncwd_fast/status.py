@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from redis.client import NEVER_DECODE
+
 from . import scripts
 from .checks import eviction_warnings, nothing_registered_warning
 from .discover import find_unregistered, registry_epoch
@@ -67,14 +69,15 @@ def table_status(
         for keys, run in active:
             # In flight: the ids of the in-flight records and of those waiting to be popped again.
             pipe.scard(keys.run(run))
-            pipe.hvals(keys.inflight(run))
-            pipe.lrange(scripts.redo_key(keys, run), 0, -1)
+            # Records are cmsgpack (binary): read them undecoded, whatever the client's decode_responses.
+            pipe.execute_command("HVALS", keys.inflight(run), **{NEVER_DECODE: []})
+            pipe.execute_command("LRANGE", scripts.redo_key(keys, run), 0, -1, **{NEVER_DECODE: []})
         raw_runs = pipe.execute() if active else []
         in_run = inflight = 0
         for i in range(len(active)):
             size, records, redo = raw_runs[3 * i : 3 * i + 3]
             in_run += size
-            inflight += sum(scripts.packed_count(r if isinstance(r, bytes) else r.encode()) for r in records + redo)
+            inflight += sum(scripts.packed_count(r) for r in records + redo)
         result[name] = {
             "partitions": table.partitions,
             "key": list(table.key_columns),
