@@ -108,6 +108,15 @@ def width_table(width: str, r: dict[str, Any]) -> str:
                 f"  {'GET during ' + phase:<22} p50 {stats['p50_ms']:.2f} ms, p99 {stats['p99_ms']:.2f} ms,"
                 f" max {stats['max_ms']:.2f} ms ({stats['count']:,} GETs)"
             )
+    for phase, stats in r.get("redis_calls", {}).items():
+        if "error" in stats:
+            lines.append(f"  {'Redis calls, ' + phase:<22} not measured: {stats['error']}")
+            continue
+        top = ", ".join(f"{name} {c['max_ms']:.2f} ms" for name, c in list(stats["by_call"].items())[:4])
+        lines.append(
+            f"  {'Redis calls, ' + phase:<22} longest {stats['longest_ms']:.2f} ms, {stats['over_2ms']} over 2 ms"
+            + (f" ({top})" if top else "")
+        )
     if "drain_over_drain_pure" in ratios:
         lines.append(f"  drain C / drain pure: {_num(ratios['drain_over_drain_pure'], 2)} in rows/s")
     d = r["drain"]

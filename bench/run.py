@@ -21,6 +21,7 @@ from . import data, drain_run, limit, naive, tables, write_side
 from .latency import GetLatency
 from .measure import CpuMeter
 from .servers import clear_keys
+from .slowlog import ScriptCalls
 
 
 class BenchError(RuntimeError):
@@ -161,7 +162,10 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     clear_keys(client, prefix)
 
     log(f"{width}: update_many, {writes:,} writes")
-    seconds["update_many"], cpu["update_many"] = _write(s, client, width, records, updates)
+    calls: dict[str, dict[str, Any]] = {}  # the longest Redis calls of the phases that call scripts
+    with ScriptCalls(client, s.prefix(width)) as logged:
+        seconds["update_many"], cpu["update_many"] = _write(s, client, width, records, updates)
+    calls["update_many"] = logged.stats
     counts["update_many"] = writes
 
     log(f"{width}: limit, {records:,} typed rows by text COPY + INSERT ... ON CONFLICT, from memory")
@@ -177,9 +181,9 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     counts["limit_merger"] = records
 
     log(f"{width}: drain subprocess, batch {batch}")
-    with GetLatency(s.redis_url, probe_key) as probe:
+    with GetLatency(s.redis_url, probe_key) as probe, ScriptCalls(client, s.prefix(width)) as logged:
         drained = _drain(s, client, width, records, batch)
-    latency["drain"] = probe.stats
+    latency["drain"], calls["drain"] = probe.stats, logged.stats
     seconds["drain"], counts["drain"], cpu["drain"] = float(drained.report["seconds"]), records, drained.cpu
 
     log(f"{width}: the same drain on the pure-Python path (SYNCWD_FAST_PURE=1), final values rewritten")
@@ -187,9 +191,9 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     writer = Syncwd(client, prefix=s.prefix(width))
     for start in range(0, records, s.chunk):
         writer.update_many(s.table(width), data.rows(width, start, min(start + s.chunk, records), updates - 1))
-    with GetLatency(s.redis_url, probe_key) as probe:
+    with GetLatency(s.redis_url, probe_key) as probe, ScriptCalls(client, s.prefix(width)) as logged:
         pure = _drain(s, client, width, records, batch, pure=True)
-    latency["drain_pure"] = probe.stats
+    latency["drain_pure"], calls["drain_pure"] = probe.stats, logged.stats
     seconds["drain_pure"], counts["drain_pure"], cpu["drain_pure"] = float(pure.report["seconds"]), records, pure.cpu
 
     log(f"{width}: naive drain, {sample:,} records row by row")
@@ -224,6 +228,8 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
         "cpu_seconds": cpu,
         # an application's GET, every ms from a separate process, during the phase
         "get_latency": latency,
+        # SLOWLOG: the phase's Redis calls over 0.5 ms, by script (or command)
+        "redis_calls": calls,
     }
 
 

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import orjson
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RATES = ("write_naive", "write_limit", "update_many", "naive", "limit", "drain")
@@ -17,6 +18,7 @@ RATIOS = ("drain_over_limit", "drain_over_naive", "update_many_over_write_limit"
 
 def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    before = redis.Redis.from_url(redis_url).config_get("slowlog-*")
     namespace = "bt" + uuid.uuid4().hex[:10]  # its own key prefix and schema, removed by the bench
     args = ["--records", "3000", "--updates", "2", "--batch", "500", "--naive-sample", "300", "--width", "both"]
     done = subprocess.run(
@@ -38,6 +40,44 @@ def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
         for ratio in RATIOS:
             assert result["ratios"][ratio] is not None and result["ratios"][ratio] > 0, (width, ratio)
         assert result["drain"]["peak_rss_mb"] > 0
+        for phase in ("limit", "drain", "drain_pure"):
+            assert result["get_latency"][phase]["count"] > 0, (width, phase)
+        for phase in ("update_many", "drain", "drain_pure"):
+            calls = result["redis_calls"][phase]
+            assert calls["longest_ms"] >= 0 and calls["over_2ms"] >= 0, (width, phase, calls)
     for fact in ("cpu_count", "python", "redis", "postgres", "date"):
         assert doc["machine"][fact], fact
-    assert "narrow:" in done.stdout and "drain/limit" in done.stdout
+    assert "narrow:" in done.stdout and "drain/limit" in done.stdout and "Redis calls, drain" in done.stdout
+    config = redis.Redis.from_url(redis_url).config_get("slowlog-*")
+    assert config == before, "the bench put the server's SLOWLOG settings back"
+
+
+SPIN = """
+local t0 = redis.call('TIME')
+local start = tonumber(t0[1]) * 1e6 + tonumber(t0[2])
+repeat
+  local t = redis.call('TIME')
+until tonumber(t[1]) * 1e6 + tonumber(t[2]) - start >= tonumber(ARGV[1])
+return redis.call('GET', KEYS[1])
+"""
+
+
+def test_script_calls_count_the_phases_own_slow_calls_only(private_redis) -> None:
+    """bench.slowlog: a 3 ms call on the bench's keys is counted (over 2 ms),
+    a 1 ms one too (logged, under the bound); another client's slow call, or
+    one logged before the phase, is not; the settings are put back."""
+    from bench.slowlog import ScriptCalls
+
+    client = redis.Redis.from_url(private_redis.url)
+    client.config_set("slowlog-log-slower-than", 0)
+    client.eval(SPIN, 1, "bench.wide:{t:0}:v:1", 3000)  # before the phase
+    before = client.config_get("slowlog-*")
+    with ScriptCalls(client, "bench.wide") as calls:
+        client.eval(SPIN, 1, "bench.wide:{t:0}:v:1", 3000)
+        client.eval(SPIN, 1, "bench.wide:{t:0}:v:2", 1000)
+        client.eval(SPIN, 1, "other:{t:0}:v:1", 5000)
+        client.get("bench.wide:{t:0}:v:3")  # fast: under the threshold
+    assert client.config_get("slowlog-*") == before
+    stats = calls.stats
+    assert stats["by_call"] == {"eval": {"count": 2, "max_ms": stats["longest_ms"]}}
+    assert 3.0 <= stats["longest_ms"] < 5.0 and stats["over_2ms"] == 1
