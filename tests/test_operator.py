@@ -418,6 +418,7 @@ def test_a_signal_during_the_lease_watch_is_an_interruption(r, db, redis_url, ds
     t = Table(f"{schema}.w")
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
     r.set(t.keys(0, prefix).lease, "a-dead-drainer", px=30_000)  # nobody renews it
+
     # Watching the dead drainer's lease: a client whose last command read its TTL
     # (not a fixed wait: a busy machine may take seconds to start the drain).
     def watching() -> bool:
