@@ -214,11 +214,13 @@ class Syncwd:
                 pipe.hsetnx(registry, reassert.name, reassert.to_registry())
                 pipe.hsetnx(registry, REGISTRY_EPOCH, new_epoch())
             results = pipe.execute(raise_on_error=False)
-            if any(isinstance(result, Exception) for result in results[: len(group)]):
-                # NOSCRIPT after a restart, a MOVED slot, ...: the whole group again, in
-                # order, through the main client, which loads scripts and follows
-                # redirects. Writes are idempotent; order keeps the last value last.
-                for keys_, args in group:
+            failed = [i for i, result in enumerate(results[: len(group)]) if isinstance(result, Exception)]
+            if failed:
+                # NOSCRIPT after a restart, a MOVED slot, ...: again from the first call
+                # that failed, in order, through the main client, which loads scripts and
+                # follows redirects; order keeps the last value last. Not the calls before
+                # it: they landed, and another writer may have written those ids since.
+                for keys_, args in group[failed[0] :]:
                     scripts.call(self.redis, "write", keys_, args)
             if here and reassert:
                 asserted = not any(isinstance(result, Exception) for result in results[len(group) :])

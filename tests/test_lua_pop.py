@@ -1,6 +1,7 @@
 """lua/pop.lua"""
 
 import pytest
+import redis as redis_lib
 
 from syncwd_fast import scripts
 from syncwd_fast.errors import LeaseLost
@@ -127,3 +128,53 @@ def test_fenced_when_the_lease_is_lost(r, keys):
         scripts.pop(r, keys, "R", "tok", 10, 60_000)
     assert r.hget(keys.meta, "cursor") == b"0"
     assert not r.exists(keys.inflight("R"))
+
+
+# --- pop_batch: several pops, each pop's MGET sent with the next pop ----------
+
+
+def test_a_batch_is_filled_by_pops_each_value_read_with_the_next_pop(r, keys):
+    ids = [f"id-{i}" for i in range(3000)]
+    start(r, keys, ids)
+    r.set(keys.value("id-7"), b'{"id":"newer"}')  # written after the snapshot: the value read is the newest
+    batch = scripts.pop_batch(r, keys, "R", "tok", 100, 1000, 60_000)
+    assert 900 <= len(batch.ids) <= 1000 and batch.remaining == 1
+    assert len(batch.pops) >= 9 and all(len(ids_) <= 100 for _, ids_ in batch.pops)
+    assert [i for _, ids_ in batch.pops for i in ids_] == batch.ids  # in pop order, every pop's ids
+    expected = {i: b'{"id":%s}' % i.encode() for i in batch.ids}
+    if "id-7" in expected:
+        expected["id-7"] = b'{"id":"newer"}'
+    assert dict(zip(batch.ids, batch.values)) == expected
+    assert in_flight(r, keys, "R") == sorted(batch.ids)
+    got = list(batch.ids)
+    while batch.remaining:
+        batch = scripts.pop_batch(r, keys, "R", "tok", 100, 1000, 60_000)
+        got += batch.ids
+    assert len(got) == len(set(got)) and sorted(got) == sorted(ids)
+
+
+def test_a_batch_survives_a_script_flush_between_its_pops(private_redis, monkeypatch):
+    """NOSCRIPT inside the pipeline (Redis restarted, or SCRIPT FLUSH): the pop
+    did not run; it is run again with its source, and no id is lost or doubled."""
+    r = redis_lib.Redis.from_url(private_redis.url)
+    keys = PartitionKeys("p", "t", 0)
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    ids = [str(i) for i in range(2000)]
+    start(r, keys, ids)
+    real, calls = scripts.read_and_pop, []
+
+    def flushing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) in (2, 5):
+            r.script_flush()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scripts, "read_and_pop", flushing)
+    got = []
+    while True:
+        batch = scripts.pop_batch(r, keys, "R", "tok", 100, 700, 60_000)
+        assert all(v == b'{"id":%s}' % i.encode() for i, v in zip(batch.ids, batch.values))
+        got += batch.ids
+        if not batch.remaining:
+            break
+    assert len(calls) > 5 and sorted(got, key=int) == ids and len(got) == len(set(got))

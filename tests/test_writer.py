@@ -5,6 +5,7 @@ import dataclasses
 import orjson
 import pydantic
 import pytest
+import redis as redis_lib
 
 from syncwd_fast import Syncwd, Table
 from syncwd_fast.errors import ConfigurationError
@@ -59,6 +60,38 @@ def test_update_many_survives_a_script_flush(private_redis):
     r.script_flush()
     sw.update_many(T, [{"user_id": i, "x": 1} for i in range(3000)])
     assert sw.get(T, 2999) == {"user_id": 2999, "x": 1}
+
+
+def test_a_failed_call_is_sent_again_not_the_calls_before_it(r, prefix, monkeypatch):
+    """update_many's pipeline: the third of its write calls fails (as NOSCRIPT
+    or a MOVED slot would), and meanwhile another writer updates an id of the
+    first call. The calls from the third on are sent again, in order; the first
+    is not, so the other writer's newer value stays."""
+    one = Table("one", key="user_id", partitions=1)
+    sw = Syncwd(r, prefix=prefix)
+    sw.update(one, {"user_id": 0})  # registered: update_many's calls are the writes only
+    rows = [{"user_id": i, "v": 1} for i in range(600)]  # several calls of at most 128 records
+    real_pipeline = r.pipeline
+
+    class Failing:
+        def __init__(self, *args, **kwargs):
+            self.pipe = real_pipeline(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.pipe, name)
+
+        def execute(self, raise_on_error=True):
+            results = self.pipe.execute(raise_on_error=raise_on_error)
+            assert len(results) >= 4
+            r.set(one.keys(0, prefix).value("0"), b'{"user_id":0,"v":"other writer"}')
+            results[2] = redis_lib.exceptions.ResponseError("injected")
+            return results
+
+    monkeypatch.setattr(r, "pipeline", Failing)
+    sw.update_many(one, rows)
+    monkeypatch.undo()
+    assert sw.get(one, 0) == {"user_id": 0, "v": "other writer"}
+    assert all(sw.get(one, i) == {"user_id": i, "v": 1} for i in range(1, 600))
 
 
 def test_delete_writes_a_tombstone_with_the_key(r, prefix):
