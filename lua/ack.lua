@@ -11,8 +11,9 @@
   it (its newer value is still to be drained). Ids that had been
   dead-lettered earlier and now landed leave the dead hash. A new row after a
   delete loses its recreated mark once merged, unless a later delete started
-  another generation. When the run set is empty and nothing is in flight or
-  waits to be redone, the run is over: its keys go and meta forgets it.
+  another generation. When the run set has been read through (meta cursor
+  "done") and nothing is in flight or waits to be redone, the run is over: its
+  keys go (the set by UNLINK: freed off the main thread) and meta forgets it.
 
   One call acks one or a few pops (a few hundred ids), so that it stays short;
   a merge batch is acked in several calls. A record already gone (an ack sent
@@ -24,7 +25,7 @@
     KEYS[2] run set             P:{T:n}:run:<run>
     KEYS[3] redo list           P:{T:n}:run:<run>:redo
     KEYS[4] dirty set           P:{T:n}:dirty
-    KEYS[5] meta hash           P:{T:n}:meta  fields run, cursor
+    KEYS[5] meta hash           P:{T:n}:meta  fields run, cursor, scan (see pop.lua)
     KEYS[6] lease key           P:{T:n}:lease
     KEYS[7] dead-letter hash    P:{T:n}:dead
     KEYS[8] tombstone set       P:{T:n}:tombs
@@ -146,8 +147,17 @@ for i = last + 1, #ARGV, 2 do
 end
 
 local left = rcall("HLEN", inflight)
-local more = (rcall("EXISTS", run) == 1 or rcall("LLEN", redo) > 0) and 1 or 0
-if more == 0 and left == 0 and rcall("HGET", meta, "run") == run_id then
-  rcall("HDEL", meta, "run", "cursor")
+local state = rcall("HMGET", meta, "run", "cursor", "scan")
+local current = state[1] == run_id
+local unread
+if current and state[3] == "whole" then
+  unread = state[2] ~= "done"
+else -- a run of a version that removed ids from the set as it read them
+  unread = rcall("EXISTS", run) == 1
+end
+local more = (unread or rcall("LLEN", redo) > 0) and 1 or 0
+if more == 0 and left == 0 and current then
+  rcall("UNLINK", run)
+  rcall("HDEL", meta, "run", "cursor", "server", "scan", "again", "taken")
 end
 return {more, left}

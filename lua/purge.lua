@@ -2,15 +2,18 @@
   purge: drop dead-letter entries for good. Their values are what the
   application reads, so they are not deleted: they get the cache TTL, as a
   durable value would, unless a newer value is still to be drained: the id is
-  dirty, in the active run set or in flight. Such a value has no TTL until its
-  own ack; expiring it now would lose it before it is durable. A purged
+  dirty, in the active run set (while that set is still being read: an id
+  already read counts too, so its value is left without a TTL, never lost)
+  or in flight. Such a value has no TTL until its own ack; expiring it now
+  would lose it before it is durable. A purged
   record with nothing newer pending is forgotten whole: a purged tombstone no
   longer makes the next write a new row (tombstone set and recreated mark go).
 
   Input:
     KEYS[1] dead-letter hash    P:{T:n}:dead
     KEYS[2] dirty set           P:{T:n}:dirty
-    KEYS[3] meta hash           P:{T:n}:meta       field "run" names the active run
+    KEYS[3] meta hash           P:{T:n}:meta       field "run" names the active run; cursor
+                                and scan say whether its set is read through (pop.lua)
     KEYS[4] tombstone set       P:{T:n}:tombs
     KEYS[5] recreated hash      P:{T:n}:recreated
     ARGV[1] value key prefix    P:{T:n}:v:
@@ -40,11 +43,14 @@ end
 -- Only one run is active per partition; snapshot and ack keep meta in step
 -- with the run's keys, so no other key can hold a pending id.
 local run, inflight, redo
+local unread = false -- the run set may hold ids not read yet
 local active = rcall("HGET", meta, "run")
 if active then
   run = run_prefix .. active
   inflight = run .. ":inflight"
   redo = run .. ":redo"
+  local state = rcall("HMGET", meta, "cursor", "scan")
+  unread = not (state[2] == "whole" and state[1] == "done")
 end
 
 local in_flight -- id -> true, read once (O(in flight)) when first needed
@@ -73,7 +79,7 @@ end
 
 local function pending(id)
   return rcall("SISMEMBER", dirty, id) == 1
-    or (run ~= nil and (rcall("SISMEMBER", run, id) == 1 or flying(id)))
+    or (run ~= nil and ((unread and rcall("SISMEMBER", run, id) == 1) or flying(id)))
 end
 
 local n = 0

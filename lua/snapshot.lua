@@ -4,17 +4,20 @@
   If meta names an active run, a drainer died or stalled in it (or lost a
   pop's reply): its in-flight records go to the run's redo list, which pop.lua
   reads before the run set, and the run is adopted as it stands, its cursor
-  included (the ids popped and acked have left the run set: none is read
-  again). This costs O(in flight), never O(run) nor O(dirty); the dirty set
-  is left alone (the caller snapshots again after finishing the adopted run).
-  A run left by a version that kept in-flight ids in a set has them put back
-  into its run set.
+  included (the ids read before the cursor are not read again). This costs
+  O(in flight), never O(run) nor O(dirty); the dirty set is left alone (the
+  caller snapshots again after finishing the adopted run). A run left by a
+  version that kept in-flight ids in a set has them put back into its run set
+  (that version removed ids from the set as it read them: pop.lua reads such
+  a set from cursor 0).
   Otherwise the dirty set is RENAMEd (O(1)) to the new run, to be read by
-  cursor from "0"; writes arriving after this go to a fresh dirty set.
+  cursor from "0" without removing ids (see pop.lua); writes arriving after
+  this go to a fresh dirty set.
 
   Input:
     KEYS[1] dirty set           P:{T:n}:dirty
-    KEYS[2] meta hash           P:{T:n}:meta  fields run, owner, started_at, cursor
+    KEYS[2] meta hash           P:{T:n}:meta  fields run, owner, started_at, and the read of
+                                the run set: cursor, server, scan, again, taken (see pop.lua)
     KEYS[3] lease key           P:{T:n}:lease
     ARGV[1] owner token         must hold the lease
     ARGV[2] new run id          used only when there is no active run
@@ -53,12 +56,26 @@ if active then
     for i = 1, #ids, CHUNK do
       rcall("SADD", run, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
     end
+    rcall("HDEL", meta, "scan") -- so pop.lua reads the set from cursor 0
   end
   rcall("DEL", inflight)
   rcall("HSET", meta, "owner", token)
-  local size = rcall("SCARD", run) + rcall("LLEN", redo)
+  -- Ids not read yet: the set's size less those read in this pass (at least
+  -- 1 until the pass is done), or for a run of a version that removed ids as
+  -- it read them, the set's size.
+  local state = rcall("HMGET", meta, "cursor", "scan", "taken")
+  local unread
+  if kind == "set" or state[2] ~= "whole" then
+    unread = rcall("SCARD", run)
+  elseif state[1] == "done" then
+    unread = 0
+  else
+    unread = math.max(1, rcall("SCARD", run) - tonumber(state[3] or "0"))
+  end
+  local size = unread + rcall("LLEN", redo)
   if size == 0 then
-    rcall("HDEL", meta, "run", "cursor")
+    rcall("UNLINK", run)
+    rcall("HDEL", meta, "run", "cursor", "server", "scan", "again", "taken")
   end
   return {active, size, 1}
 end
@@ -68,5 +85,7 @@ if rcall("EXISTS", dirty) == 0 then
 end
 local run = run_prefix .. new_run
 rcall("RENAME", dirty, run)
-rcall("HSET", meta, "run", new_run, "owner", token, "started_at", ARGV[4], "cursor", "0")
+rcall("HSET", meta, "run", new_run, "owner", token, "started_at", ARGV[4],
+  "cursor", "0", "scan", "whole", "again", 0, "taken", 0)
+rcall("HDEL", meta, "server")
 return {new_run, rcall("SCARD", run), 0}

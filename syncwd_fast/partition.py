@@ -327,6 +327,9 @@ class PartitionDrain:
                     acks.remove(done)
                     done.result()  # an ack that failed (lease lost, fault) stops the run here
                 if batch is None:
+                    if popped.pops:  # ids of a repeated pass only, every one done: nothing to merge
+                        self.result.skipped += len(popped.done)
+                        self._ack(run, popped, MergeResult(), set())
                     break
                 pending = popper.submit(self._fetch, run) if popped.remaining else None
                 merged, gone = self._merge(run, popped, batch, merger)
@@ -398,6 +401,7 @@ class PartitionDrain:
             r.deleted += len(merged.deleted)
             r.skipped += len(merged.skipped) + merged.unchanged
         r.dead_lettered += len(dead)
+        r.skipped += len(popped.done)
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged, gone
@@ -422,7 +426,7 @@ class PartitionDrain:
         """Short ack calls of a few pops each. The script reads the ids from the
         pops' in-flight records and gives every one the TTL but the kept and
         deleted ones named here: so each id must have been merged or dead-lettered."""
-        kept, deleted = set(merged.skipped), set(merged.deleted)
+        kept, deleted = set(merged.skipped) | set(popped.done), set(merged.deleted)
         accounted = kept | deleted | set(merged.upserted) | gone
         try:
             for records in self._ack_calls(popped.pops):

@@ -131,6 +131,9 @@ class Popped:
     recreated: dict[str, str] = field(default_factory=dict)
     # (pop number, ids of that pop): the in-flight records the ids are held by
     pops: list[tuple[int, list[str]]] = field(default_factory=list)
+    # ids of a repeated pass over the run set whose value is gone: merged before
+    # (a tombstone since deleted, a TTL run out), so done; acked with no TTL
+    done: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Taken:
     remaining: int
     recreated: list[bytes | str | None]  # generations, aligned with raw (empty: none)
     number: int  # the in-flight record's pop number
+    again: bool = False  # a repeated pass over the run set: a missing value is an id done
 
 
 def _pop_call(keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> tuple[list[str], list[Any]]:
@@ -153,7 +157,7 @@ def _pop_call(keys: PartitionKeys, run: str, token: str, count: int, lease_ms: i
 def _taken(result: Any, keys: PartitionKeys) -> Taken:
     result = _fenced(result, keys, "pop")
     raw: list[bytes] = [i if isinstance(i, bytes) else id_wire(i) for i in result[0]]
-    return Taken(raw, int(result[1]), list(result[2]), int(result[3]))
+    return Taken(raw, int(result[1]), list(result[2]), int(result[3]), len(result) > 4 and int(result[4]) == 1)
 
 
 def _mget(client: Any, keys: PartitionKeys, raw: list[bytes]) -> Any:
@@ -198,6 +202,9 @@ def _popped(taken: Taken, values: list[bytes | None], seen: set[str], into: Popp
         if rid in seen:  # should an id come out twice, it is merged once, its records acked with the batch
             continue
         seen.add(rid)
+        if value is None and taken.again:
+            into.done.append(rid)
+            continue
         into.ids.append(rid)
         into.values.append(value)
         if generation is not None:
@@ -223,7 +230,7 @@ def pop_batch(client: Any, keys: PartitionKeys, run: str, token: str, count: int
         taken, remaining = (after, after.remaining) if after.raw else (None, after.remaining)
     if taken is not None:
         _popped(taken, _values(_mget(client, keys, taken.raw)), seen, batch)
-    return Popped(batch.ids, batch.values, remaining, batch.recreated, batch.pops)
+    return Popped(batch.ids, batch.values, remaining, batch.recreated, batch.pops, batch.done)
 
 
 def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> Popped:

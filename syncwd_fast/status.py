@@ -69,14 +69,15 @@ def table_status(
         for keys, run in active:
             # In flight: the ids of the in-flight records and of those waiting to be popped again.
             pipe.scard(keys.run(run))
+            pipe.hmget(keys.meta, "cursor", "scan", "taken")
             # Records are cmsgpack (binary): read them undecoded, whatever the client's decode_responses.
             pipe.execute_command("HVALS", keys.inflight(run), **{NEVER_DECODE: []})
             pipe.execute_command("LRANGE", scripts.redo_key(keys, run), 0, -1, **{NEVER_DECODE: []})
         raw_runs = pipe.execute() if active else []
         in_run = inflight = 0
         for i in range(len(active)):
-            size, records, redo = raw_runs[3 * i : 3 * i + 3]
-            in_run += size
+            size, (cursor, scan, taken), records, redo = raw_runs[4 * i : 4 * i + 4]
+            in_run += _unread(size, _text(cursor) if cursor else None, _text(scan) if scan else None, taken)
             inflight += sum(scripts.packed_count(r) for r in records + redo)
         result[name] = {
             "partitions": table.partitions,
@@ -90,6 +91,17 @@ def table_status(
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
         }
     return result
+
+
+def _unread(size: int, cursor: str | None, scan: str | None, taken: Any) -> int:
+    """Ids of a run set not read yet: the set keeps every id while a pass reads
+    it (pop.lua), so its size less the ids read in this pass; a set of an
+    earlier version lost its ids as they were read."""
+    if scan != "whole":
+        return size
+    if cursor == "done":
+        return 0
+    return max(1, size - int(taken or 0))
 
 
 def status_report(

@@ -7,7 +7,7 @@ from syncwd_fast import scripts
 from syncwd_fast.errors import LeaseLost
 from syncwd_fast.keys import PartitionKeys
 
-from .helpers import in_flight
+from .helpers import in_flight, redo
 
 
 @pytest.fixture
@@ -44,43 +44,78 @@ def test_pops_ids_with_their_values_as_one_in_flight_record(r, keys):
     assert in_flight(r, keys, "R") == ["0", "1", "2", "3", "4"]
 
 
-def test_the_run_set_is_read_by_cursor_and_emptied(r, keys):
+def test_the_run_set_is_read_by_cursor_in_one_pass_and_left_as_it_is(r, keys):
     ids = [f"id-{i}" for i in range(3000)]  # a hashtable set: read in steps
     start(r, keys, ids)
     first = scripts.pop(r, keys, "R", "tok", 100, 60_000)
-    assert 0 < len(first.ids) < 400 and r.hget(keys.meta, "cursor") != b"0"
-    assert r.scard(keys.run("R")) == 3000 - len(first.ids)  # taken out as they go in flight
+    assert 0 < len(first.ids) < 400 and r.hget(keys.meta, "cursor") not in (b"0", b"done")
+    assert r.scard(keys.run("R")) == 3000  # not changed while it is read
+    # taken: the ids read, those past the count waiting in the redo list included
+    assert r.hmget(keys.meta, ["taken", "again"]) == [str(len(first.ids) + len(redo(r, keys, "R"))).encode(), b"0"]
     pops = [first, *pop_all(r, keys, 100)]
-    assert sorted(i for p in pops for i in p.ids) == sorted(ids)
-    assert not r.exists(keys.run("R"))
+    popped = [i for p in pops for i in p.ids]
+    assert len(popped) == len(set(popped)) and sorted(popped) == sorted(ids)  # each id once
+    assert r.hget(keys.meta, "cursor") == b"done" and not pops[-1].remaining
     assert r.hlen(keys.inflight("R")) == len([p for p in pops if p.ids])
+    # The run ends with the ack of its last records: the set goes then.
+    assert scripts.ack(r, keys, "R", "tok", 60, [n for p in pops for n, _ in p.pops]) == (0, 0)
+    assert not r.exists(keys.run("R")) and r.hmget(keys.meta, ["run", "cursor", "taken"]) == [None] * 3
 
 
-def test_no_id_comes_out_twice_while_the_set_shrinks(r, keys):
-    # Emptied by SREM, the set is resized (rehashed) while it is read: SSCAN may
-    # then return a member again, but a member read has left the set.
+def test_no_id_comes_out_twice_in_a_pass(r, keys):
     ids = [f"id-{i}" for i in range(20_000)]
     start(r, keys, ids)
     popped = [i for p in pop_all(r, keys, 125) for i in p.ids]
     assert len(popped) == len(set(popped)) == 20_000
 
 
-def test_a_cursor_that_no_longer_fits_the_set_still_reads_every_member(r, keys):
+def test_a_cursor_from_another_server_reads_the_set_again_as_a_repeat(r, keys):
     # Redis restarted or failed over: the set was rebuilt with another hash seed,
-    # so the cursor kept in meta points anywhere. A pass may miss members; they
-    # stay in the set, and the next pass (from cursor 0) finds them.
+    # so the cursor kept in meta points anywhere. Meta names the server the
+    # cursor came from: on another, the set is read again from cursor 0, as a
+    # repeat (ids merged before come again; a missing value then means done).
     ids = [f"id-{i}" for i in range(3000)]
     start(r, keys, ids)
-    popped = [i for i in scripts.pop(r, keys, "R", "tok", 100, 60_000).ids]
-    r.hset(keys.meta, "cursor", "3000")  # somewhere in the middle of another table
-    popped += [i for p in pop_all(r, keys, 100) for i in p.ids]
-    assert sorted(popped) == sorted(ids)
+    first = scripts.pop(r, keys, "R", "tok", 100, 60_000)
+    assert not first.done and r.hget(keys.meta, "again") == b"0"
+    r.hset(keys.meta, mapping={"cursor": "3000", "server": "f" * 40})  # another server's cursor
+    r.delete(keys.value(first.ids[0]))  # merged and acked as a tombstone before the restart
+    rest = pop_all(r, keys, 100)
+    again = [i for p in rest for i in p.ids]
+    # the whole set again (and the ids the first pop left to redo)
+    assert sorted(set(again + [i for p in rest for i in p.done])) == sorted(ids)
+    assert [i for p in rest for i in p.done] == [first.ids[0]]  # its value gone: done, not dead
+    assert r.hget(keys.meta, "again") == b"1" and r.hget(keys.meta, "cursor") == b"done"
+
+
+def test_a_cursor_of_this_server_is_kept(r, keys):
+    ids = [f"id-{i}" for i in range(3000)]
+    start(r, keys, ids)
+    first = scripts.pop(r, keys, "R", "tok", 100, 60_000)
+    server = r.hget(keys.meta, "server")
+    assert server == r.info("server")["run_id"].encode()
+    rest = [i for p in pop_all(r, keys, 100) for i in p.ids]
+    assert sorted(first.ids + rest) == sorted(ids) and len(rest) == len(set(rest)) == 3000 - len(first.ids)
+
+
+def test_a_run_of_the_version_that_removed_ids_is_read_from_the_start(r, keys):
+    # That version SREMed ids as it read them and kept no "scan" in meta: its
+    # set holds only ids not read yet, whatever its cursor says.
+    ids = [f"id-{i}" for i in range(3000)]
+    start(r, keys, ids)
+    r.srem(keys.run("R"), *ids[:1000])  # read, merged and acked by that version
+    r.hset(keys.meta, "cursor", "1234")
+    r.hdel(keys.meta, "scan", "again", "taken")
+    popped = [i for p in pop_all(r, keys, 100) for i in p.ids]
+    assert sorted(popped) == sorted(ids[1000:]) and len(popped) == 2000
+    assert r.hget(keys.meta, "scan") == b"whole" and r.hget(keys.meta, "again") == b"0"
 
 
 def test_a_small_set_read_whole_is_taken_count_at_a_time(r, keys):
     start(r, keys, [str(i) for i in range(300)])  # an intset: SSCAN returns it all at once
     popped = scripts.pop(r, keys, "R", "tok", 100, 60_000)
-    assert len(popped.ids) == 100 and popped.remaining == 1 and r.scard(keys.run("R")) == 200
+    assert len(popped.ids) == 100 and popped.remaining == 1 and r.hget(keys.meta, "cursor") == b"done"
+    assert r.llen(scripts.redo_key(keys, "R")) == 1  # the other 200 wait there, popped next
     rest = pop_all(r, keys, 100)
     assert [len(p.ids) for p in rest] == [100, 100]
     assert sorted(popped.ids + [i for p in rest for i in p.ids], key=int) == [str(i) for i in range(300)]

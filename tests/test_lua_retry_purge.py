@@ -46,7 +46,8 @@ def test_purge_gives_no_ttl_to_a_newer_value_in_the_active_run_or_in_flight(r, p
     r.sadd(keys.dirty, "flying")
     scripts.snapshot(r, keys, "tok", "R")
     scripts.pop(r, keys, "R", "tok", 10, 60_000)  # popped, its batch not committed yet
-    r.sadd(keys.run("R"), "queued")  # snapshotted, not popped yet
+    r.sadd(keys.run("R"), "queued")  # snapshotted, not popped yet:
+    r.hset(keys.meta, "cursor", "0")  # the run set's pass is not done
     r.sadd(keys.dirty, "dirty")
     r.sadd(keys.run("OLD"), "old-run")  # a set meta does not name is no run: nothing drains it
     assert purge(r, keys, 60) == 5
@@ -84,3 +85,19 @@ def test_purge_reads_the_records_to_redo_and_an_earlier_version_s_in_flight_set(
     r.hset(keys.meta, "run", "V1")
     r.sadd(keys.inflight("V1"), "old")
     assert purge(r, keys, 60, "old") == 1 and r.ttl(keys.value("old")) == -1
+
+
+def test_purge_gives_the_ttl_to_a_value_of_a_run_set_read_through(r, prefix):
+    # The run set keeps its ids until the run ends; once its pass is done, an id
+    # in it that is not in flight is no longer pending.
+    keys = PartitionKeys(prefix, "t", 0)
+    r.hset(keys.dead, "read", "{}")
+    r.set(keys.value("read"), b"{}")
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    r.sadd(keys.dirty, "read", "other")
+    scripts.snapshot(r, keys, "tok", "R")
+    [(number, ids)] = scripts.pop(r, keys, "R", "tok", 10, 60_000).pops
+    assert sorted(ids) == ["other", "read"] and r.hget(keys.meta, "cursor") == b"done"
+    scripts.dead(r, keys, "R", "tok", [("read", "bad")], pops=[number])  # out of the record
+    assert r.sismember(keys.run("R"), "read") and purge(r, keys, 60, "read") == 1
+    assert 0 < r.ttl(keys.value("read")) <= 60

@@ -84,6 +84,8 @@ def test_status_of_a_run_in_flight_through_a_decode_responses_client(redis_url, 
     keys = t.keys(0, prefix)
     assert scripts.lease(r, keys, "acquire", "tok", 60_000)
     scripts.snapshot(r, keys, "tok", "R")
-    scripts.pop(r, keys, "R", "tok", 2, 60_000)
+    # a record to redo, as after an adoption
+    r.eval("redis.call('LPUSH', KEYS[1], cmsgpack.pack(ARGV))", 1, scripts.redo_key(keys, "R"), "7", "8")
+    scripts.pop(r, keys, "R", "tok", 1, 60_000)  # one id of the redo record in flight
     status = table_status(r, prefix)["t"]
-    assert (status["in_run"], status["inflight"]) == (1, 2)
+    assert (status["in_run"], status["inflight"]) == (3, 2)
