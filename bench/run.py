@@ -61,13 +61,16 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
-def _write(s: Settings, client: Any, width: str, records: int, updates: int) -> tuple[float, dict[str, Any]]:
-    """update_many of every write into the drain's prefix; (timed seconds, CPU)."""
+def _write(
+    s: Settings, client: Any, width: str, records: int, updates: int
+) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """update_many of every write into the drain's prefix; (timed seconds, CPU,
+    the longest Redis calls)."""
     prefix = s.prefix(width)
     clear_keys(client, prefix)
-    with CpuMeter(client) as meter:
+    with CpuMeter(client) as meter, ScriptCalls(client, prefix) as logged:
         seconds = write_side.update_many(client, s.table(width), prefix, width, records, updates, s.chunk)
-    return seconds, meter.seconds
+    return seconds, meter.seconds, logged.stats
 
 
 def _limit(
@@ -93,11 +96,22 @@ def _limit(
     return seconds, meter.seconds
 
 
-def _drain(s: Settings, client: Any, width: str, records: int, batch: int, pure: bool = False) -> drain_run.DrainRun:
+def _drain(
+    s: Settings, client: Any, width: str, records: int, batch: int, pure: bool = False, probe_key: str | None = None
+) -> tuple[drain_run.DrainRun, dict[str, Any], dict[str, Any]]:
+    """The drain subprocess; with ``probe_key``, also an application's GET
+    latency and the longest Redis calls while it ran (nothing else in the window)."""
     table = s.table(width)
     tables.checkpoint(s.dsn)
     env = {"SYNCWD_FAST_PURE": "1" if pure else "0"}
-    result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), batch, s.workers, env=env)
+    latency: dict[str, Any] = {}
+    calls: dict[str, Any] = {}
+    if probe_key is None:
+        result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), batch, s.workers, env=env)
+    else:
+        with GetLatency(s.redis_url, probe_key) as probe, ScriptCalls(client, s.prefix(width)) as logged:
+            result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), batch, s.workers, env=env)
+        latency, calls = probe.stats, logged.stats
     expected = "python" if pure or not speedups.available() else "c"
     if result.report.get("speedups") != expected:
         raise BenchError(f"the drain ran with speedups {result.report.get('speedups')!r}, not {expected}")
@@ -108,7 +122,7 @@ def _drain(s: Settings, client: Any, width: str, records: int, batch: int, pure:
             f"\n{result.stderr_tail}"
         )
     clear_keys(client, s.prefix(width))
-    return result
+    return result, latency, calls
 
 
 def _naive(s: Settings, client: Any, width: str, sample: int, updates: int) -> tuple[int, float, dict[str, Any]]:
@@ -163,9 +177,7 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
 
     log(f"{width}: update_many, {writes:,} writes")
     calls: dict[str, dict[str, Any]] = {}  # the longest Redis calls of the phases that call scripts
-    with ScriptCalls(client, s.prefix(width)) as logged:
-        seconds["update_many"], cpu["update_many"] = _write(s, client, width, records, updates)
-    calls["update_many"] = logged.stats
+    seconds["update_many"], cpu["update_many"], calls["update_many"] = _write(s, client, width, records, updates)
     counts["update_many"] = writes
 
     log(f"{width}: limit, {records:,} typed rows by text COPY + INSERT ... ON CONFLICT, from memory")
@@ -181,9 +193,7 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     counts["limit_merger"] = records
 
     log(f"{width}: drain subprocess, batch {batch}")
-    with GetLatency(s.redis_url, probe_key) as probe, ScriptCalls(client, s.prefix(width)) as logged:
-        drained = _drain(s, client, width, records, batch)
-    latency["drain"], calls["drain"] = probe.stats, logged.stats
+    drained, latency["drain"], calls["drain"] = _drain(s, client, width, records, batch, probe_key=probe_key)
     seconds["drain"], counts["drain"], cpu["drain"] = float(drained.report["seconds"]), records, drained.cpu
 
     log(f"{width}: the same drain on the pure-Python path (SYNCWD_FAST_PURE=1), final values rewritten")
@@ -191,9 +201,9 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     writer = Syncwd(client, prefix=s.prefix(width))
     for start in range(0, records, s.chunk):
         writer.update_many(s.table(width), data.rows(width, start, min(start + s.chunk, records), updates - 1))
-    with GetLatency(s.redis_url, probe_key) as probe, ScriptCalls(client, s.prefix(width)) as logged:
-        pure = _drain(s, client, width, records, batch, pure=True)
-    latency["drain_pure"], calls["drain_pure"] = probe.stats, logged.stats
+    pure, latency["drain_pure"], calls["drain_pure"] = _drain(
+        s, client, width, records, batch, pure=True, probe_key=probe_key
+    )
     seconds["drain_pure"], counts["drain_pure"], cpu["drain_pure"] = float(pure.report["seconds"]), records, pure.cpu
 
     log(f"{width}: naive drain, {sample:,} records row by row")
@@ -244,7 +254,7 @@ def drain_point(
     if with_limit:
         limit_s, _ = _limit(s, client, width, records, batch)
         point["limit"] = _rate(records, limit_s)
-    drained = _drain(s, client, width, records, batch)
+    drained, _, _ = _drain(s, client, width, records, batch)
     point["drain"] = round(drained.rate, 1)
     point["peak_rss_mb"] = drained.peak_rss_mb
     point["cpu_seconds"] = drained.cpu
