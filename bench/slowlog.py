@@ -5,7 +5,9 @@ For the phase, redis-server logs every call over ``threshold_us`` (CONFIG SET
 rolls off); afterwards both settings are put back as they were. Only the
 entries logged since the phase began (SLOWLOG ids grow) that touch the bench's
 own keys count: the server may be shared, and others' slow calls are not the
-phase's. Scripts are named by their SHA. Where CONFIG is refused (a managed
+phase's. Scripts are named by their SHA; the commands a script runs are
+logged too (client "?:0"): they are kept apart, as part of the script's
+call, never counted as calls of their own. Where CONFIG is refused (a managed
 Redis), ``stats`` says so and the phase runs all the same.
 
     with ScriptCalls(client, "bench.wide") as calls: ...
@@ -67,7 +69,8 @@ class ScriptCalls:
     def _summary(self, entries: list[Any]) -> dict[str, Any]:
         names = _script_names()
         prefix = self.prefix.encode()
-        by_call: dict[str, dict[str, Any]] = {}
+        by_call: dict[str, dict[str, Any]] = {}  # the calls clients made
+        inner_calls: dict[str, dict[str, Any]] = {}  # the commands scripts ran, for a profile
         over = 0
         for entry in entries:
             if int(entry[0]) <= self._since:
@@ -77,14 +80,16 @@ class ScriptCalls:
                 continue  # another client's call
             command = _text(args[0]).lower()
             name = names.get(_text(args[1]), "script?") if command == "evalsha" and len(args) > 1 else command
+            inner = len(entry) > 4 and entry[4] == b"?:0"  # run by a script: part of that script's call
             ms = int(entry[2]) / 1000
-            call = by_call.setdefault(name, {"count": 0, "max_ms": 0.0})
+            call = (inner_calls if inner else by_call).setdefault(name, {"count": 0, "max_ms": 0.0})
             call["count"] += 1
             call["max_ms"] = round(max(call["max_ms"], ms), 3)
-            over += ms > BOUND_MS
+            over += not inner and ms > BOUND_MS
         return {
             "threshold_ms": self.threshold_us / 1000,
             "by_call": dict(sorted(by_call.items(), key=lambda kv: -kv[1]["max_ms"])),
+            "in_scripts": dict(sorted(inner_calls.items(), key=lambda kv: -kv[1]["max_ms"])),
             "longest_ms": max((c["max_ms"] for c in by_call.values()), default=0.0),
             "over_2ms": over,
         }

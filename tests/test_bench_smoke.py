@@ -63,21 +63,24 @@ return redis.call('GET', KEYS[1])
 
 
 def test_script_calls_count_the_phases_own_slow_calls_only(private_redis) -> None:
-    """bench.slowlog: a 3 ms call on the bench's keys is counted (over 2 ms),
-    a 1 ms one too (logged, under the bound); another client's slow call, or
-    one logged before the phase, is not; the settings are put back."""
+    """bench.slowlog, logging every call: a 3 ms and a 1 ms script call and a
+    GET on the bench's keys count, the commands the scripts ran are kept
+    apart, and another client's slow call, or one logged before the phase,
+    does not count; the settings are put back."""
     from bench.slowlog import ScriptCalls
 
     client = redis.Redis.from_url(private_redis.url)
     client.config_set("slowlog-log-slower-than", 0)
     client.eval(SPIN, 1, "bench.wide:{t:0}:v:1", 3000)  # before the phase
     before = client.config_get("slowlog-*")
-    with ScriptCalls(client, "bench.wide") as calls:
+    with ScriptCalls(client, "bench.wide", threshold_us=0) as calls:
         client.eval(SPIN, 1, "bench.wide:{t:0}:v:1", 3000)
         client.eval(SPIN, 1, "bench.wide:{t:0}:v:2", 1000)
         client.eval(SPIN, 1, "other:{t:0}:v:1", 5000)
-        client.get("bench.wide:{t:0}:v:3")  # fast: under the threshold
+        client.get("bench.wide:{t:0}:v:3")
     assert client.config_get("slowlog-*") == before
     stats = calls.stats
-    assert stats["by_call"] == {"eval": {"count": 2, "max_ms": stats["longest_ms"]}}
+    assert {name: c["count"] for name, c in stats["by_call"].items()} == {"eval": 2, "get": 1}
+    assert {name: c["count"] for name, c in stats["in_scripts"].items()} == {"get": 2}  # the scripts' own GETs
+    assert stats["by_call"]["eval"]["max_ms"] == stats["longest_ms"]
     assert 3.0 <= stats["longest_ms"] < 5.0 and stats["over_2ms"] == 1
