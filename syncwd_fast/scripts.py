@@ -308,7 +308,7 @@ def dead(
     """``at``: the time recorded in each entry (default now); ``pops``: the pop
     numbers of the in-flight records that hold the ids (they are taken out)."""
     pops = pops or []
-    args: list[Any] = [token, keys.value_prefix, round(time.time(), 3) if at is None else at, len(pops), *pops]
+    args: list[Any] = [token, keys.value_prefix, round(time.time(), 3) if at is None else at, run, len(pops), *pops]
     for record_id, reason in entries:
         args.append(id_wire(record_id))
         args.append(reason)
