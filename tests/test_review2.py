@@ -119,7 +119,7 @@ def _chaos(private_redis, db, dsn, schema, restarts, seed):
     got = {i: v for i, v, _ in rows(db, t.name, "id")}
     want = {i: v for i, v in model.items() if v is not None}
     assert got == want, (len(got), len(want), [(i, got.get(i), want.get(i)) for i in set(got) ^ set(want)][:5])
-    for i, v in want.items():
+    for i in want:
         assert client.ttl(keys.value(str(i))) > 0
 
 
@@ -156,7 +156,8 @@ def test_a_repeat_pass_acks_an_id_that_is_not_utf8(private_redis, db, dsn, schem
         if odd.decode("utf-8", "surrogateescape") in [*p.ids, *p.done]:
             break
     assert client.hget(keys.meta, "cursor") != b"done"
-    scripts.dead(client, keys, run, "first", [(odd.decode("utf-8", "surrogateescape"), "vanished")], pops=[n for n, _ in p.pops])
+    gone = odd.decode("utf-8", "surrogateescape")
+    scripts.dead(client, keys, run, "first", [(gone, "vanished")], pops=[n for n, _ in p.pops])
     scripts.lease(client, keys, "release", "first")
     client.save()
     private_redis.restart(kill=True)  # from the RDB saved mid-run: the next pass is a repeat
