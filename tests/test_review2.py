@@ -166,3 +166,41 @@ def test_a_repeat_pass_acks_an_id_that_is_not_utf8(private_redis, db, dsn, schem
     assert report.exit_code in (0, 1), report.to_dict()
     assert rows(db, t.name) == [(i, i) for i in range(3000)]
     assert client.hget(keys.meta, "run") is None  # the run is over
+
+
+def test_a_repeat_pass_keeps_the_dead_letter_of_a_value_that_vanished(private_redis, db, dsn, schema):
+    """A dirty value vanished (evicted under maxmemory, deleted by hand): the
+    drain dead-letters its id ("value missing"), the only trace of the lost
+    record. Redis restarts mid-run: the repeat pass reads the id again, finds
+    no value, takes it for done, and its ack removes the dead letter as if the
+    record had landed."""
+    import redis as redis_lib
+
+    from syncwd_fast import scripts
+
+    db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int NOT NULL)")
+    t = Table(f"{schema}.p")
+    client = redis_lib.Redis.from_url(private_redis.url)
+    Syncwd(client).update_many(t, [{"id": i, "v": i} for i in range(3000)])
+    keys = t.keys(0, "syncwd")
+    drainer = FastDrainer(client, dsn, batch=100)
+    lost: list[str] = []
+
+    def on_batch(*_):
+        if not lost:  # a value still to be read vanishes, and is dead-lettered
+            unread = [i.decode() for i in client.smembers(keys.run(client.hget(keys.meta, "run").decode()))]
+            x = next(i for i in unread if client.exists(keys.value(i)) and client.ttl(keys.value(i)) == -1)
+            client.delete(keys.value(x))
+            lost.append(x)
+        elif lost[0] in dead_entries(client, keys) and len(lost) == 1:
+            lost.append("restart")
+            client.save()
+            private_redis.restart(kill=True)  # mid-run: the next pass is a repeat
+
+    drainer.options.on_batch = on_batch
+    report = drainer.drain()
+    assert "restart" in lost and report.exit_code in (0, 1), report.to_dict()
+    FastDrainer(redis_lib.Redis.from_url(private_redis.url), dsn).drain()
+    client = redis_lib.Redis.from_url(private_redis.url)
+    assert client.hget(keys.meta, "run") is None
+    assert lost[0] in dead_entries(client, keys), "the dead letter of a lost record was removed"
