@@ -176,8 +176,6 @@ def test_a_repeat_pass_keeps_the_dead_letter_of_a_value_that_vanished(private_re
     record had landed."""
     import redis as redis_lib
 
-    from syncwd_fast import scripts
-
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int NOT NULL)")
     t = Table(f"{schema}.p")
     client = redis_lib.Redis.from_url(private_redis.url)
