@@ -6,7 +6,8 @@
   (acked, no TTL: the version guard skipped them, PostgreSQL holds a newer
   version, so their value was not written and must not expire as if it were
   durable) and the deleted ones (their tombstones are deleted).
-  Dead-lettered ids left the records already (dead.lua). A record re-dirtied
+  Dead-lettered ids left the records already (dead.lua); a kept id whose
+  value is gone (done in a repeated pass) keeps its dead letter. A record re-dirtied
   while its batch was in flight keeps no TTL and no tombstone is deleted for
   it (its newer value is still to be drained). Ids that had been
   dead-lettered earlier and now landed leave the dead hash. A new row after a
@@ -100,7 +101,17 @@ for p = 8, 7 + n_pops do
     for i = 1, #ids, CHUNK do
       local j = math.min(i + CHUNK - 1, #ids)
       if has_dead then
-        rcall("HDEL", dead, unpack(ids, i, j))
+        if next(except) == nil then
+          rcall("HDEL", dead, unpack(ids, i, j))
+        else
+          for k = i, j do
+            -- A kept id whose value is gone is one a repeated pass found done:
+            -- a value that vanished keeps its dead letter (it never landed).
+            if not except[ids[k]] or rcall("EXISTS", prefix .. ids[k]) == 1 then
+              rcall("HDEL", dead, ids[k])
+            end
+          end
+        end
       end
       if at then
         if has_dirty then

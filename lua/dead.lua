@@ -15,9 +15,11 @@
     ARGV[1] owner token         must hold the lease
     ARGV[2] value key prefix    P:{T:n}:v:
     ARGV[3] time                unix seconds
-    ARGV[4] p                   how many pop numbers follow: the records holding the ids
-    ARGV[5..4+p]                the pop numbers
-    ARGV[5+p], ARGV[6+p], ...   id1, reason1, id2, reason2, ... (pairs)
+    ARGV[4] run id              the run the ids were read from, kept in each entry (purge.lua:
+                                an id dead-lettered in the active run was read from its set)
+    ARGV[5] p                   how many pop numbers follow: the records holding the ids
+    ARGV[6..5+p]                the pop numbers
+    ARGV[6+p], ARGV[7+p], ...   id1, reason1, id2, reason2, ... (pairs)
 
   Output:
     the number of ids dead-lettered.
@@ -25,7 +27,7 @@
 ]]
 local rcall = redis.call
 local inflight, dead, lease = KEYS[1], KEYS[2], KEYS[3]
-local token, prefix, now, n_pops = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local token, prefix, now, run_id, n_pops = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 
 if rcall("GET", lease) ~= token then
   return -1
@@ -33,7 +35,7 @@ end
 
 local gone = {}
 local n = 0
-for i = 5 + n_pops, #ARGV, 2 do
+for i = 6 + n_pops, #ARGV, 2 do
   local id, reason = ARGV[i], ARGV[i + 1]
   local attempts = 1
   local previous = rcall("HGET", dead, id)
@@ -49,12 +51,12 @@ for i = 5 + n_pops, #ARGV, 2 do
   else
     value = cjson.null
   end
-  rcall("HSET", dead, id, cjson.encode({value = value, error = reason, at = now, attempts = attempts}))
+  rcall("HSET", dead, id, cjson.encode({value = value, error = reason, at = now, attempts = attempts, run = run_id}))
   gone[id] = true
   n = n + 1
 end
 
-for i = 5, 4 + n_pops do
+for i = 6, 5 + n_pops do
   local packed = rcall("HGET", inflight, ARGV[i])
   if packed then
     local kept = {}

@@ -3,14 +3,15 @@
   application reads, so they are not deleted: they get the cache TTL, as a
   durable value would, unless a newer value is still to be drained: the id is
   dirty, in the active run set (while that set is still being read: an id
-  already read counts too, so its value is left without a TTL, never lost)
-  or in flight. Such a value has no TTL until its own ack; expiring it now
+  already read counts too, so its value is left without a TTL, never lost;
+  but not an id dead-lettered in that run, which was read from the set: its
+  copy there is no newer value, and a newer one would be dirty) or in flight. Such a value has no TTL until its own ack; expiring it now
   would lose it before it is durable. A purged
   record with nothing newer pending is forgotten whole: a purged tombstone no
   longer makes the next write a new row (tombstone set and recreated mark go).
 
   Input:
-    KEYS[1] dead-letter hash    P:{T:n}:dead
+    KEYS[1] dead-letter hash    P:{T:n}:dead  id -> entry (JSON; "run": the run it was made in)
     KEYS[2] dirty set           P:{T:n}:dirty
     KEYS[3] meta hash           P:{T:n}:meta       field "run" names the active run; cursor
                                 and scan say whether its set is read through (pop.lua)
@@ -77,16 +78,22 @@ local function flying(id)
   return in_flight[id] == true
 end
 
-local function pending(id)
+-- here: the entry was made in the active run (dead.lua keeps the run), whose
+-- set the id was read from already.
+local function pending(id, here)
   return rcall("SISMEMBER", dirty, id) == 1
-    or (run ~= nil and ((unread and rcall("SISMEMBER", run, id) == 1) or flying(id)))
+    or (run ~= nil and ((unread and not here and rcall("SISMEMBER", run, id) == 1) or flying(id)))
 end
 
 local n = 0
 for _, id in ipairs(ids) do
-  if rcall("HDEL", dead, id) == 1 then
+  local entry = rcall("HGET", dead, id)
+  if entry then
+    rcall("HDEL", dead, id)
     n = n + 1
-    if not pending(id) then
+    local ok, decoded = pcall(cjson.decode, entry)
+    local here = active ~= nil and ok and type(decoded) == "table" and decoded.run == active
+    if not pending(id, here) then
       if ttl > 0 then
         rcall("EXPIRE", prefix .. id, ttl)
       end

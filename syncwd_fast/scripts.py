@@ -261,9 +261,10 @@ def ack(
     generation of merged new rows after a delete. No pops: only whether the run
     is over. Returns (more, in-flight records left): more is 1 while the run set
     or its redo list holds ids not popped yet."""
-    kept = kept or []
-    deleted = deleted or []
-    pairs = [x for item in (recreated or {}).items() for x in item]
+    # As Redis holds them: an id that is not UTF-8 (done in a repeated pass) is text with surrogates.
+    kept = [id_wire(i) for i in kept or []]
+    deleted = [id_wire(i) for i in deleted or []]
+    pairs = [x for rid, generation in (recreated or {}).items() for x in (id_wire(rid), generation)]
     result = _fenced(
         call(
             client,
@@ -308,7 +309,7 @@ def dead(
     """``at``: the time recorded in each entry (default now); ``pops``: the pop
     numbers of the in-flight records that hold the ids (they are taken out)."""
     pops = pops or []
-    args: list[Any] = [token, keys.value_prefix, round(time.time(), 3) if at is None else at, len(pops), *pops]
+    args: list[Any] = [token, keys.value_prefix, round(time.time(), 3) if at is None else at, run, len(pops), *pops]
     for record_id, reason in entries:
         args.append(id_wire(record_id))
         args.append(reason)
