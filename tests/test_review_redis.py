@@ -26,7 +26,7 @@ def test_an_ack_after_redis_came_back_from_its_rdb_acks_only_the_record_it_merge
     r = redis_lib.Redis.from_url(private_redis.url)
     keys = PartitionKeys("p", "t", 0)
     assert scripts.lease(r, keys, "acquire", "tok", 600_000)
-    ids = [f"id-{i:02d}" for i in range(20)]  # a listpack: SSCAN returns it whole, in order
+    ids = [f"id-{i:02d}" for i in range(20)]
     r.mset({keys.value(i): b'{"id":"%s"}' % i.encode() for i in ids})
     r.sadd(keys.dirty, *ids)
     scripts.snapshot(r, keys, "tok", "R")
@@ -38,10 +38,12 @@ def test_an_ack_after_redis_came_back_from_its_rdb_acks_only_the_record_it_merge
     private_redis.restart(kill=True)  # ...while Redis restarts from its RDB
     r = redis_lib.Redis.from_url(private_redis.url)
     after = scripts.pop(r, keys, "R", "tok", 10, 600_000)  # the popper thread carries on
+    [(again, _)] = after.pops
+    assert again != number, "a pop number given twice"
     scripts.ack(r, keys, "R", "tok", 3600, [number])  # the merged batch's ack, retried on the new server
 
+    assert set(after.ids) <= set(in_flight(r, keys, "R")), "a record never merged left the run"
     never_merged = set(after.ids) - set(merged.ids)
-    assert never_merged
     assert never_merged <= pending(r, keys, "R"), "ids never merged left the run"
     assert all(r.ttl(keys.value(i)) == -1 for i in never_merged), "values never merged got the TTL"
 
