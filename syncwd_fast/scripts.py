@@ -262,8 +262,8 @@ def ack(
     is over. Returns (more, in-flight records left): more is 1 while the run set
     or its redo list holds ids not popped yet."""
     # As Redis holds them: an id that is not UTF-8 (done in a repeated pass) is text with surrogates.
-    kept = [id_wire(i) for i in kept or []]
-    deleted = [id_wire(i) for i in deleted or []]
+    kept_wire = [id_wire(i) for i in kept or []]
+    deleted_wire = [id_wire(i) for i in deleted or []]
     pairs = [x for rid, generation in (recreated or {}).items() for x in (id_wire(rid), generation)]
     result = _fenced(
         call(
@@ -280,7 +280,19 @@ def ack(
                 keys.tombs,
                 keys.recreated,
             ],
-            [token, keys.value_prefix, ttl, run, len(pops), len(kept), len(deleted), *pops, *kept, *deleted, *pairs],
+            [
+                token,
+                keys.value_prefix,
+                ttl,
+                run,
+                len(pops),
+                len(kept_wire),
+                len(deleted_wire),
+                *pops,
+                *kept_wire,
+                *deleted_wire,
+                *pairs,
+            ],
         ),
         keys,
         "ack",
