@@ -10,6 +10,7 @@ from typing import Any
 import redis.exceptions
 
 from .connection import primaries
+from .discover import SCAN_COUNT
 from .faults import configuration_problem
 from .keys import registry_key
 
@@ -49,7 +50,7 @@ def nothing_registered_warning(redis_client: Any, prefix: str) -> str:
     where = f"Redis database {kwargs.get('db', 0)}" if "db" in kwargs else "this Redis Cluster"
     others = []
     try:
-        for key in redis_client.scan_iter(match="*:tables", count=1000):
+        for key in redis_client.scan_iter(match="*:tables", count=SCAN_COUNT):
             name = key.decode(errors="replace") if isinstance(key, bytes) else key
             others.append(name[: -len(":tables")])
             if len(others) == 5:

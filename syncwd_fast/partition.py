@@ -48,8 +48,8 @@ class Options:
     # takes 8 times as many. Each Redis call stays well under 2 ms (a pop and the
     # previous pop's MGET, sent together, too), while a merge batch of ``batch``
     # records is filled by several pops.
-    pop: int = 250
-    ack: int = 250
+    pop: int = 125
+    ack: int = 125
 
     @property
     def heartbeat_s(self) -> float:

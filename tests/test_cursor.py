@@ -46,7 +46,7 @@ def test_a_merge_batch_is_filled_by_several_short_pops(r, db, dsn, prefix, t, mo
     report = FastDrainer(r, dsn, prefix=prefix, batch=1000, on_batch=lambda _t, _p, n: merged.append(n)).drain()
     assert report.exit_code == 0 and report.upserted == N == count(db, t.name)
     assert len(merged) == 3 and sum(merged) == N  # three merge batches...
-    assert len(pops) >= 12 and max(pops) < 1000  # ...each filled by several pops of about 250 ids
+    assert len(pops) >= 12 and max(pops) < 1000  # ...each filled by several pops of about 125 ids
     assert nothing_left(r, prefix, t)
 
 
