@@ -1,20 +1,20 @@
 --[[
   ack: after the batch's COMMIT, drop the in-flight records of its pops and
   start the cache TTL of the values that are now durable. The ids come from
-  the records themselves (the caller names only the exceptions): every id of
-  a record was merged, so its value gets the TTL, except the kept ones
-  (acked, no TTL: the version guard skipped them, PostgreSQL holds a newer
-  version, so their value was not written and must not expire as if it were
-  durable) and the deleted ones (their tombstones are deleted).
-  Dead-lettered ids left the records already (dead.lua); a kept id whose
-  value is gone (done in a repeated pass) keeps its dead letter. A record re-dirtied
-  while its batch was in flight keeps no TTL and no tombstone is deleted for
-  it (its newer value is still to be drained). Ids that had been
-  dead-lettered earlier and now landed leave the dead hash. A new row after a
-  delete loses its recreated mark once merged, unless a later delete started
-  another generation. When the run set has been read through (meta cursor
-  "done") and nothing is in flight or waits to be redone, the run is over: its
-  keys go (the set by UNLINK: freed off the main thread) and meta forgets it.
+  the records themselves (the caller names only the exceptions): every id of a
+  record was merged, so its value gets the TTL, except the kept ones (acked,
+  no TTL: the version guard skipped them, PostgreSQL holds a newer version, so
+  their value was not written and must not expire as if it were durable) and
+  the deleted ones (their tombstones are deleted). Dead-lettered ids left the
+  records already (dead.lua); a kept id whose value is gone (done in a
+  repeated pass) keeps its dead letter. A record re-dirtied while its batch
+  was in flight keeps no TTL and no tombstone is deleted for it (its newer
+  value is still to be drained). Ids that had been dead-lettered earlier and
+  now landed leave the dead hash. A new row after a delete loses its recreated
+  mark once merged, unless a later delete started another generation. When the
+  run set has been read through (meta cursor "done") and nothing is in flight
+  or waits to be redone, the run is over: its keys go (the set by UNLINK:
+  freed off the main thread) and meta forgets it.
 
   One call acks one or a few pops (a few hundred ids), so that it stays short;
   a merge batch is acked in several calls. A record already gone (an ack sent

@@ -27,9 +27,9 @@
   is a repeat (meta again = 1, until the run ends): a value gone since (its
   tombstone merged, its TTL run out) means the id is done, and the caller
   skips it rather than dead-letter it; so does a record to redo popped then
-  (its ids may have been read again and merged already). A run started by a version that removed ids as it read them
-  (no meta "scan") holds only ids not read yet: its pass starts from 0, not as
-  a repeat.
+  (its ids may have been read again and merged already). A run started by a
+  version that removed ids as it read them (no meta "scan") holds only ids not
+  read yet: its pass starts from 0, not as a repeat.
 
   Renews the lease, and refuses to pop for a caller that lost it (fencing).
 

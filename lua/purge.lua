@@ -3,12 +3,13 @@
   application reads, so they are not deleted: they get the cache TTL, as a
   durable value would, unless a newer value is still to be drained: the id is
   dirty, in the active run set (while that set is still being read: an id
-  already read counts too, so its value is left without a TTL, never lost;
-  but not an id dead-lettered in that run, which was read from the set: its
-  copy there is no newer value, and a newer one would be dirty) or in flight. Such a value has no TTL until its own ack; expiring it now
-  would lose it before it is durable. A purged
-  record with nothing newer pending is forgotten whole: a purged tombstone no
-  longer makes the next write a new row (tombstone set and recreated mark go).
+  already read counts too, so its value is left without a TTL, never lost; but
+  not an id dead-lettered in that run, which was read from the set: its copy
+  there is no newer value, and a newer one would be dirty) or in flight. Such
+  a value has no TTL until its own ack; expiring it now would lose it before
+  it is durable. A purged record with nothing newer pending is forgotten
+  whole: a purged tombstone no longer makes the next write a new row
+  (tombstone set and recreated mark go).
 
   Input:
     KEYS[1] dead-letter hash    P:{T:n}:dead  id -> entry (JSON; "run": the run it was made in)
