@@ -101,16 +101,16 @@ for p = 8, 7 + n_pops do
     for i = 1, #ids, CHUNK do
       local j = math.min(i + CHUNK - 1, #ids)
       if has_dead then
-        if next(except) == nil then
-          rcall("HDEL", dead, unpack(ids, i, j))
-        else
-          for k = i, j do
-            -- A kept id whose value is gone is one a repeated pass found done:
-            -- a value that vanished keeps its dead letter (it never landed).
-            if not except[ids[k]] or rcall("EXISTS", prefix .. ids[k]) == 1 then
-              rcall("HDEL", dead, ids[k])
-            end
+        -- A kept id whose value is gone is one a repeated pass found done: a
+        -- value that vanished keeps its dead letter (it never landed).
+        local landed = {}
+        for k = i, j do
+          if not except[ids[k]] or rcall("EXISTS", prefix .. ids[k]) == 1 then
+            landed[#landed + 1] = ids[k]
           end
+        end
+        if #landed > 0 then
+          rcall("HDEL", dead, unpack(landed))
         end
       end
       if at then

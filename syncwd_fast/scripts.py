@@ -157,7 +157,7 @@ def _pop_call(keys: PartitionKeys, run: str, token: str, count: int, lease_ms: i
 def _taken(result: Any, keys: PartitionKeys) -> Taken:
     result = _fenced(result, keys, "pop")
     raw: list[bytes] = [i if isinstance(i, bytes) else id_wire(i) for i in result[0]]
-    return Taken(raw, int(result[1]), list(result[2]), int(result[3]), len(result) > 4 and int(result[4]) == 1)
+    return Taken(raw, int(result[1]), list(result[2]), int(result[3]), int(result[4]) == 1)
 
 
 def _mget(client: Any, keys: PartitionKeys, raw: list[bytes]) -> Any:
@@ -213,9 +213,9 @@ def _popped(taken: Taken, values: list[bytes | None], seen: set[str], into: Popp
 
 
 def pop_batch(client: Any, keys: PartitionKeys, run: str, token: str, count: int, total: int, lease_ms: int) -> Popped:
-    """Up to ``total`` ids with their values, from pops of about ``count`` ids
-    (SSCAN's COUNT is a hint), each pop's MGET sent with the next pop. No id
-    comes out of the run twice (a pop takes it out of the run set)."""
+    """Up to ``total`` ids with their values, from pops of at most ``count``
+    ids, each pop's MGET sent with the next pop. An id that comes out twice
+    (a repeated pass, a rehashed set) is merged once."""
     batch = Popped([], [], 1)
     seen: set[str] = set()
     taken: Taken | None = None
@@ -237,10 +237,9 @@ def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, leas
     """About ``count`` ids of the run (SSCAN's COUNT is a hint) as one in-flight
     record, then their values with a plain MGET."""
     taken = _taken(call(client, "pop", *_pop_call(keys, run, token, count, lease_ms)), keys)
-    if not taken.raw:
-        return Popped([], [], taken.remaining)
     batch = Popped([], [], taken.remaining)
-    _popped(taken, _values(_mget(client, keys, taken.raw)), set(), batch)
+    if taken.raw:
+        _popped(taken, _values(_mget(client, keys, taken.raw)), set(), batch)
     return batch
 
 
