@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from syncwd_fast import speedups
+from syncwd_fast.discover import registry_epoch
 from syncwd_fast.table import Table
 from syncwd_fast.writer import Syncwd
 
@@ -61,6 +62,21 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
+def _drained_before(s: Settings, client: Any, width: str) -> None:
+    """The table registered and drained once while it has no records, untimed:
+    the timed drain is then a deployment's next one. A first drain under a
+    registry it has not seen (new, or lost and created again) SCANs the whole
+    keyspace for tables missing from it, once per registry; every phase here
+    starts from a new registry, so without this each timed drain would pay that
+    SCAN (about 1 s of redis-server CPU per million keys; bench/README.md)."""
+    Syncwd(client, prefix=s.prefix(width)).register(s.table(width))
+    result = drain_run.run(client, s.redis_url, s.dsn, s.prefix(width), 5000)
+    if result.exit_code != 0 or result.report.get("upserted"):
+        raise BenchError(f"the drain before the writes: exit {result.exit_code}: {result.report}")
+    if registry_epoch(client, s.prefix(width)).changed:
+        raise BenchError("the drain before the writes did not record the registry's epoch")
+
+
 def _write(
     s: Settings, client: Any, width: str, records: int, updates: int
 ) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -68,6 +84,7 @@ def _write(
     the longest Redis calls)."""
     prefix = s.prefix(width)
     clear_keys(client, prefix)
+    _drained_before(s, client, width)
     with CpuMeter(client) as meter, ScriptCalls(client, prefix) as logged:
         seconds = write_side.update_many(client, s.table(width), prefix, width, records, updates, s.chunk)
     return seconds, meter.seconds, logged.stats
@@ -198,6 +215,7 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
 
     log(f"{width}: the same drain on the pure-Python path (SYNCWD_FAST_PURE=1), final values rewritten")
     tables.truncate(s.dsn, s.table(width))
+    _drained_before(s, client, width)
     writer = Syncwd(client, prefix=s.prefix(width))
     for start in range(0, records, s.chunk):
         writer.update_many(s.table(width), data.rows(width, start, min(start + s.chunk, records), updates - 1))

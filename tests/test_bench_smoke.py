@@ -84,3 +84,32 @@ def test_script_calls_count_the_phases_own_slow_calls_only(private_redis) -> Non
     assert {name: c["count"] for name, c in stats["in_scripts"].items()} == {"get": 2}  # the scripts' own GETs
     assert stats["by_call"]["eval"]["max_ms"] == stats["longest_ms"]
     assert 3.0 <= stats["longest_ms"] < 5.0 and stats["over_2ms"] == 1
+
+
+def test_redis_floor_reads_every_value_and_gives_the_ttl(tmp_path: Path) -> None:
+    """bench.redis_floor on its own throwaway server: every variant reads each
+    record once (SSCAN and MGET per chunk), the TTL variants run one PEXPIREAT
+    per record (pipelined, or inside the script), and the figures are written."""
+    out = tmp_path / "floor.json"
+    records = 3000
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.redis_floor", "--records", str(records), "--repeat", "2", "--pop", "100"]
+        + ["--width", "narrow", "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = orjson.loads(out.read_bytes())
+    variants = doc["results"]["narrow"]
+    assert set(variants) == {"read", "read+ttl", "read+ttl lua"}
+    for variant, runs in variants.items():
+        assert len(runs) == 2, variant
+        for run in runs:
+            assert run["rows"] == records, variant
+            commands = run["commands_us_per_row"]
+            assert commands["sscan"] > 0 and commands["mget"] > 0, (variant, commands)
+            assert ("pexpireat" in commands) == (variant != "read"), (variant, commands)
+            assert ("evalsha" in commands) == (variant == "read+ttl lua"), (variant, commands)
+    assert "redis-server CPU per row" in done.stdout and "read+ttl lua" in done.stdout

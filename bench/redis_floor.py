@@ -1,0 +1,161 @@
+"""``python -m bench.redis_floor``: what Redis itself needs per drained row.
+
+The least work any drain of the documented key layout (one string key per
+value, the run's ids in a set, a TTL per value once it is durable) asks of
+redis-server, with none of the drain's bookkeeping: no lease, no in-flight
+records, no Lua around the reads, no PostgreSQL. On a private, throwaway
+redis-server, per width and repetition, the same ``--records`` values are
+written afresh (MSET + SADD) before each variant, and the variants alternate:
+
+- ``read``: ``SSCAN`` of the run set, ``--pop`` ids at a time, each chunk's
+  ``MGET`` pipelined with the next ``SSCAN`` (as the drain sends them);
+- ``read+ttl``: the same, plus one ``PEXPIREAT`` per value, pipelined;
+- ``read+ttl lua``: the same, the ``PEXPIREAT``s run by one script call per
+  chunk (the keys given as KEYS, so no string is built in Lua).
+
+Reported: redis-server CPU per row (psutil on the process), ``INFO
+commandstats`` per command, and the longest call (``SLOWLOG``, calls over
+``--slowlog-us``). These are the floor the drain's own figures (``python -m
+bench`` and ``python -m bench.redis_cost``) compare with: a budget below it
+cannot be met by any bookkeeping.
+
+    python -m bench.redis_floor --records 1000000 --repeat 2 [--width both] [--json-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any
+
+import orjson
+import psutil
+
+from syncwd_fast.connection import redis_from_url
+from syncwd_fast.servers import RedisServer
+
+from . import data
+
+VARIANTS = ("read", "read+ttl", "read+ttl lua")
+TTL_MS = 7 * 86_400 * 1000  # the default TTL
+EXPIRE_LUA = "local at = ARGV[1] for i = 1, #KEYS do redis.call('PEXPIREAT', KEYS[i], at) end return #KEYS"
+PREFIX = b"floor:{t}:v:"
+RUN = "floor:{t}:run"
+
+
+def _write(client: Any, width: str, records: int) -> None:
+    client.flushall()
+    for start in range(0, records, 10_000):
+        chunk = data.serialized(data.rows(width, start, min(start + 10_000, records), 0))
+        pipe = client.pipeline(transaction=False)
+        pipe.mset({PREFIX + rid.encode(): value for rid, value in chunk})
+        pipe.sadd(RUN, *[rid for rid, _ in chunk])
+        pipe.execute()
+
+
+def _drain(client: Any, variant: str, pop: int, sha: str) -> int:
+    """Read the run set through, as the variant does; returns the rows read."""
+    cursor, rows, keys = 0, 0, list[bytes]()
+    while True:
+        pipe = client.pipeline(transaction=False)
+        if keys:
+            pipe.execute_command("MGET", *keys)
+            if variant != "read":
+                at = str(int(time.time() * 1000) + TTL_MS)
+                if variant == "read+ttl":
+                    for key in keys:
+                        pipe.execute_command("PEXPIREAT", key, at)
+                else:
+                    pipe.execute_command("EVALSHA", sha, len(keys), *keys, at)
+        if cursor == 0 and rows:  # read through: the last chunk's MGET went above
+            pipe.execute()
+            return rows
+        pipe.execute_command("SSCAN", RUN, cursor, "COUNT", pop)
+        cursor, ids = pipe.execute()[-1]
+        cursor = int(cursor)
+        keys = [PREFIX + i for i in ids]
+        rows += len(ids)
+
+
+def _measure(client: Any, proc: psutil.Process, variant: str, pop: int, sha: str) -> dict[str, Any]:
+    client.config_resetstat()
+    client.slowlog_reset()
+    t = proc.cpu_times()
+    cpu0, t0 = t.user + t.system, time.perf_counter()
+    rows = _drain(client, variant, pop, sha)
+    seconds = time.perf_counter() - t0
+    t = proc.cpu_times()
+    cpu = t.user + t.system - cpu0
+    stats = client.info("commandstats")
+    log = client.execute_command("SLOWLOG", "GET", "-1")
+    longest = max((int(e[2]) for e in log), default=0)
+    return {
+        "rows": rows,
+        "rows_per_s": rows / seconds,
+        "redis_us_per_row": cpu * 1e6 / rows,
+        "longest_call_ms": longest / 1000,
+        "commands_us_per_row": {
+            name.removeprefix("cmdstat_"): round(int(v["usec"]) / rows, 3)
+            for name, v in stats.items()
+            if int(v["usec"]) / rows >= 0.005 and name not in ("cmdstat_config", "cmdstat_slowlog", "cmdstat_info")
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.redis_floor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--pop", type=int, default=125, help="ids per SSCAN/MGET (the drain's pop size)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--width", choices=(*data.WIDTHS, "both"), default="both")
+    parser.add_argument("--slowlog-us", type=int, default=1000)
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args(argv)
+    widths = data.WIDTHS if args.width == "both" else (args.width,)
+    server = RedisServer(
+        extra_args=("--slowlog-log-slower-than", str(args.slowlog_us), "--slowlog-max-len", "100000")
+    ).start()
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    try:
+        assert server.process is not None
+        proc = psutil.Process(server.process.pid)
+        client = redis_from_url(server.url, timeout_s=120.0)
+        sha = client.script_load(EXPIRE_LUA)
+        for width in widths:
+            results[width] = {v: [] for v in VARIANTS}
+            for i in range(args.repeat):
+                for variant in VARIANTS if i % 2 == 0 else reversed(VARIANTS):  # A-B-C, C-B-A, ...
+                    _write(client, width, args.records)
+                    r = _measure(client, proc, variant, args.pop, sha)
+                    results[width][variant].append(r)
+                    print(
+                        f"{width} {variant}: {r['redis_us_per_row']:.2f} us/row, longest call"
+                        f" {r['longest_call_ms']:.2f} ms, {r['rows_per_s']:,.0f} rows/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        client.close()
+    finally:
+        server.close()
+    print(f"\nredis-server CPU per row, {args.records:,} records, {args.pop} ids per call, median of {args.repeat}")
+    for width, variants in results.items():
+        for variant, runs in variants.items():
+            commands: dict[str, float] = {}
+            for name in sorted({n for r in runs for n in r["commands_us_per_row"]}):
+                commands[name] = statistics.median(r["commands_us_per_row"].get(name, 0.0) for r in runs)
+            print(
+                f"  {width:6} {variant:13} {statistics.median(r['redis_us_per_row'] for r in runs):5.2f} us/row"
+                f" (runs: {', '.join(format(r['redis_us_per_row'], '.2f') for r in runs)}); longest call"
+                f" {max(r['longest_call_ms'] for r in runs):.2f} ms; "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(commands.items(), key=lambda kv: -kv[1]))
+            )
+    if args.json_out:
+        with open(args.json_out, "wb") as f:
+            f.write(orjson.dumps({"records": args.records, "pop": args.pop, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
