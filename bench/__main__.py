@@ -45,7 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=_positive, default=5000, help="drain and limit batch size (default 5000)")
     p.add_argument("--width", choices=[*WIDTHS, "both"], default="both", help="table width (default both)")
     p.add_argument(
-        "--naive-sample", type=_positive, default=20_000, help="records for the naive phases (default 20000)"
+        "--naive-sample", type=_positive, default=10_000, help="records for the naive phases (default 10000)"
+    )
+    p.add_argument(
+        "--extras",
+        action="store_true",
+        help="also the extra figures: write bulk (MSET + SADD without Lua) and limit (Merger)",
     )
     p.add_argument("--chunk", type=_positive, default=10_000, help="rows per update_many call (default 10000)")
     p.add_argument("--workers", type=_positive, default=1, help="drain --workers (default 1)")
@@ -99,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     redis_url, dsn, started = servers.resolve(args.redis, args.dsn)
     try:
         client = servers.redis_client(redis_url)
-        s = run.Settings(redis_url, dsn, args.namespace, args.chunk, args.partitions, args.workers, args.naive_sample)
+        s = run.Settings(
+            redis_url, dsn, args.namespace, args.chunk, args.partitions, args.workers, args.naive_sample, args.extras
+        )
         doc: dict[str, Any] = {
             "machine": report.machine(client, dsn),
             "config": {

@@ -59,7 +59,8 @@ def _lines(plt: Any, points: list[dict[str, Any]], x: str, ys: list[str], xlabel
 
 def _rates(plt: Any, widths: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    phases = ["write_naive", "write_limit", "write_bulk", "update_many", "naive", "limit", "drain"]
+    every = ["write_naive", "write_limit", "write_bulk", "update_many", "naive", "limit", "drain"]
+    phases = [p for p in every if all(p in r["rates"] for r in widths.values())]  # extras only with --extras
     step = 0.8 / max(len(widths), 1)
     for i, (width, r) in enumerate(widths.items()):
         ax.bar([n + i * step for n in range(len(phases))], [r["rates"][p] for p in phases], step, label=width)

@@ -82,6 +82,8 @@ def width_table(width: str, r: dict[str, Any]) -> str:
         f"  {'phase':<12} {'records/s':>12} {'seconds':>9}  what",
     ]
     for key, label, what in PHASES:
+        if key not in r["rates"]:  # an extra figure, not run (--extras)
+            continue
         lines.append(f"  {label:<12} {r['rates'][key]:>12,.0f} {r['seconds'][key]:>9.2f}  {what}")
     ratios = r["ratios"]
     lines.append(
@@ -89,7 +91,7 @@ def width_table(width: str, r: dict[str, Any]) -> str:
         f" (drain/limit-Merger {_num(ratios.get('drain_over_limit_merger'), 2)}),"
         f" drain/naive {_num(ratios['drain_over_naive'])}, "
         f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}, "
-        f"update_many/write-bulk {_num(ratios['update_many_over_write_bulk'], 2)}"
+        f"update_many/write-bulk {_num(ratios.get('update_many_over_write_bulk'), 2)}"
     )
     for phase in ("limit", "drain", "drain_pure"):
         cpu, count = r["cpu_seconds"].get(phase), r["counts"].get(phase)

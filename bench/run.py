@@ -38,6 +38,7 @@ class Settings:
     partitions: int
     workers: int
     naive_sample: int
+    extras: bool = False  # also the extra figures: write bulk, limit (Merger)
 
     @property
     def schema(self) -> str:
@@ -184,13 +185,14 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     counts["write_limit"], cpu["write_limit"] = writes, meter.seconds
     clear_keys(client, prefix)
 
-    log(f"{width}: write bulk, {writes:,} writes as pipelined MSET + SADD of 1000 records each")
-    prefix = s.prefix(width, "wbulk")
-    clear_keys(client, prefix)
-    with CpuMeter(client) as meter:
-        seconds["write_bulk"] = write_side.bulk(client, s.table(width), prefix, width, records, updates, s.chunk)
-    counts["write_bulk"], cpu["write_bulk"] = writes, meter.seconds
-    clear_keys(client, prefix)
+    if s.extras:
+        log(f"{width}: write bulk, {writes:,} writes as pipelined MSET + SADD of 1000 records each")
+        prefix = s.prefix(width, "wbulk")
+        clear_keys(client, prefix)
+        with CpuMeter(client) as meter:
+            seconds["write_bulk"] = write_side.bulk(client, s.table(width), prefix, width, records, updates, s.chunk)
+        counts["write_bulk"], cpu["write_bulk"] = writes, meter.seconds
+        clear_keys(client, prefix)
 
     log(f"{width}: update_many, {writes:,} writes")
     calls: dict[str, dict[str, Any]] = {}  # the longest Redis calls of the phases that call scripts
@@ -205,9 +207,10 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     latency["limit"] = probe.stats
     counts["limit"] = records
 
-    log(f"{width}: limit by the drain's Merger (extra), {records:,} JSON values from memory")
-    seconds["limit_merger"], cpu["limit_merger"] = _limit(s, client, width, records, batch, merger=True)
-    counts["limit_merger"] = records
+    if s.extras:
+        log(f"{width}: limit by the drain's Merger (extra), {records:,} JSON values from memory")
+        seconds["limit_merger"], cpu["limit_merger"] = _limit(s, client, width, records, batch, merger=True)
+        counts["limit_merger"] = records
 
     log(f"{width}: drain subprocess, batch {batch}")
     drained, latency["drain"], calls["drain"] = _drain(s, client, width, records, batch, probe_key=probe_key)
@@ -241,11 +244,11 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
         "counts": counts,
         "ratios": {
             "drain_over_limit": _ratio(rates["drain"], rates["limit"]),
-            "drain_over_limit_merger": _ratio(rates["drain"], rates["limit_merger"]),
+            "drain_over_limit_merger": _ratio(rates["drain"], rates.get("limit_merger", 0.0)),
             "drain_over_drain_pure": _ratio(rates["drain"], rates["drain_pure"]),
             "drain_over_naive": _ratio(rates["drain"], rates["naive"]),
             "update_many_over_write_limit": _ratio(rates["update_many"], rates["write_limit"]),
-            "update_many_over_write_bulk": _ratio(rates["update_many"], rates["write_bulk"]),
+            "update_many_over_write_bulk": _ratio(rates["update_many"], rates.get("write_bulk", 0.0)),
         },
         "drain": {
             "report": drained.report,
