@@ -37,6 +37,7 @@ from syncwd_fast.connection import redis_from_url
 from syncwd_fast.servers import RedisServer
 
 from . import data
+from .__main__ import _positive
 
 VARIANTS = ("read", "read+ttl", "read+ttl lua")
 TTL_MS = 7 * 86_400 * 1000  # the default TTL
@@ -57,7 +58,7 @@ def _write(client: Any, width: str, records: int) -> None:
 
 def _drain(client: Any, variant: str, pop: int, sha: str) -> int:
     """Read the run set through, as the variant does; returns the rows read."""
-    cursor, rows, keys = 0, 0, list[bytes]()
+    cursor, rows, keys, started = 0, 0, list[bytes](), False
     while True:
         pipe = client.pipeline(transaction=False)
         if keys:
@@ -69,10 +70,12 @@ def _drain(client: Any, variant: str, pop: int, sha: str) -> int:
                         pipe.execute_command("PEXPIREAT", key, at)
                 else:
                     pipe.execute_command("EVALSHA", sha, len(keys), *keys, at)
-        if cursor == 0 and rows:  # read through: the last chunk's MGET went above
-            pipe.execute()
+        if cursor == 0 and started:  # read through: the last chunk's MGET went above
+            if keys:
+                pipe.execute()
             return rows
         pipe.execute_command("SSCAN", RUN, cursor, "COUNT", pop)
+        started = True
         cursor, ids = pipe.execute()[-1]
         cursor = int(cursor)
         keys = [PREFIX + i for i in ids]
@@ -106,9 +109,9 @@ def _measure(client: Any, proc: psutil.Process, variant: str, pop: int, sha: str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_floor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--pop", type=int, default=125, help="ids per SSCAN/MGET (the drain's pop size)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--records", type=_positive, default=1_000_000)
+    parser.add_argument("--pop", type=_positive, default=125, help="ids per SSCAN/MGET (the drain's pop size)")
+    parser.add_argument("--repeat", type=_positive, default=2)
     parser.add_argument("--width", choices=(*data.WIDTHS, "both"), default="both")
     parser.add_argument("--slowlog-us", type=int, default=1000)
     parser.add_argument("--json-out", default=None)

@@ -86,12 +86,13 @@ def width_table(width: str, r: dict[str, Any]) -> str:
             continue
         lines.append(f"  {label:<12} {r['rates'][key]:>12,.0f} {r['seconds'][key]:>9.2f}  {what}")
     ratios = r["ratios"]
-    lines.append(
+    merger, bulk = ratios.get("drain_over_limit_merger"), ratios.get("update_many_over_write_bulk")
+    lines.append(  # the extras' ratios only where they ran (--extras)
         f"  ratios: drain/limit {_num(ratios['drain_over_limit'], 2)}"
-        f" (drain/limit-Merger {_num(ratios.get('drain_over_limit_merger'), 2)}),"
-        f" drain/naive {_num(ratios['drain_over_naive'])}, "
-        f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}, "
-        f"update_many/write-bulk {_num(ratios.get('update_many_over_write_bulk'), 2)}"
+        + (f" (drain/limit-Merger {_num(merger, 2)})" if merger is not None else "")
+        + f", drain/naive {_num(ratios['drain_over_naive'])}, "
+        f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}"
+        + (f", update_many/write-bulk {_num(bulk, 2)}" if bulk is not None else "")
     )
     for phase in ("limit", "drain", "drain_pure"):
         cpu, count = r["cpu_seconds"].get(phase), r["counts"].get(phase)
