@@ -31,29 +31,28 @@ import time
 from typing import Any
 
 import orjson
-import psutil
 
 from syncwd_fast.connection import redis_from_url
+from syncwd_fast.keys import PartitionKeys
 from syncwd_fast.servers import RedisServer
+from syncwd_fast.table import Table
 
-from . import data
+from . import data, write_side
 from .__main__ import _positive
+from .redis_cost import RedisMeter
 
 VARIANTS = ("read", "read+ttl", "read+ttl lua")
 TTL_MS = 7 * 86_400 * 1000  # the default TTL
 EXPIRE_LUA = "local at = ARGV[1] for i = 1, #KEYS do redis.call('PEXPIREAT', KEYS[i], at) end return #KEYS"
-PREFIX = b"floor:{t}:v:"
-RUN = "floor:{t}:run"
+TABLE = Table("floor", key="id")
+KEYS = PartitionKeys("floor", TABLE.name, 0)  # the values and, as the run set, the dirty set
+PREFIX = KEYS.value_prefix.encode()
+UNCOUNTED = ("config", "slowlog", "info")  # the meter's own calls
 
 
 def _write(client: Any, width: str, records: int) -> None:
     client.flushall()
-    for start in range(0, records, 10_000):
-        chunk = data.serialized(data.rows(width, start, min(start + 10_000, records), 0))
-        pipe = client.pipeline(transaction=False)
-        pipe.mset({PREFIX + rid.encode(): value for rid, value in chunk})
-        pipe.sadd(RUN, *[rid for rid, _ in chunk])
-        pipe.execute()
+    write_side.bulk(client, TABLE, "floor", width, records, 1, 10_000)
 
 
 def _drain(client: Any, variant: str, pop: int, sha: str) -> int:
@@ -74,7 +73,7 @@ def _drain(client: Any, variant: str, pop: int, sha: str) -> int:
             if keys:
                 pipe.execute()
             return rows
-        pipe.execute_command("SSCAN", RUN, cursor, "COUNT", pop)
+        pipe.execute_command("SSCAN", KEYS.dirty, cursor, "COUNT", pop)
         started = True
         cursor, ids = pipe.execute()[-1]
         cursor = int(cursor)
@@ -82,27 +81,19 @@ def _drain(client: Any, variant: str, pop: int, sha: str) -> int:
         rows += len(ids)
 
 
-def _measure(client: Any, proc: psutil.Process, variant: str, pop: int, sha: str) -> dict[str, Any]:
-    client.config_resetstat()
-    client.slowlog_reset()
-    t = proc.cpu_times()
-    cpu0, t0 = t.user + t.system, time.perf_counter()
-    rows = _drain(client, variant, pop, sha)
-    seconds = time.perf_counter() - t0
-    t = proc.cpu_times()
-    cpu = t.user + t.system - cpu0
-    stats = client.info("commandstats")
-    log = client.execute_command("SLOWLOG", "GET", "-1")
-    longest = max((int(e[2]) for e in log), default=0)
+def _measure(meter: RedisMeter, variant: str, pop: int, sha: str) -> dict[str, Any]:
+    meter.start()
+    rows = _drain(meter.client, variant, pop, sha)
+    m = meter.stop()
     return {
         "rows": rows,
-        "rows_per_s": rows / seconds,
-        "redis_us_per_row": cpu * 1e6 / rows,
-        "longest_call_ms": longest / 1000,
+        "rows_per_s": rows / m["seconds"],
+        "redis_us_per_row": m["cpu_psutil_s"] * 1e6 / rows,
+        "longest_call_ms": max((c["max_usec"] for c in m["calls"].values()), default=0) / 1000,
         "commands_us_per_row": {
-            name.removeprefix("cmdstat_"): round(int(v["usec"]) / rows, 3)
-            for name, v in stats.items()
-            if int(v["usec"]) / rows >= 0.005 and name not in ("cmdstat_config", "cmdstat_slowlog", "cmdstat_info")
+            name: round(c["usec"] / rows, 3)
+            for name, c in m["commands"].items()
+            if c["usec"] / rows >= 0.005 and name not in UNCOUNTED
         },
     }
 
@@ -118,20 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     widths = data.WIDTHS if args.width == "both" else (args.width,)
     server = RedisServer(
-        extra_args=("--slowlog-log-slower-than", str(args.slowlog_us), "--slowlog-max-len", "100000")
+        extra_args=("--slowlog-log-slower-than", str(args.slowlog_us), "--slowlog-max-len", "1000000")
     ).start()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     try:
         assert server.process is not None
-        proc = psutil.Process(server.process.pid)
         client = redis_from_url(server.url, timeout_s=120.0)
+        meter = RedisMeter(client, server.process.pid)
         sha = client.script_load(EXPIRE_LUA)
         for width in widths:
             results[width] = {v: [] for v in VARIANTS}
             for i in range(args.repeat):
                 for variant in VARIANTS if i % 2 == 0 else reversed(VARIANTS):  # A-B-C, C-B-A, ...
                     _write(client, width, args.records)
-                    r = _measure(client, proc, variant, args.pop, sha)
+                    r = _measure(meter, variant, args.pop, sha)
                     results[width][variant].append(r)
                     print(
                         f"{width} {variant}: {r['redis_us_per_row']:.2f} us/row, longest call"
