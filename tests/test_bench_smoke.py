@@ -16,12 +16,9 @@ RATES = ("write_naive", "write_limit", "update_many", "naive", "limit", "drain")
 RATIOS = ("drain_over_limit", "drain_over_naive", "update_many_over_write_limit")
 
 
-def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    before = redis.Redis.from_url(redis_url).config_get("slowlog-*")
-    namespace = "bt" + uuid.uuid4().hex[:10]  # its own key prefix and schema, removed by the bench
-    args = ["--records", "3000", "--updates", "2", "--batch", "500", "--naive-sample", "300", "--width", "both"]
-    args += ["--extras"]  # the extra figures too
+def _bench(redis_url: str, base_dsn: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m bench`` under a namespace of its own (key prefix and schema, removed by the bench)."""
+    namespace = "bt" + uuid.uuid4().hex[:10]
     done = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--namespace", namespace, "--json-out", str(out)],
         cwd=ROOT,
@@ -31,6 +28,14 @@ def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
         env={**os.environ, "SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": base_dsn},
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    before = redis.Redis.from_url(redis_url).config_get("slowlog-*")
+    args = ["--records", "3000", "--updates", "2", "--batch", "500", "--naive-sample", "300", "--width", "both"]
+    done = _bench(redis_url, base_dsn, out, *args, "--extras")  # the extra figures too
     doc = orjson.loads(out.read_bytes())
     assert set(doc["widths"]) == {"narrow", "wide"}
     for width, result in doc["widths"].items():
@@ -120,17 +125,8 @@ def test_bench_without_extras_skips_them(redis_url: str, base_dsn: str, tmp_path
     """The default run leaves the extra figures out (they took a quarter of
     its time) and still reports every other one."""
     out = tmp_path / "bench.json"
-    namespace = "bt" + uuid.uuid4().hex[:10]
     args = ["--records", "2000", "--updates", "1", "--batch", "500", "--naive-sample", "200", "--width", "narrow"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", *args, "--namespace", namespace, "--json-out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": base_dsn},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _bench(redis_url, base_dsn, out, *args)
     result = orjson.loads(out.read_bytes())["widths"]["narrow"]
     assert "write_bulk" not in result["rates"] and "limit_merger" not in result["rates"]
     assert result["ratios"]["update_many_over_write_bulk"] is None
