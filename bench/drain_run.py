@@ -40,14 +40,17 @@ def run(
     workers: int = 1,
     timeout: float = 3600,
     env: dict[str, str] | None = None,
+    cwd: str | None = None,
 ) -> DrainRun:
-    """``env``: set in the subprocess's environment (SYNCWD_FAST_PURE=1)."""
+    """``env``: set in the subprocess's environment (SYNCWD_FAST_PURE=1);
+    ``cwd``: where it runs (``python -m`` imports the package found there
+    first: another checkout's, for bench.versions)."""
     cmd = [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix]
     cmd += ["--batch", str(batch), "--workers", str(workers), "--json"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, CpuMeter(client) as meter:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+            cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd
         )
         # os.wait4 returns the CPU of exactly this child (RUSAGE_CHILDREN would
         # sum every child so far); its peak RSS comes from polling VmHWM.

@@ -21,9 +21,9 @@ import psycopg
 from psycopg import sql
 
 from syncwd_fast.connection import connect
-from syncwd_fast.decode import Decoder
-from syncwd_fast.merge import Merger
-from syncwd_fast.schema import load_schema
+from syncwd_fast.sinks.postgres.decode import Decoder
+from syncwd_fast.sinks.postgres.merge import Merger
+from syncwd_fast.sinks.postgres.schema import load_schema
 from syncwd_fast.table import Table
 
 MGET_CHUNK = 10_000

@@ -10,7 +10,8 @@
     KEYS[1] recreated hash      P:{T:n}:recreated  id -> generation[@xid]
     KEYS[2] lease key           P:{T:n}:lease
     ARGV[1] owner token         must hold the lease
-    ARGV[2] xid                 the merging transaction's txid_current()
+    ARGV[2] xid                 the merging transaction: PostgreSQL's txid_current(),
+                                or another sink's token for it (no "@")
     ARGV[3], ARGV[4], ...       id1, generation1, ... (pairs; a generation
                                 may carry an older "@xid", which is ignored)
 

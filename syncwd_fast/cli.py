@@ -29,6 +29,7 @@ from .keys import DEFAULT_PREFIX
 from .masking import Masker, MaskingFilter
 from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
 from .servers import DEFAULT_REDIS_URL
+from .sinks import POSTGRES_SCHEMES, Sink, SinkOptions, builtin_sink, load_factory, scheme
 
 masker = Masker()
 log = logging.getLogger("syncwd_fast")
@@ -213,7 +214,23 @@ workers_option = option(
 
 def drain_options(f: Any) -> Any:
     options = [
-        option("--dsn", env="SYNCWD_DSN", required=True, help="PostgreSQL connection string."),
+        option(
+            "--dsn",
+            env="SYNCWD_DSN",
+            required=True,
+            help="Where records go: a PostgreSQL connection string ('dbname=app', postgresql://...)."
+            " Tables given a --sink go there; its factory gets this DSN too.",
+        ),
+        option(
+            "--sink",
+            "sinks",
+            env="SYNCWD_SINK",
+            multiple=True,
+            metavar="TABLE=MODULE:FACTORY",
+            help="Send TABLE's batches to a sink of your own: FACTORY(dsn, options) in MODULE returns a"
+            " syncwd_fast.sinks.Sink (repeatable; the variable takes pairs separated by spaces)."
+            " Other tables go to the built-in sink the DSN names.",
+        ),
         batch_option,
         option(
             "--table",
@@ -278,8 +295,10 @@ def make_drainer(
     skip_busy: bool = False,
     discover: bool = False,
     on_batch: Any = None,
+    sinks: tuple[str, ...] = (),
 ) -> FastDrainer:
     masker.add(dsn)
+    options = SinkOptions(strict=strict, lease_seconds=lease_seconds)
     return FastDrainer(
         open_redis(redis_url, cluster),
         dsn,
@@ -293,7 +312,26 @@ def make_drainer(
         skip_busy=skip_busy,
         discover=discover,
         on_batch=on_batch,
+        sinks=own_sinks(sinks, dsn, options),
     )
+
+
+def own_sinks(specs: tuple[str, ...], dsn: str, options: SinkOptions) -> dict[str, Sink]:
+    """``TABLE=package.module:factory`` pairs as {table: the factory's sink}."""
+    sinks: dict[str, Sink] = {}
+    for spec in specs:
+        table, sep, factory = spec.partition("=")
+        if not sep or not table.strip():
+            raise ConfigurationError(f"--sink takes TABLE=package.module:factory, got {spec!r}")
+        if table.strip() in sinks:
+            raise ConfigurationError(f"--sink names {table.strip()!r} twice")
+        sink = load_factory(factory.strip())(dsn, options)
+        if not isinstance(sink, Sink):
+            raise ConfigurationError(
+                f"sink factory {factory.strip()!r} returned {sink!r}, not a syncwd_fast.sinks.Sink"
+            )
+        sinks[table.strip()] = sink
+    return sinks
 
 
 def run_drain(drainer: FastDrainer, as_json: bool, progress: Progress | None = None) -> DrainReport:
@@ -475,10 +513,13 @@ def dead_letter_retry(
     from .deadletter import retry_dead
 
     if dsn:  # a DSN that cannot work is said before anything is marked dirty
-        try:
-            conninfo_to_dict(dsn)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"invalid PostgreSQL DSN: {str(exc).strip()}") from exc
+        if scheme(dsn) in ("", *POSTGRES_SCHEMES):
+            try:
+                conninfo_to_dict(dsn)
+            except psycopg.ProgrammingError as exc:
+                raise ConfigurationError(f"invalid PostgreSQL DSN: {str(exc).strip()}") from exc
+        else:
+            builtin_sink(dsn)
     client = open_redis(redis_url, cluster)
     n = retry_dead(client, prefix, tables or None, ids or None)
     click.echo(f"{n} dead letters marked dirty again", err=as_json)

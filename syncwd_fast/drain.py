@@ -7,16 +7,14 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from functools import partial
 from typing import Any
 
-import psycopg
 from redis.exceptions import RedisError
 
 from .checks import eviction_warnings, nothing_registered_warning
-from .connection import connect, deadline
 from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .faults import configuration_problem, is_transient
@@ -24,7 +22,7 @@ from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix,
 from .masking import mask
 from .partition import Options, PartitionDrain, PartitionResult
 from .report import DrainReport, TableReport
-from .schema import TableSchema, load_schema
+from .sinks import Sink, SinkOptions, builtin_sink
 from .table import Table
 
 log = logging.getLogger("syncwd_fast")
@@ -52,7 +50,8 @@ def registered_tables(
 
 
 class FastDrainer:
-    """Drain dirty records from Redis into PostgreSQL.
+    """Drain dirty records from Redis into PostgreSQL, or into a sink of one's
+    own per table.
 
     >>> report = FastDrainer(redis.Redis(), "dbname=app", batch=5000).drain()
     >>> report.upserted, report.exit_code
@@ -66,6 +65,9 @@ class FastDrainer:
     are found from their partitions' meta when the registry is empty, when
     ``tables`` names one it lacks, or always with ``discover=True`` (a SCAN of
     the keyspace); they are registered again and drained in the same run.
+
+    ``sinks`` maps table names to a Sink of their own (syncwd_fast.sinks);
+    every other table goes to the built-in sink the DSN's scheme names.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class FastDrainer:
         on_batch: Callable[[str, int, int], None] | None = None,
         skip_busy: bool = False,
         discover: bool = False,
+        sinks: Mapping[str, Sink] | None = None,
     ) -> None:
         if not isinstance(batch, int) or not 1 <= batch <= 100_000:
             raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
@@ -95,16 +98,20 @@ class FastDrainer:
             raise ConfigurationError(f"lease_seconds must be in 1..3600, got {lease_seconds!r}")
         self.redis = redis
         self.dsn = dsn
+        self.sinks = {validate_table_name(name): sink for name, sink in (sinks or {}).items()}
+        for name, sink in self.sinks.items():
+            if not isinstance(sink, Sink):
+                raise ConfigurationError(f"the sink of {name!r} is not a syncwd_fast.sinks.Sink: {sink!r}")
+        self.sink_options = SinkOptions(strict=strict, lease_seconds=lease_seconds)
+        self._default: Sink | None = None
+        if dsn or not self.sinks:
+            self._default = builtin_sink(dsn, self.sink_options)  # a DSN of an unknown kind is said at once
         self.batch = batch
         self.tables = [validate_table_name(t) for t in tables] if tables else None
         self.discover = discover
         self.workers = workers
         self.prefix = validate_prefix(prefix)
         self.lease_seconds = lease_seconds
-        # A stalled drainer's open transaction holds the partition's advisory
-        # lock: the server ends it (statement or idle timeout) soon after its
-        # lease is gone, and a successor waits on the lock a little longer.
-        self.hold_s = max(2 * lease_seconds, 5.0)
         self.options = Options(
             prefix=self.prefix,
             batch=batch,
@@ -112,12 +119,10 @@ class FastDrainer:
             strict=strict,
             retries=retries,
             backoff=retry_backoff,
-            pg_deadline_s=2 * self.hold_s + 10,  # a lock wait and a statement, each at their timeout
             on_batch=on_batch,
             skip_busy=skip_busy,
         )
-        self._local = threading.local()
-        self._connections: list[psycopg.Connection[Any]] = []
+        self._used: list[Sink] = []  # sinks opened by the drain under way, closed at its end
         self._lock = threading.RLock()  # also taken by a signal handler on the main thread
         self._interrupt = threading.Event()
         self._interrupted_by: str | None = None
@@ -125,33 +130,19 @@ class FastDrainer:
         self._report = DrainReport()
         self._started = time.perf_counter()
 
-    def _connection(self) -> psycopg.Connection[Any]:
-        """This thread's connection, reopened if the last one broke."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                conn.close()
-            hold = self.hold_s
-            try:
-                conn = connect(self.dsn, statement_timeout_s=hold, idle_in_transaction_s=hold, lock_timeout_s=hold + 5)
-            except psycopg.ProgrammingError as exc:  # a malformed DSN, not a fault
-                raise ConfigurationError(f"invalid PostgreSQL DSN: {mask(str(exc).strip())}") from exc
-            except psycopg.Error as exc:  # a database that does not exist, a login refused: not a fault either
-                problem = configuration_problem(exc)
-                if problem:
-                    raise ConfigurationError(mask(problem)) from exc
-                raise
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+    def sink_for(self, table: str) -> Sink:
+        """The sink ``table``'s batches go to."""
+        sink = self.sinks.get(table) or self._default
+        if sink is None:
+            raise ConfigurationError(f"no sink for {table!r}: give it one, or a DSN for the built-in sinks")
+        return sink
 
-    def _with_retries(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _with_retries(self, what: str, fn: Callable[[], Any], sink: Sink | None = None) -> Any:
         for attempt in range(self.options.retries + 1):
             try:
                 return fn()
             except Exception as exc:
-                if not is_transient(exc):
+                if not (is_transient(exc) or (sink is not None and sink.is_transient(exc))):
                     problem = configuration_problem(exc)
                     if problem:
                         raise ConfigurationError(mask(problem)) from exc
@@ -161,7 +152,7 @@ class FastDrainer:
                 time.sleep(min(self.options.backoff * 2**attempt, 10.0))
         raise AssertionError("unreachable")
 
-    def _schemas(self, report: DrainReport) -> list[TableSchema]:
+    def _tables(self, report: DrainReport) -> list[Table]:
         registry = self._with_retries("reading the table registry", lambda: registered_tables(self.redis, self.prefix))
         epoch = self._with_retries("reading the registry epoch", lambda: registry_epoch(self.redis, self.prefix))
         lost = self._with_retries(
@@ -185,17 +176,23 @@ class FastDrainer:
                 f"not registered under prefix {self.prefix!r} and in no partition meta: {', '.join(unknown)} "
                 f"(registered: {', '.join(registry) or 'none'})"
             )
-        self._with_retries("connecting to PostgreSQL", self._connection)  # a bad DSN fails here, for every table
-        schemas = []
+        tables = []
+        # A DSN that cannot work fails here, for every table (none registered too).
+        for sink in [*([self._default] if self._default else []), *(self.sink_for(n) for n in names)]:
+            if sink not in self._used:
+                self._used.append(sink)
+                self._with_retries(f"connecting {type(sink).__name__}", sink.open, sink)
         for name in names:
             table = registry[name]
             report.tables[name] = TableReport(name, partitions=table.partitions)
             try:
-                schemas.append(self._with_retries(f"reading {name} from pg_catalog", partial(self._schema, table)))
+                sink = self.sink_for(name)
+                self._with_retries(f"checking {name} in its destination", partial(sink.check, table), sink)
+                tables.append(table)
             except ConfigurationError as exc:
                 log.error("%s", exc)
                 report.tables[name].error = str(exc)
-        return schemas
+        return tables
 
     def _register_again(self, lost: dict[str, Table]) -> None:
         log.warning("%s lacks %s: registered again from partition meta", registry_key(self.prefix), ", ".join(lost))
@@ -203,11 +200,6 @@ class FastDrainer:
             restore_registry(self.redis, self.prefix, lost)
         except RedisError as exc:  # draining needs only the partitions: go on, the next run retries
             log.warning("could not restore the registry entries: %s: %s", type(exc).__name__, exc)
-
-    def _schema(self, table: Table) -> TableSchema:
-        conn = self._connection()
-        with deadline(conn, self.options.pg_deadline_s):
-            return load_schema(conn, table)
 
     def drain(self) -> DrainReport:
         """Drain every dirty record once; never raises for a fault: the report
@@ -222,14 +214,14 @@ class FastDrainer:
             report.warnings.extend(
                 self._warn(self._with_retries("reading Redis settings", lambda: eviction_warnings(self.redis)))
             )
-            schemas = self._schemas(report)
-            tasks = [(s, n) for s in schemas for n in range(s.table.partitions)]
+            tables = self._tables(report)
+            tasks = [(t, n) for t in tables for n in range(t.partitions)]
 
-            def work(schema: TableSchema, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
+            def work(table: Table, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
                 if stop.is_set() or self._interrupt.is_set():
                     return None
                 partition = PartitionDrain(
-                    self.redis, self._connection, schema, number, self.options, stop, self._interrupt
+                    self.redis, self.sink_for(table.name), table, number, self.options, stop, self._interrupt
                 )
                 with self._lock:
                     self._active[id(partition)] = partition
@@ -242,10 +234,10 @@ class FastDrainer:
                     stop.set()
                     return partition.result, exc  # what it committed before the fault still counts
                 except Exception as exc:  # a bug or an error no one foresaw: still a report, all resumable
-                    log.debug("%s partition %d: unexpected error", schema.table.name, number, exc_info=True)
+                    log.debug("%s partition %d: unexpected error", table.name, number, exc_info=True)
                     stop.set()
                     return partition.result, DrainFault(
-                        f"{schema.table.name} partition {number}: unexpected {type(exc).__name__}: {str(exc).strip()}"
+                        f"{table.name} partition {number}: unexpected {type(exc).__name__}: {str(exc).strip()}"
                     )
                 finally:
                     with self._lock:
@@ -253,7 +245,7 @@ class FastDrainer:
 
             cut_short = False
             with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
-                futures = {pool.submit(work, s, n): (s.table.name, n) for s, n in tasks}
+                futures = {pool.submit(work, t, n): (t.name, n) for t, n in tasks}
                 for future in as_completed(futures):
                     name, number = futures[future]
                     outcome = future.result()
@@ -320,8 +312,11 @@ class FastDrainer:
         return report
 
     def close(self) -> None:
+        """Close what the drain opened (each sink's connections)."""
         with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+            used, self._used = self._used, []
+        for sink in used:
+            try:
+                sink.close()
+            except Exception as exc:  # the report matters more than a failed close
+                log.debug("closing %s failed: %s", type(sink).__name__, exc)

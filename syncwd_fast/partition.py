@@ -10,24 +10,22 @@ import socket
 import threading
 import time
 import uuid
-import zlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import psycopg
-import psycopg.errors
 import redis.exceptions
 
 from . import scripts
-from .connection import deadline
-from .decode import Decoded, Decoder
-from .errors import ConfigurationError, DrainFault
+from .errors import ConfigurationError, DrainFault, RejectedRecords, SinkError, SyncwdError
 from .faults import configuration_problem, is_transient
-from .merge import Merger, MergeResult, SchemaChanged
-from .schema import TableSchema, load_schema
+from .keys import TOMBSTONE
+from .sinks.base import Batch, Sink, Written
+from .sinks.records import fill
+from .table import Table
 
 log = logging.getLogger("syncwd_fast")
 
@@ -40,7 +38,6 @@ class Options:
     strict: bool
     retries: int
     backoff: float
-    pg_deadline_s: float  # the longest a merge statement may take before its link is deemed dead
     on_batch: Callable[[str, int, int], None] | None = None
     skip_busy: bool = False  # a held lease means busy at once, live holder or not
     # Ids per pop call, and most ids per ack call that gives values the TTL (a
@@ -68,10 +65,22 @@ class PartitionResult:
     interrupted: bool = False  # stopped early by a signal; the rest stays resumable
 
 
-def lock_key(prefix: str, table: str, number: int) -> tuple[int, int]:
-    """Two int4 advisory-lock keys: (hash of prefix and table, partition)."""
-    h = zlib.crc32(f"{prefix}:{table}".encode())
-    return (h - (1 << 32) if h >= (1 << 31) else h, number)
+@dataclass
+class Landed:
+    """What became of a batch's records: the ids of each outcome."""
+
+    upserted: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # kept out by a newer version: no TTL
+    dead: list[tuple[str, str]] = field(default_factory=list)
+    recreated: dict[str, str] = field(default_factory=dict)  # id -> generation, written as new rows
+    unchanged: int = 0  # of ``upserted``, how many changed nothing (counted skipped)
+
+
+# A sink that raises for a batch is tried on halves of it, to find the records
+# it fails on; past this many failed tries with nothing written it is the
+# sink's fault, not a record's.
+ISOLATION_TRIES = 256
 
 
 def new_run_id() -> str:
@@ -123,8 +132,8 @@ class PartitionDrain:
     def __init__(
         self,
         redis_client: Any,
-        connection: Callable[[], psycopg.Connection[Any]],
-        schema: TableSchema,
+        sink: Sink,
+        table: Table,
         number: int,
         options: Options,
         stop: threading.Event | None = None,
@@ -133,9 +142,8 @@ class PartitionDrain:
         """``stop``: another partition failed, give up waiting for a lease;
         ``interrupt``: a signal asks to stop after the batch in flight."""
         self.redis = redis_client
-        self.connection = connection
-        self.schema = schema
-        self.table = schema.table
+        self.sink = sink
+        self.table = table
         self.number = number
         self.opts = options
         self.stop = stop or threading.Event()
@@ -144,12 +152,13 @@ class PartitionDrain:
         self.where = f"{self.table.name}/{number}"
         self.token = uuid.uuid4().hex
         self.result = PartitionResult()
-        self.decoder = Decoder(schema, options.strict)
         # Counted once: ids of batches merged whose ack failed (the batch may be
         # merged again after the retry), and dead-letter calls whose reply was
         # lost (time they were made at, ids), confirmed from the dead hash.
         self._unacked: set[str] = set()
         self._unconfirmed: list[tuple[float, list[str]]] = []
+        # id -> tries: records the sink failed on alone, in this drain
+        self._alone: dict[str, int] = {}
 
     def run(self) -> PartitionResult:
         """Drain with bounded retries; a fault past them raises DrainFault.
@@ -164,7 +173,7 @@ class PartitionDrain:
                 return self._finished()
             except Exception as exc:
                 self._confirm_dead()
-                if not is_transient(exc):
+                if not self._transient(exc):
                     problem = configuration_problem(exc)
                     if problem:
                         raise ConfigurationError(f"{self.table.name}: {problem}") from exc
@@ -264,17 +273,9 @@ class PartitionDrain:
             return
         try:
             with Heartbeat(self._renew, self.opts.heartbeat_s, self.where):
-                merger = Merger(
-                    self.connection(),
-                    self.schema,
-                    lock_key(self.opts.prefix, self.table.name, self.number),
-                    self._renew,
-                    self.opts.pg_deadline_s,
-                    lambda xid, marks: scripts.landing(self.redis, self.keys, self.token, xid, marks),
-                )
                 while not self.interrupt.is_set():
                     snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
-                    orphans = self._drain_run(snap.run, merger) if snap.run and snap.size else 0
+                    orphans = self._drain_run(snap.run) if snap.run and snap.size else 0
                     # After an adopted run, the dirty set still waits for its turn; ids
                     # left in flight (a pop whose reply was lost) are adopted the same way.
                     if not snap.adopted and not orphans:
@@ -285,11 +286,32 @@ class PartitionDrain:
             except redis.exceptions.RedisError:
                 pass  # it expires by itself
 
-    def _fetch(self, run: str) -> tuple[scripts.Popped, Decoded | None]:
+    def _fetch(self, run: str) -> tuple[scripts.Popped, Batch | None, list[tuple[str, str]]]:
+        """The next batch, made ready for the sink (decoded, and whatever the
+        sink prepares ahead), and the records that cannot be read."""
         popped = self._pop_batch(run)
         if not popped.ids:
-            return popped, None
-        return popped, self.decoder.decode(popped.ids, popped.values, popped.recreated)
+            return popped, None, []
+        batch = Batch(self.table, self.number, prefix=self.opts.prefix, recreated=dict(popped.recreated))
+        batch._lease = self._renew
+        batch._landing = self._landing
+        dead: list[tuple[str, str]] = []
+        if self.sink.raw:
+            batch.ids, batch.values = popped.ids, popped.values
+        else:
+            dead = fill(batch, popped.ids, popped.values)
+        self._prepare(batch)
+        return popped, batch, dead
+
+    def _prepare(self, batch: Batch) -> None:
+        try:
+            self.sink.prepare(batch)
+        except Exception as exc:  # only work done ahead: write() meets whatever it was
+            log.debug("%s: preparing a batch failed: %s: %s", self.where, type(exc).__name__, exc)
+            batch.state = None
+
+    def _landing(self, token: str, marks: dict[str, str]) -> object:
+        return scripts.landing(self.redis, self.keys, self.token, token, marks)
 
     def _pop_batch(self, run: str) -> scripts.Popped:
         """One merge batch (``batch`` ids) from several short pops of ``pop`` ids."""
@@ -297,20 +319,7 @@ class PartitionDrain:
             self.redis, self.keys, run, self.token, self.opts.pop, self.opts.batch, self.opts.lease_ms
         )
 
-    def _reload_schema(self, merger: Merger) -> bool:
-        """Read the table's schema again (a column may have been added or
-        dropped since the drain started); True when it changed."""
-        with deadline(merger.conn, self.opts.pg_deadline_s):
-            schema = load_schema(merger.conn, self.table)
-        if schema == self.schema:
-            return False
-        log.info("%s: the table's columns changed; merging with the new schema", self.where)
-        self.schema = schema
-        self.decoder = Decoder(schema, self.opts.strict)
-        merger.set_schema(schema)
-        return True
-
-    def _drain_run(self, run: str, merger: Merger) -> int:
+    def _drain_run(self, run: str) -> int:
         """Drain the run; returns how many ids are left in flight with no batch
         of ours holding them (a pop re-sent after its reply was lost)."""
         # PostgreSQL merges batch k while one thread acks batch k-1 and another
@@ -320,19 +329,21 @@ class PartitionDrain:
             ThreadPoolExecutor(1, thread_name_prefix="syncwd-pop") as popper,
             ThreadPoolExecutor(1, thread_name_prefix="syncwd-ack") as acker,
         ):
-            pending: Future[tuple[scripts.Popped, Decoded | None]] | None = popper.submit(self._fetch, run)
+            pending: Future[tuple[scripts.Popped, Batch | None, list[tuple[str, str]]]] | None = popper.submit(
+                self._fetch, run
+            )
             while pending is not None:
-                popped, batch = pending.result()
+                popped, batch, unreadable = pending.result()
                 for done in [a for a in acks if a.done()]:
                     acks.remove(done)
                     done.result()  # an ack that failed (lease lost, fault) stops the run here
                 if batch is None:
                     if popped.pops:  # ids of a repeated pass only, every one done: nothing to merge
                         self.result.skipped += len(popped.done)
-                        self._ack(run, popped, MergeResult(), set())
+                        self._ack(run, popped, Landed(), set())
                     break
                 pending = popper.submit(self._fetch, run) if popped.remaining else None
-                merged, gone = self._merge(run, popped, batch, merger)
+                merged, gone = self._merge(run, popped, batch, unreadable)
                 acks.append(acker.submit(self._ack, run, popped, merged, gone))
                 if self.interrupt.is_set():
                     # Stop after the batch in flight: a batch popped ahead stays
@@ -362,23 +373,12 @@ class PartitionDrain:
         )
         return orphans
 
-    def _merge(self, run: str, popped: scripts.Popped, batch: Decoded, merger: Merger) -> tuple[MergeResult, set[str]]:
-        """The batch merged, and the ids dead-lettered out of it."""
-        # A key that is not a column may be one added since the schema was read:
-        # read it again before such a record's value is acked without it.
-        if batch.unknown:
-            self._reload_schema(merger)
-        if batch.schema is not self.schema:  # decoded (ahead) against the schema before a reload
-            batch = self.decoder.decode(popped.ids, popped.values, popped.recreated)
-        for attempt in range(3):
-            try:
-                merged = merger.merge(batch)
-                break
-            except SchemaChanged:  # a column the statements name was dropped
-                if attempt == 2 or not self._reload_schema(merger):
-                    raise
-                batch = self.decoder.decode(popped.ids, popped.values, popped.recreated)
-        dead = batch.dead + merged.dead
+    def _merge(
+        self, run: str, popped: scripts.Popped, batch: Batch, unreadable: list[tuple[str, str]]
+    ) -> tuple[Landed, set[str]]:
+        """The batch written by the sink, and the ids dead-lettered out of it."""
+        merged = self._outcome(batch, self._write(batch), unreadable)
+        dead = merged.dead
         gone = {rid for rid, _ in dead}
         if dead:
             at = round(time.time(), 3)
@@ -406,6 +406,115 @@ class PartitionDrain:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged, gone
 
+    # --- the sink -------------------------------------------------------------
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Worth retrying the partition: a server, link or sink fault."""
+        return is_transient(exc) or isinstance(exc, SinkError) or self.sink.is_transient(exc)
+
+    def _blames_records(self, exc: BaseException) -> bool:
+        """Whether an exception of the sink's may be some record's fault."""
+        return not isinstance(exc, SyncwdError) and not self._transient(exc) and self.sink.blames_records(exc)
+
+    def _write_once(self, batch: Batch) -> Written:
+        try:
+            written = self.sink.write(batch)
+        except RejectedRecords as exc:
+            return Written(skipped=exc.skipped, rejected=exc.rejected)
+        return written if written is not None else Written()
+
+    def _write(self, batch: Batch) -> Written:
+        """The batch made durable by the sink. An exception that may be a
+        record's is looked for in the records: see ``_isolate``."""
+        try:
+            return self._write_once(batch)
+        except Exception as exc:
+            if not self._blames_records(exc):
+                raise
+            return self._isolate(batch, exc)
+
+    def _isolate(self, batch: Batch, first: Exception) -> Written:
+        """Write the batch again in halves, breadth first (so parts that land
+        show up early), down to single records: a record that fails alone while
+        others land is refused with the exception as its reason. When nothing
+        lands at all, no record is to blame: SinkError, retried like a server
+        fault. A batch of one record cannot tell the two apart: it is retried
+        too, and refused on the last try (it would otherwise come first in
+        every drain and hold the rest of its partition up)."""
+        what = f"{type(first).__name__}: {str(first).strip()}"
+        ids = list(dict.fromkeys(batch.record_ids()))
+        if len(ids) < 2:
+            tries = self._alone[ids[0]] = self._alone.get(ids[0], 0) + 1 if ids else 0
+            if ids and tries > self.opts.retries:
+                log.warning("%s: the sink failed on record %r alone %d times: dead-lettered", self.where, ids[0], tries)
+                return Written(rejected={ids[0]: f"the sink failed on this record alone, {tries} times: {what}"})
+            raise SinkError(f"{self.where}: the sink failed on the batch: unexpected {what}") from first
+        log.warning("%s: the sink failed on a batch (%s); looking for the records at fault", self.where, what)
+        rejected: dict[str, str] = {}
+        skipped: list[str] = []
+        unchanged, failed, landed = 0, 0, False
+        parts = deque([ids[: len(ids) // 2], ids[len(ids) // 2 :]])
+        while parts:
+            part = parts.popleft()
+            sub = batch.subset(part)
+            self._prepare(sub)
+            try:
+                written = self._write_once(sub)
+            except Exception as exc:
+                if not self._blames_records(exc):
+                    raise
+                failed += 1
+                if not landed and failed > ISOLATION_TRIES:
+                    break
+                if len(part) == 1:
+                    rejected[part[0]] = f"the sink failed on this record: {type(exc).__name__}: {str(exc).strip()}"
+                else:
+                    parts.extend((part[: len(part) // 2], part[len(part) // 2 :]))
+                continue
+            landed = True
+            rejected.update(written.rejected)
+            skipped.extend(written.skipped)
+            unchanged += written.unchanged
+        if not landed:
+            raise SinkError(f"{self.where}: the sink failed on every part of a batch: unexpected {what}") from first
+        return Written(skipped=skipped, rejected=rejected, unchanged=unchanged)
+
+    def _outcome(self, batch: Batch, written: Written, unreadable: list[tuple[str, str]]) -> Landed:
+        """Each record's outcome, from what the sink said of the batch."""
+        out = Landed(unchanged=written.unchanged)
+        recreated = batch.recreated
+        if self.sink.raw:
+            pairs = [(rid, raw is not None and raw[:1] == TOMBSTONE) for rid, raw in zip(batch.ids, batch.values)]
+        else:
+            pairs = [(r.id, False) for r in batch.upserts] + [(r.id, True) for r in batch.deletes]
+        rejected = dict(unreadable)
+        rejected.update(written.rejected)
+        if not rejected and not written.skipped and not recreated:  # the common batch: every record written
+            out.upserted = [rid for rid, deleting in pairs if not deleting]
+            if len(out.upserted) < len(pairs):
+                out.deleted = [rid for rid, deleting in pairs if deleting]
+            return out
+        skipped = set(written.skipped)
+        known = set()
+        for rid, deleting in pairs:
+            known.add(rid)
+            if rid in rejected:
+                continue
+            if deleting:
+                out.deleted.append(rid)
+            elif rid in skipped:
+                out.skipped.append(rid)
+            else:
+                out.upserted.append(rid)
+                if rid in recreated:
+                    out.recreated[rid] = recreated[rid]
+        known.update(rid for rid, _ in unreadable)
+        stray = [rid for rid in rejected if rid not in known]
+        if stray:
+            log.warning("%s: the sink refused ids that are not in the batch, ignored: %s", self.where, stray[:5])
+        out.dead = [(rid, reason) for rid, reason in rejected.items() if rid not in stray]
+        return out
+
     def _ack_calls(self, pops: list[tuple[int, list[str]]]) -> list[list[tuple[int, list[str]]]]:
         """The batch's pops grouped into ack calls of at most ``ack`` ids (8x that
         with no TTL; a pop bigger than that is a call of its own): fewer calls,
@@ -422,7 +531,7 @@ class PartitionDrain:
                 size = n
         return calls
 
-    def _ack(self, run: str, popped: scripts.Popped, merged: MergeResult, gone: set[str]) -> None:
+    def _ack(self, run: str, popped: scripts.Popped, merged: Landed, gone: set[str]) -> None:
         """Short ack calls of a few pops each. The script reads the ids from the
         pops' in-flight records and gives every one the TTL but the kept and
         deleted ones named here: so each id must have been merged or dead-lettered."""

@@ -299,8 +299,11 @@ def ack(
     return int(result[0]), int(result[1])
 
 
-def landing(client: Any, keys: PartitionKeys, token: str, xid: int, marks: dict[str, str]) -> int:
-    """Note the transaction ``xid`` on the recreated marks it replaces (id -> generation)."""
+def landing(client: Any, keys: PartitionKeys, token: str, xid: int | str, marks: dict[str, str]) -> int:
+    """Note the transaction ``xid`` (a sink's token for it, without "@") on the
+    recreated marks it replaces (id -> generation)."""
+    if "@" in str(xid):
+        raise ValueError(f"a transaction token cannot contain '@': {xid!r}")
     args: list[Any] = [token, xid]
     for record_id, generation in marks.items():
         args.append(id_wire(record_id))

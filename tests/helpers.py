@@ -94,9 +94,9 @@ def merge_via(impl: str, dsn: str, table: str, batches: list[list[tuple[str, byt
     """Decode ("c" or "python") and merge each batch as the drain does, into
     ``table`` keyed by ``id``; the dead-lettered ids."""
     from syncwd_fast.connection import connect
-    from syncwd_fast.decode import Decoder
-    from syncwd_fast.merge import Merger
-    from syncwd_fast.schema import load_schema
+    from syncwd_fast.sinks.postgres.decode import Decoder
+    from syncwd_fast.sinks.postgres.merge import Merger
+    from syncwd_fast.sinks.postgres.schema import load_schema
     from syncwd_fast.table import Table
 
     conn = connect(dsn)

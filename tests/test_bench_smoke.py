@@ -134,3 +134,37 @@ def test_bench_without_extras_skips_them(redis_url: str, base_dsn: str, tmp_path
         assert result["rates"][rate] > 0, rate
     assert "write bulk" not in done.stdout and "limit (Merger)" not in done.stdout and "write-bulk" not in done.stdout
     assert "drain/limit" in done.stdout
+
+
+def test_versions_compares_two_checkouts_in_one_run(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
+    """bench.versions checks the other commit out in a worktree, builds it and
+    drains the same data with each, alternating; each drain imports its own
+    checkout's package."""
+    out = tmp_path / "versions.json"
+    namespace = "bv" + uuid.uuid4().hex[:10]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.versions", "--before", "HEAD", "--records", "2000", "--rounds", "2"]
+        + ["--width", "narrow", "--batch", "500", "--namespace", namespace, "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": base_dsn},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = orjson.loads(out.read_bytes())
+    before, after = doc["imported"]["before"], doc["imported"]["after"]
+    assert before.startswith(tempfile_root()) and after.startswith(str(ROOT / "syncwd_fast")), doc["imported"]
+    narrow = doc["widths"]["narrow"]
+    for name in ("before", "after"):
+        assert len(narrow[name]["runs"]) == 2 and narrow[name]["rows_per_second"] > 0, name
+        assert narrow[name]["cpu_us_per_row"]["drain"] > 0, name
+    assert narrow["after/before"] > 0
+    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+    assert "syncwd-before-" not in worktrees  # removed again
+
+
+def tempfile_root() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()

@@ -55,12 +55,17 @@ def tables(db: psycopg.Connection[Any], schema: str) -> dict[str, str]:
 
 
 def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
+    stack = [value]  # no recursion: records may nest as deep as orjson reads
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -272,7 +277,14 @@ TRAPS: list[tuple[str, str]] = [
     ("ia", "7"),
     ("j", _deep(30)),
     ("j", _deep(70)),
+    # past what orjson writes back (255 levels) and Python recurses: the jsonb path
+    ("j", _deep(254)),
+    ("j", _deep(255)),
+    ("j", _deep(300)),
+    ("j", _deep(600)),
+    ("j", _deep(1024)),
     ("j", _deep(1100)),
+    ("ia", _deep(300)),
 ]
 
 RAW_TRAPS: list[bytes] = [

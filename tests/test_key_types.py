@@ -17,9 +17,9 @@ from psycopg import sql
 
 from syncwd_fast import FastDrainer, Syncwd, Table, rows
 from syncwd_fast.deadletter import list_dead, retry_dead
-from syncwd_fast.decode import DELETE, Decoder
 from syncwd_fast.keys import canonical_id, json_default
-from syncwd_fast.schema import TableSchema
+from syncwd_fast.sinks.postgres.decode import DELETE, Decoder
+from syncwd_fast.sinks.postgres.schema import TableSchema
 
 from .helpers import count
 

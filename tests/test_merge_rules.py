@@ -127,7 +127,7 @@ def status_inflight(r, keys):
 def test_a_row_the_copy_itself_refuses_is_dead_lettered_by_its_line(r, db, dsn, prefix, schema, monkeypatch):
     """The decoder screens \\u0000 out before SQL; without that screen the
     server's COPY refuses the row and names its line, which is dropped."""
-    monkeypatch.setattr("syncwd_fast.decode.has_nul_escape", lambda doc: False)
+    monkeypatch.setattr("syncwd_fast.sinks.postgres.decode.has_nul_escape", lambda doc: False)
     db.execute(f"CREATE TABLE {schema}.c (id int PRIMARY KEY, s text)")
     t = Table(f"{schema}.c")
     sw = Syncwd(r, prefix=prefix)

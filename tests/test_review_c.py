@@ -13,9 +13,9 @@ import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table, speedups
 from syncwd_fast.connection import connect
-from syncwd_fast.decode import Decoder
-from syncwd_fast.merge import Merger
-from syncwd_fast.schema import load_schema
+from syncwd_fast.sinks.postgres.decode import Decoder
+from syncwd_fast.sinks.postgres.merge import Merger
+from syncwd_fast.sinks.postgres.schema import load_schema
 
 from .helpers import merge_via
 
@@ -186,7 +186,7 @@ def test_c_decoder_used_by_two_threads_renders_one_records_line_with_anothers_va
     Here: two threads, one C Decoder, default switch interval."""
     from psycopg import sql
 
-    from syncwd_fast.schema import TableSchema
+    from syncwd_fast.sinks.postgres.schema import TableSchema
 
     cols = [f"c{k}" for k in range(16)]
     names = ("id", *cols)

@@ -191,17 +191,17 @@ def test_status_json_while_a_run_is_active(r, db, redis_url, dsn, prefix, schema
 def test_an_unforeseen_error_ends_in_the_report(r, db, dsn, prefix, schema, monkeypatch):
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY)")
     t = Table(f"{schema}.p")
-    Syncwd(r, prefix=prefix).update(t, {"id": 1})
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": 1}, {"id": 2}])
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(scripts, "dead", broken)
-    monkeypatch.setattr("syncwd_fast.merge.Merger.merge", broken)
-    report = drain(r, dsn, prefix)
+    monkeypatch.setattr("syncwd_fast.sinks.postgres.merge.Merger.merge", broken)
+    report = drain(r, dsn, prefix, retries=1, retry_backoff=0.01)
     assert report.exit_code == 3 and "unexpected RuntimeError: a bug" in (report.aborted or "")
     monkeypatch.undo()
-    assert drain(r, dsn, prefix).upserted == 1  # resumable
+    assert drain(r, dsn, prefix).upserted == 2  # resumable
 
 
 def test_a_new_row_whose_delete_was_refused_is_still_a_new_row_on_retry(r, db, dsn, prefix, schema):

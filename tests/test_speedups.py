@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from syncwd_fast import speedups
-from syncwd_fast.decode import Decoded, Decoder
-from syncwd_fast.render import render
-from syncwd_fast.schema import TableSchema
+from syncwd_fast.sinks.postgres.decode import Decoded, Decoder
+from syncwd_fast.sinks.postgres.render import render
+from syncwd_fast.sinks.postgres.schema import TableSchema
 from syncwd_fast.table import Table
 
 needs_c = pytest.mark.skipif(not speedups.available(), reason="the C speedup is not built")

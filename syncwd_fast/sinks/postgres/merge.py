@@ -36,9 +36,9 @@ import psycopg
 import psycopg.errors
 from psycopg import sql
 
-from .connection import Deadline, deadline
+from ...connection import Deadline, deadline
+from ...errors import LeaseLost, SyncwdError
 from .decode import DELETE, Decoded, Item, typed_width
-from .errors import LeaseLost, SyncwdError
 from .schema import TableSchema
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
@@ -115,6 +115,13 @@ def copy_payload(items: list[Item], staged: Iterable[int] | None = None) -> byte
     if staged is None:
         return b"".join([item[3] for item in items])
     return b"".join([items[i][3] for i in staged])
+
+
+def _xid(mark: str) -> int | None:
+    """The PostgreSQL transaction a "generation@xid" mark names; None for a
+    mark without one, or with another destination's token."""
+    token = mark.partition("@")[2]
+    return int(token) if token.isdigit() and token.isascii() else None
 
 
 class _DeferredRejected(Exception):
@@ -323,9 +330,9 @@ class Merger:
         Asked under the advisory lock, so that transaction has ended. Returns
         the stage rows to delete first, and the marks to note once their old
         rows are deleted."""
-        xids = {int(mark.split("@", 1)[1]) for mark in replace.values() if "@" in mark}
+        xids = {x for x in map(_xid, replace.values()) if x is not None}
         committed = {x for x in sorted(xids) if self._committed(cur, x)}
-        landed = {rid for rid, mark in replace.items() if "@" in mark and int(mark.split("@", 1)[1]) in committed}
+        landed = {rid for rid, mark in replace.items() if _xid(mark) in committed}
         if landed:
             again = [i for i in deleting if items[i][1] in landed]
             cur.execute(sql.SQL("UPDATE {} SET del = false WHERE i = ANY(%s)").format(self.stage), (again,))

@@ -17,6 +17,7 @@ the same results.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass, field
@@ -24,10 +25,12 @@ from typing import Any
 
 import orjson
 
-from . import speedups
-from .keys import TOMBSTONE, canonical_id
+from ... import speedups
+from ...keys import TOMBSTONE, canonical_id
 from .render import FLOAT8, NULL, SCALAR, copy_bytes, copy_text, render
 from .schema import TableSchema
+
+log = logging.getLogger("syncwd_fast")
 
 DELETE = -1  # the group of tombstones
 SCALARS = (SCALAR, FLOAT8)
@@ -213,26 +216,41 @@ class Decoder:
 
     def decode(self, ids: list[str], values: list[bytes | None], recreated: dict[str, str] | None = None) -> Decoded:
         """``recreated``: id -> generation of records that are new rows after
-        a delete; those that decode are merged as replacements."""
+        a delete; those that decode are merged as replacements. Never raises
+        for a record: one that cannot be decoded is a dead letter."""
         out = Decoded(self._columns, schema=self.schema)
         recreated = recreated or {}
         if self._c is not None:
-            unknown = self._c.decode(
-                ids,
-                values,
-                recreated,
-                out.items,
-                out.replace,
-                lambda rid, raw: self.decode_one(out, rid, raw, recreated),
-            )
-            out.unknown = out.unknown or unknown
-            return out
+            try:
+                unknown = self._c.decode(
+                    ids,
+                    values,
+                    recreated,
+                    out.items,
+                    out.replace,
+                    lambda rid, raw: self.decode_one(out, rid, raw, recreated),
+                )
+            except Exception as exc:  # a fault of the C path (memory, a bug): decode the batch again here
+                log.warning("the C decoder failed (%s: %s); decoding the batch in Python", type(exc).__name__, exc)
+                out = Decoded(self._columns, schema=self.schema)
+            else:
+                out.unknown = out.unknown or unknown
+                return out
         for rid, raw in zip(ids, values):
             self.decode_one(out, rid, raw, recreated)
         return out
 
     def decode_one(self, out: Decoded, rid: str, raw: bytes | None, recreated: dict[str, str]) -> None:
-        """Decode one record into ``out``: an item, or a dead letter."""
+        """Decode one record into ``out``: an item, or a dead letter. Whatever
+        goes wrong with one record stays with it: an exception is its dead
+        letter, never the batch's."""
+        try:
+            self._decode_one(out, rid, raw, recreated)
+        except Exception as exc:
+            out.replace.pop(rid, None)
+            out.dead.append((rid, f"cannot be decoded: {type(exc).__name__}: {str(exc).strip()}"))
+
+    def _decode_one(self, out: Decoded, rid: str, raw: bytes | None, recreated: dict[str, str]) -> None:
         dead = out.dead
         if raw is None:
             dead.append((rid, "value missing: the id was dirty but its value key is gone"))
@@ -274,11 +292,14 @@ class Decoder:
                 out.unknown = True
             carried, group = shape.carried, shape.group
         again = deleting or rid in recreated
-        if not deleting and rid in recreated:
-            out.replace[rid] = recreated[rid]
-        line = None if holds_huge_number(doc) else self._typed_line(i, group, again, row, carried)
+        try:
+            line = None if holds_huge_number(doc) else self._typed_line(i, group, again, row, carried)
+        except Exception:  # a value rendering cannot take: PostgreSQL judges it on the jsonb path
+            line = None
         if line is None:
             line = jsonb_line(i, group, again, doc, self.width)
+        if not deleting and rid in recreated:
+            out.replace[rid] = recreated[rid]
         out.items.append((group, rid, doc, line))
 
     def _typed_line(

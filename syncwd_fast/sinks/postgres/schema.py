@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .errors import ConfigurationError, TableMissing
-from .table import Table
+from ...errors import ConfigurationError, TableMissing
+from ...table import Table
 
 
 @dataclass(frozen=True)

@@ -60,17 +60,30 @@ def _scalar_text(value: Any, float8: bool) -> str | None:
     return None  # a float whose decimal text is lost, an object, an array
 
 
+# Deeper values go the jsonb path: orjson writes at most 255 levels, and
+# Python's own recursion would give out well before what JSON allows.
+MAX_JSON_DEPTH = 128
+
+
 def _exact_json(value: Any) -> bool:
     """Whether orjson writes ``value`` back as JSON that jsonb reads to the
-    same value: no floats (their text is lost) and no ints past 64 bits."""
-    kind = type(value)
-    if kind is dict:
-        return all(_exact_json(v) for v in value.values())
-    if kind is list:
-        return all(_exact_json(v) for v in value)
-    if kind is int:
-        return -(2**63) <= value < 2**64  # type: ignore[no-any-return]
-    return kind is not float
+    same value: no floats (their text is lost), no ints past 64 bits, and at
+    most MAX_JSON_DEPTH levels (walked without recursion: a record may nest
+    as deep as orjson reads)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list:
+            if depth > MAX_JSON_DEPTH:
+                return False
+            stack.extend((v, depth + 1) for v in (item.values() if kind is dict else item))
+        elif kind is int:
+            if not -(2**63) <= item < 2**64:
+                return False
+        elif kind is float:
+            return False
+    return True
 
 
 def _array_literal(values: list[Any]) -> str | None:
