@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +134,48 @@ def dsn(base_dsn: str) -> str:
 def db(base_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(base_dsn, autocommit=True) as conn:
         yield conn
+
+
+LOCAL_MYSQL = "mysql://root@127.0.0.1:3306/test"
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """SYNCWD_TEST_MYSQL_URL, else the local MariaDB on 3306. Where neither
+    answers the MariaDB tests are skipped, except under CI (CI=true), where
+    MariaDB runs and its absence is a failure."""
+    url = os.environ.get("SYNCWD_TEST_MYSQL_URL") or LOCAL_MYSQL
+    try:
+        import pymysql
+
+        from syncwd_fast.sinks.mysql.connection import parse_dsn
+
+        pymysql.connect(**parse_dsn(url)).close()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"no MariaDB/MySQL at {url} for the tests: {exc}")
+        pytest.skip(f"no MariaDB/MySQL at {url}: {exc}")
+    return url
+
+
+@pytest.fixture
+def mysql_db(mysql_url: str) -> Iterator[tuple[str, Any]]:
+    """A database of this test's own on the MariaDB server: (its DSN, an
+    autocommit connection to it); dropped afterwards."""
+    import pymysql
+
+    from syncwd_fast.sinks.mysql.connection import parse_dsn
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    args = parse_dsn(mysql_url)
+    admin = pymysql.connect(**{**args, "database": None}, autocommit=True, charset="utf8mb4")
+    admin.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    dsn = urlunsplit(urlsplit(mysql_url)._replace(path="/" + name))
+    conn = pymysql.connect(**{**args, "database": name}, autocommit=True, charset="utf8mb4")
+    yield dsn, conn
+    conn.close()
+    admin.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+    admin.close()
 
 
 @pytest.fixture

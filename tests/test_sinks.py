@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from syncwd_fast import ConfigurationError, FastDrainer, Syncwd, Table
+from syncwd_fast import ConfigurationError, FastDrainer, Syncwd, Table, TableMissing
 from syncwd_fast.sinks import Sink, builtin_sink
 
 from .helpers import cli, count, dead_entries, drain_command, in_flight, last_json
@@ -197,3 +197,26 @@ def test_dsn_schemes_choose_the_built_in_sink():
         FastDrainer(None, "", sinks={"t": object()})  # type: ignore[dict-item]
     with pytest.raises(ConfigurationError, match="no sink for"):
         FastDrainer(None, "", sinks={"a": Sink()}).sink_for("b")
+
+
+class Unwritable(DictSink):
+    def check(self, table):
+        raise TableMissing(table.name)
+
+
+class Unreachable(DictSink):
+    def open(self):
+        raise ConfigurationError("the destination refused the login")
+
+
+def test_a_table_its_sink_cannot_write_waits_while_the_others_drain(r, prefix, t):
+    other = Table("game.other", key="user_id")
+    write(r, prefix, t, 20)
+    write(r, prefix, other, 5)
+    fine = DictSink()
+    report = FastDrainer(r, "", prefix=prefix, sinks={t.name: Unwritable(), other.name: fine}).drain()
+    assert (report.exit_code, report.upserted) == (1, 5) and len(fine.rows) == 5
+    assert "does not exist" in report.tables[t.name].error
+    assert sum(r.scard(t.keys(n, prefix).dirty) for n in range(t.partitions)) == 20  # waiting in Redis
+    with pytest.raises(ConfigurationError, match="refused the login"):  # exit 2 on the command line
+        FastDrainer(r, "", prefix=prefix, sinks={t.name: Unreachable(), other.name: fine}).drain()

@@ -1,0 +1,194 @@
+"""Stored values as stage rows for MariaDB/MySQL: the typing rule.
+
+A record's value for a column becomes the text MariaDB's own
+``JSON_VALUE(doc, '$.column')`` gives for it: a string's text, a number's
+own text as the document spells it (``1.50`` stays ``1.50``, integers of any
+size exact), ``1``/``0`` for ``true``/``false``; an object or array becomes
+its compact JSON, and so does any value into a JSON column (a string
+quoted, ``true`` as ``true``); JSON ``null`` is SQL NULL. MariaDB converts that text to
+the column's type under strict SQL mode, as an ``INSERT`` of a string does:
+a text the type refuses is the record's dead letter, with the server's
+message. Two additions: an ISO 8601 string with a time zone offset (``Z``,
+``+05:30``) into a DATETIME or TIMESTAMP column is turned to UTC first
+(MariaDB refuses offsets; each session's time zone is UTC); and of a key
+repeated in one document the last counts, as in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ..records import read
+from .schema import MySQLSchema
+
+DELETE = -1  # the group of tombstones
+
+# A digit then a point or an exponent, or 19+ digits: orjson would read a
+# float (its text lost) or a big integer as a float; read such a document
+# again with every number kept as its text.
+_INEXACT = re.compile(rb"\d[.eE]|\d{19}")
+_OFFSET = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|z|[+-]\d\d(?::?\d\d)?)\Z")
+
+
+class Number(str):
+    """A JSON number that is not a 64-bit integer, as its document spells it."""
+
+
+def _exact(doc: bytes) -> Any:
+    return json.loads(doc, parse_float=Number, parse_int=_int)
+
+
+def _int(text: str) -> int | Number:
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else Number(text)
+
+
+def compact(value: Any) -> str:
+    """Compact JSON of an object or array, numbers as their own text."""
+    kind = type(value)
+    if kind is dict:
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + compact(v) for k, v in value.items()) + "}"
+    if kind is list:
+        return "[" + ",".join(compact(v) for v in value) + "]"
+    if kind is Number:
+        return str.__str__(value)
+    return json.dumps(value, ensure_ascii=False)  # str, int, bool, None, float
+
+
+def _utc(text: str) -> str:
+    """An ISO 8601 time with an offset as UTC, the way MariaDB reads a DATETIME."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        return text  # MariaDB says what is wrong with it
+    if moment.tzinfo is None:
+        return text
+    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def render(kind: str, value: Any) -> str | None:
+    """The text a column of ``kind`` gets for a JSON value (None: SQL NULL)."""
+    if value is None:
+        return None
+    t = type(value)
+    if kind == "j" and t is not dict and t is not list:
+        return compact(value)  # a JSON column holds the value's JSON: "text" quoted, true as true
+    if t is str:
+        if kind == "t" and _OFFSET.match(value):
+            return _utc(value)
+        return value  # type: ignore[no-any-return]
+    if t is bool:
+        return "1" if value else "0"
+    if t is int:
+        return str(value)
+    if t is Number:
+        return str.__str__(value)
+    if t is float:  # read by orjson where the document was too deep to read again
+        return repr(value)
+    if t is dict or t is list:
+        try:
+            return orjson.dumps(value).decode() if not _holds_number(value) else compact(value)
+        except TypeError:  # deeper than orjson writes
+            return compact(value)
+    return str(value)
+
+
+def _holds_number(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        t = type(item)
+        if t is Number:
+            return True
+        if t is dict:
+            stack.extend(item.values())
+        elif t is list:
+            stack.extend(item)
+    return False
+
+
+# (stage index, group, id, delete first, column texts in table order)
+Item = tuple[int, int, str, bool, list[str | None]]
+
+
+@dataclass
+class Decoded:
+    columns: list[tuple[str, ...]] = field(default_factory=list)
+    items: list[Item] = field(default_factory=list)
+    dead: list[tuple[str, str]] = field(default_factory=list)
+    replace: dict[str, str] = field(default_factory=dict)
+    unknown: bool = False
+    schema: MySQLSchema | None = None
+
+
+class Decoder:
+    """Per table: stored values as stage rows, grouped by the columns they carry."""
+
+    def __init__(self, schema: MySQLSchema, strict: bool = False) -> None:
+        self.schema = schema
+        self.strict = strict
+        self._position = {c.name: p for p, c in enumerate(schema.columns)}
+        self._kinds = [c.kind for c in schema.columns]
+        self._groups: dict[tuple[str, ...], int] = {}
+        self._columns: list[tuple[str, ...]] = []
+        self._lock = threading.Lock()  # decoded ahead in one thread, again (after a reload) in another
+
+    def _group(self, names: tuple[str, ...]) -> int:
+        with self._lock:
+            group = self._groups.get(names)
+            if group is None:
+                group = self._groups[names] = len(self._columns)
+                self._columns.append(names)
+            return group
+
+    def decode(self, ids: list[str], values: list[bytes | None], recreated: dict[str, str]) -> Decoded:
+        out = Decoded(self._columns, schema=self.schema)
+        for rid, raw in zip(ids, values):
+            try:
+                self._one(out, rid, raw, recreated)
+            except Exception as exc:  # one record's trouble is its own dead letter
+                out.replace.pop(rid, None)
+                out.dead.append((rid, f"cannot be decoded: {type(exc).__name__}: {str(exc).strip()}"))
+        return out
+
+    def _one(self, out: Decoded, rid: str, raw: bytes | None, recreated: dict[str, str]) -> None:
+        got = read(self.schema.key, rid, raw)
+        if isinstance(got, str):
+            out.dead.append((rid, got))
+            return
+        deleting, row = got
+        assert raw is not None
+        doc = raw[1:] if deleting else raw
+        if _INEXACT.search(doc):
+            try:
+                row = _exact(doc)
+            except (ValueError, RecursionError):
+                pass  # orjson's reading stands
+        position = self._position
+        if deleting:
+            names = self.schema.key
+            group = DELETE
+        else:
+            unknown = [k for k in row if k not in position]
+            if unknown:
+                out.unknown = True
+                if self.strict:
+                    out.dead.append((rid, f"not columns of {self.schema.table.name}: {', '.join(sorted(unknown))}"))
+                    return
+            names = tuple(sorted((k for k in row if k in position), key=position.__getitem__))
+            group = self._group(names)
+        texts: list[str | None] = [None] * len(self._kinds)
+        for name in names:
+            p = position[name]
+            texts[p] = render(self._kinds[p], row[name])
+        again = deleting or rid in recreated
+        if not deleting and rid in recreated:
+            out.replace[rid] = recreated[rid]
+        out.items.append((len(out.items), group, rid, again, texts))

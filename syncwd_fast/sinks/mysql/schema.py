@@ -1,0 +1,166 @@
+"""What the MariaDB/MySQL sink needs to know about a target table, read
+from information_schema: writable columns and their types, the key's unique
+index, the NOT NULL columns a new row must carry, JSON columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import ConfigurationError, TableMissing
+from ...table import Table
+
+# How a column takes a value (render.py): n numeric, t temporal (DATETIME,
+# TIMESTAMP: ISO strings with an offset are turned to UTC), j JSON, s anything else.
+NUMERIC = (
+    "tinyint",
+    "smallint",
+    "mediumint",
+    "int",
+    "integer",
+    "bigint",
+    "decimal",
+    "numeric",
+    "float",
+    "double",
+    "real",
+    "bit",
+    "year",
+)
+TEMPORAL = ("datetime", "timestamp")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    column_type: str  # as information_schema has it: int(11), varchar(64), enum('a','b'), decimal(18,4) unsigned
+    kind: str  # n, t, j or s
+    charset: str | None
+    collation: str | None
+
+    def stage_type(self) -> str:
+        """The column's type for the stage, where every column may be NULL."""
+        text = self.column_type
+        if self.charset and self.collation:
+            text += f" CHARACTER SET {self.charset} COLLATE {self.collation}"
+        return text + " NULL DEFAULT NULL"
+
+    def cast(self) -> str:
+        """A CAST target that compares as the column does (the version guard)."""
+        base = self.column_type.split("(")[0].split()[0].lower()
+        if base in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit"):
+            return "UNSIGNED" if "unsigned" in self.column_type.lower() else "SIGNED"
+        if base in ("decimal", "numeric"):
+            return self.column_type.split()[0].upper()
+        if base in ("float", "double", "real"):
+            return "DOUBLE"
+        if base in ("datetime", "timestamp"):
+            return "DATETIME(6)"
+        if base in ("date", "time"):
+            return base.upper() + ("(6)" if base == "time" else "")
+        return "CHAR"
+
+
+@dataclass(frozen=True)
+class MySQLSchema:
+    table: Table
+    database: str
+    name: str
+    columns: tuple[Column, ...]  # writable columns in table order (no generated ones)
+    required: frozenset[str]  # NOT NULL, no default, not AUTO_INCREMENT: a new row must carry them
+    insert_triggers: bool  # a BEFORE INSERT trigger may fill a required column
+    # Another unique index besides the key's: ON DUPLICATE KEY UPDATE would
+    # update whichever row conflicts, so rows are updated and inserted apart
+    # (a conflict on the other index is then the record's error).
+    other_unique: bool = False
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.table.key_columns
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+def split_name(table: Table, default_database: str) -> tuple[str, str]:
+    """``schema.table`` is MySQL's ``database.table``; a bare name is in the DSN's database."""
+    if "." in table.name:
+        database, name = table.name.split(".", 1)
+        return database, name
+    return default_database, table.name
+
+
+def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
+    database, name = split_name(table, default_database)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,"
+            " CHARACTER_SET_NAME, COLLATION_NAME FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (database, name),
+        )
+        rows = cur.fetchall()
+        if not rows:
+            raise TableMissing(table.name)
+        # MariaDB stores JSON as LONGTEXT with a json_valid() CHECK; MySQL has a json type.
+        checks = ""
+        if _has_check_table(cur):
+            cur.execute(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+                " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                (database, name),
+            )
+            checks = " ".join(str(r[0]) for r in cur.fetchall())
+        cur.execute(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0",
+            (database, name),
+        )
+        unique: dict[str, list[str]] = {}
+        for index, column in cur.fetchall():
+            unique.setdefault(index, []).append(column)
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = %s"
+            " AND EVENT_OBJECT_TABLE = %s AND EVENT_MANIPULATION = 'INSERT' AND ACTION_TIMING = 'BEFORE'",
+            (database, name),
+        )
+        triggers = bool(cur.fetchone()[0])
+    conn.commit()  # end the read's transaction: no snapshot held between batches
+    columns = []
+    required = set()
+    for column, column_type, data_type, nullable, default, extra, charset, collation in rows:
+        extra = (extra or "").lower()
+        if "generated" in extra and "default_generated" not in extra:
+            continue  # VIRTUAL / STORED / PERSISTENT: the database's
+        data_type = str(data_type).lower()
+        if data_type == "json" or f"json_valid(`{column}`)" in checks:
+            kind = "j"
+        elif data_type in NUMERIC:
+            kind = "n"
+        elif data_type in TEMPORAL:
+            kind = "t"
+        else:
+            kind = "s"
+        columns.append(Column(column, str(column_type), kind, charset, collation))
+        if nullable == "NO" and default is None and "auto_increment" not in extra:
+            required.add(column)
+    names = [c.name for c in columns]
+    for column in (*table.key_columns, *([table.version_column] if table.version_column else [])):
+        if column not in names:
+            raise ConfigurationError(f"table {table.name!r} has no writable column {column!r}")
+    key = sorted(table.key_columns)
+    if key not in [sorted(cols) for cols in unique.values()]:
+        raise ConfigurationError(
+            f"table {table.name!r} has no primary key or unique index on ({', '.join(table.key_columns)})"
+        )
+    other = any(sorted(cols) != key for cols in unique.values())
+    return MySQLSchema(table, database, name, tuple(columns), frozenset(required), triggers, other)
+
+
+def _has_check_table(cur: Any) -> bool:
+    cur.execute(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'information_schema'"
+        " AND TABLE_NAME = 'CHECK_CONSTRAINTS'"
+    )
+    return bool(cur.fetchone()[0])
