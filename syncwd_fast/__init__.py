@@ -1,5 +1,5 @@
-"""syncwd-fast: keep hot records in Redis, drain them to PostgreSQL (or a sink of one's own) in
-bulk."""
+"""syncwd-fast: keep hot records in Redis, drain them to PostgreSQL or MariaDB/MySQL (or a sink of
+one's own) in bulk."""
 
 from .drain import FastDrainer, registered_tables
 from .errors import (

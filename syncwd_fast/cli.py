@@ -218,7 +218,8 @@ def drain_options(f: Any) -> Any:
             "--dsn",
             env="SYNCWD_DSN",
             required=True,
-            help="Where records go: a PostgreSQL connection string ('dbname=app', postgresql://...)."
+            help="Where records go: a PostgreSQL connection string ('dbname=app', postgresql://...) or"
+            " mysql://user:password@host:port/database (mariadb:// alike; needs syncwd-fast[mysql])."
             " Tables given a --sink go there; its factory gets this DSN too.",
         ),
         option(

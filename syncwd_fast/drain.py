@@ -50,8 +50,8 @@ def registered_tables(
 
 
 class FastDrainer:
-    """Drain dirty records from Redis into PostgreSQL, or into a sink of one's
-    own per table.
+    """Drain dirty records from Redis into PostgreSQL or MariaDB/MySQL (the
+    DSN's scheme says which), or into a sink of one's own per table.
 
     >>> report = FastDrainer(redis.Redis(), "dbname=app", batch=5000).drain()
     >>> report.upserted, report.exit_code

@@ -114,15 +114,32 @@ def r(redis_url: str) -> Iterator[redis_lib.Redis]:
     client.close()
 
 
-@pytest.fixture
-def schema(base_dsn: str) -> Iterator[str]:
-    """A PostgreSQL schema of this test's own, dropped afterwards."""
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests of a module that takes its fixtures from tests/targets.py run
+    against each built-in sink, or PostgreSQL alone when marked so."""
+    if "target" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("postgres_only")
+        metafunc.parametrize("target", ["postgres"] if only else ["postgres", "mysql"], indirect=True)
+
+
+def _own_schema(base_dsn: str) -> Iterator[str]:
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(base_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {name}")
     yield name
     with psycopg.connect(base_dsn, autocommit=True) as conn:
         conn.execute(f"DROP SCHEMA {name} CASCADE")
+
+
+def _connection(base_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(base_dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def schema(base_dsn: str) -> Iterator[str]:
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
+    yield from _own_schema(base_dsn)
 
 
 @pytest.fixture
@@ -132,8 +149,19 @@ def dsn(base_dsn: str) -> str:
 
 @pytest.fixture
 def db(base_dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(base_dsn, autocommit=True) as conn:
-        yield conn
+    yield from _connection(base_dsn)
+
+
+# The same under names of their own, for tests/targets.py, whose db and
+# schema stand for PostgreSQL's or MariaDB's.
+@pytest.fixture
+def pg_schema(base_dsn: str) -> Iterator[str]:
+    yield from _own_schema(base_dsn)
+
+
+@pytest.fixture
+def pg_db(base_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    yield from _connection(base_dsn)
 
 
 LOCAL_MYSQL = "mysql://root@127.0.0.1:3306/test"

@@ -7,6 +7,7 @@ import pytest
 from syncwd_fast import FastDrainer, Syncwd, Table
 
 from .helpers import count, dead_entries
+from .targets import db, dsn, schema, target  # noqa: F401  (each test against each built-in sink)
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def test_every_kind_of_bad_value_is_dead_lettered_and_good_rows_land(r, db, dsn,
     assert (again.upserted, again.dead_lettered) == (0, 0)
 
 
+@pytest.mark.postgres_only
 def test_rows_postgresql_rejects_are_isolated(r, db, dsn, prefix, t):
     sw = Syncwd(r, prefix=prefix)
     good = [{"id": i, "score": i} for i in range(1, 1001)]
@@ -113,6 +115,7 @@ def test_a_missing_table_is_reported_and_the_others_drain(r, db, dsn, prefix, sc
     assert drain(r, dsn, prefix).upserted == 10
 
 
+@pytest.mark.postgres_only
 def test_big_documents_unicode_and_foreign_keys(r, db, dsn, prefix, schema):
     db.execute(f"""
         CREATE TABLE {schema}.teams (id int PRIMARY KEY);

@@ -168,3 +168,32 @@ def tempfile_root() -> str:
     import tempfile
 
     return tempfile.gettempdir()
+
+
+def test_mariadb_bench_runs_the_limit_and_the_drain_alternated(redis_url: str, mysql_url: str, tmp_path: Path) -> None:
+    """bench.mariadb at a tiny size: both phases land every row, each round,
+    with CPU per row of each process, and the database it made is gone."""
+    out = tmp_path / "mariadb.json"
+    namespace = "bm" + uuid.uuid4().hex[:10]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.mariadb", "--records", "2000", "--rounds", "2", "--batch", "500"]
+        + ["--width", "wide", "--mysql", mysql_url, "--namespace", namespace, "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SYNCWD_REDIS_URL": redis_url},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    wide = orjson.loads(out.read_bytes())["widths"]["wide"]
+    assert len(wide["limit"]["runs"]) == len(wide["drain"]["runs"]) == 2
+    assert wide["limit"]["cpu_us_per_row"]["client"] > 0 and wide["drain"]["cpu_us_per_row"]["drain"] > 0
+    assert wide["drain/limit"] > 0
+    import pymysql
+
+    from syncwd_fast.sinks.mysql.connection import parse_dsn
+
+    conn = pymysql.connect(**{**parse_dsn(mysql_url), "database": None})
+    with conn.cursor() as cur:
+        assert not cur.execute("SHOW DATABASES LIKE %s", (f"syncwd_{namespace}",))
+    conn.close()

@@ -17,6 +17,7 @@ from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.status import table_status
 
 from .helpers import count, drain_command, last_json, wait_for
+from .targets import db, dsn, schema, target  # noqa: F401  (each test against each built-in sink)
 
 
 @pytest.fixture
@@ -58,6 +59,7 @@ def test_kill_9_then_an_immediate_second_drain_takes_over_and_lands_everything(r
     assert (status["dirty"], status["in_run"], status["inflight"], status["active_runs"]) == (0, 0, 0, {})
 
 
+@pytest.mark.postgres_only
 def test_a_live_drainer_is_busy_and_skip_busy_does_not_wait(r, db, redis_url, dsn, prefix, t):
     """Drainer A is stuck in a merge on a row an application has locked; its
     heartbeat keeps the lease, so B reports that partition busy (in about a
@@ -109,6 +111,7 @@ def test_a_live_drainer_is_busy_and_skip_busy_does_not_wait(r, db, redis_url, ds
     assert count(db, t.name) == 3000
 
 
+@pytest.mark.postgres_only
 def test_a_merge_waiting_3x_the_lease_on_an_application_lock_keeps_its_lease(r, db, dsn, prefix, t):
     t = Table(t.name, partitions=1)
     sw = Syncwd(r, prefix=prefix)

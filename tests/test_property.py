@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
@@ -34,6 +35,7 @@ from syncwd_fast.status import table_status
 
 from .conftest import server_url
 from .helpers import in_flight, redo
+from .targets import MySQLDB, db, dsn, schema, target  # noqa: F401  (each test against each built-in sink)
 
 IDS = st.integers(0, 20)
 TEXT = st.one_of(
@@ -92,14 +94,14 @@ class Crasher:
 
 
 class DrainMachine(RuleBasedStateMachine):
+    """Against PostgreSQL; MariaDBDrainMachine below runs the same against MariaDB."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.dsn = server_url("pg")
         self.schema = "t_" + uuid.uuid4().hex[:12]
         self.prefix = "t" + uuid.uuid4().hex[:12]
-        self.db = psycopg.connect(self.dsn, autocommit=True)
         self.r = redis_lib.Redis.from_url(server_url("redis"))
-        self.db.execute(f"CREATE SCHEMA {self.schema}")
+        self.dsn, self.db = self.create_target()
         self.db.execute(f"CREATE TABLE {self.schema}.p (id int PRIMARY KEY, v int NOT NULL, s text)")
         self.table = Table(f"{self.schema}.p", partitions=PARTITIONS)
         self.sw = Syncwd(self.r, prefix=self.prefix)
@@ -107,6 +109,18 @@ class DrainMachine(RuleBasedStateMachine):
         self.model: dict[int, dict[str, Any]] = {}
         self.version = 0
         self.crashes = 0
+
+    # --- the target: a schema of PostgreSQL's (a database of MariaDB's) ---------
+
+    def create_target(self) -> tuple[str, Any]:
+        dsn = server_url("pg")
+        db = psycopg.connect(dsn, autocommit=True)
+        db.execute(f"CREATE SCHEMA {self.schema}")
+        return dsn, db
+
+    def drop_target(self) -> None:
+        self.db.execute(f"DROP SCHEMA {self.schema} CASCADE")
+        self.db.close()
 
     # --- helpers ---------------------------------------------------------------
 
@@ -211,22 +225,57 @@ class DrainMachine(RuleBasedStateMachine):
         try:
             self._clean_drain()
         finally:
-            self.db.execute(f"DROP SCHEMA {self.schema} CASCADE")
-            self.db.close()
+            self.drop_target()
             keys = list(self.r.scan_iter(match=f"{self.prefix}:*", count=1000))
             if keys:
                 self.r.delete(*keys)
             self.r.close()
 
 
-DrainMachine.TestCase.settings = settings(
+class MariaDBDrainMachine(DrainMachine):
+    """The same machine with the MariaDB sink: a database of its own."""
+
+    def create_target(self) -> tuple[str, Any]:
+        import pymysql
+
+        from syncwd_fast.sinks.mysql.connection import parse_dsn
+
+        url = mysql_server()
+        args = parse_dsn(url)
+        admin = pymysql.connect(**{**args, "database": None}, autocommit=True, charset="utf8mb4")
+        admin.cursor().execute(f"CREATE DATABASE {self.schema} CHARACTER SET utf8mb4")
+        admin.close()
+        conn = pymysql.connect(**{**args, "database": self.schema}, autocommit=True, charset="utf8mb4")
+        return urlunsplit(urlsplit(url)._replace(path="/" + self.schema)), MySQLDB(conn)
+
+    def drop_target(self) -> None:
+        self.db.execute(f"DROP DATABASE {self.schema}")
+        self.db.conn.close()
+
+
+SETTINGS = settings(
     max_examples=25,
     stateful_step_count=30,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+DrainMachine.TestCase.settings = SETTINGS
+MariaDBDrainMachine.TestCase.settings = SETTINGS
 TestDrainMachine = DrainMachine.TestCase
+
+
+_mysql_url: list[str] = []  # a machine is built by hypothesis, not pytest: the fixture's value, set below
+
+
+def mysql_server() -> str:
+    return _mysql_url[0]
+
+
+class TestMariaDBDrainMachine(MariaDBDrainMachine.TestCase):  # type: ignore[name-defined,misc]
+    @pytest.fixture(autouse=True)
+    def _url(self, mysql_url: str) -> None:
+        _mysql_url[:] = [mysql_url]
 
 
 @pytest.mark.parametrize("point", ["in_merge", "after_commit", "after_ack"])

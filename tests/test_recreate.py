@@ -10,6 +10,7 @@ from syncwd_fast import FastDrainer, Syncwd, Table, scripts
 from syncwd_fast.keys import PartitionKeys
 
 from .helpers import rows
+from .targets import db, dsn, schema, target  # noqa: F401  (each test against each built-in sink)
 
 ENTRY = Table("t").to_registry()
 
@@ -199,6 +200,7 @@ def test_a_new_row_committed_but_not_acked_is_not_replaced_again(r, db, dsn, pre
     assert r.hlen(keys.recreated) == 0
 
 
+@pytest.mark.postgres_only
 def test_a_new_row_whose_transaction_rolled_back_is_still_a_new_row(r, db, dsn, prefix, secret):
     sw = Syncwd(r, prefix=prefix)
     sw.update(secret, {"id": 1, "a": 1, "b": "old", "c": 7})

@@ -3,9 +3,8 @@
 A table's sink is the one given for it (``FastDrainer(..., sinks={name:
 sink})``, ``--sink TABLE=package.module:factory``), else the built-in sink
 the DSN's scheme names: PostgreSQL for a libpq DSN or a ``postgresql://``
-URL. ``mysql://`` and ``mariadb://`` name the MariaDB/MySQL sink, a module
-``sinks.mysql`` this version does not have yet: such a DSN is a
-configuration error that says so.
+URL, MariaDB/MySQL for ``mysql://`` or ``mariadb://`` (the extra
+``syncwd-fast[mysql]``).
 """
 
 from __future__ import annotations
@@ -43,11 +42,7 @@ def builtin_sink(dsn: str, options: SinkOptions | None = None) -> Sink:
     if kind in MYSQL_SCHEMES:
         try:
             mysql = importlib.import_module(f"{__name__}.mysql")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.mysql":
-                raise ConfigurationError(
-                    f"a {kind}:// DSN needs the MariaDB/MySQL sink, which this version of syncwd-fast lacks"
-                ) from exc
+        except ImportError as exc:  # the driver, an optional extra
             raise ConfigurationError(
                 f"a {kind}:// DSN needs the MariaDB/MySQL driver: pip install 'syncwd-fast[mysql]' ({exc})"
             ) from exc

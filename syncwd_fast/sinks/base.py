@@ -3,9 +3,9 @@
 The drain's core (partition.py) pops a batch of records from Redis, hands it
 to the table's sink, and acks the records once the sink has returned: a sink
 returns only when the batch is durable. What happens in between is the
-sink's: the built-in one merges into PostgreSQL (``sinks.postgres``); a
-team's own sink may write anywhere, as the Go original's per-model
-``SyncToDB()`` did.
+sink's: the built-in ones merge into PostgreSQL (``sinks.postgres``) or
+MariaDB/MySQL (``sinks.mysql``); a team's own sink may write anywhere, as
+the Go original's per-model ``SyncToDB()`` did.
 
 The contract, whatever the sink:
 
