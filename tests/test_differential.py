@@ -69,12 +69,13 @@ def _holds_nul(value: Any) -> bool:
     return False
 
 
-def oracle_decode_dead(rid: str, doc: bytes) -> bool:
+def oracle_decode_dead(rid: str, doc: bytes, nul_is_dead: bool = True) -> bool:
+    """``nul_is_dead``: PostgreSQL cannot store NUL in text or jsonb (MariaDB can)."""
     try:
         row = orjson.loads(doc)
     except orjson.JSONDecodeError:
         return True
-    if type(row) is not dict or _holds_nul(row):
+    if type(row) is not dict or (nul_is_dead and _holds_nul(row)):
         return True
     if row.get("id") is None:
         return True
