@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,6 +65,18 @@ class PartitionResult:
 
 
 @dataclass
+class _Isolation:
+    """What looking for the records a sink fails on found so far."""
+
+    landed: bool = False
+    done: set[str] = field(default_factory=set)  # ids of parts that landed
+    failed: dict[str, str] = field(default_factory=dict)  # id -> the exception it failed with alone
+    rejected: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass
 class Landed:
     """What became of a batch's records: the ids of each outcome."""
 
@@ -77,10 +88,12 @@ class Landed:
     unchanged: int = 0  # of ``upserted``, how many changed nothing (counted skipped)
 
 
-# A sink that raises for a batch is tried on halves of it, to find the records
-# it fails on; past this many failed tries with nothing written it is the
-# sink's fault, not a record's.
-ISOLATION_TRIES = 256
+# A sink that raises for a batch is tried on halves of it, depth first, to
+# find the records it fails on. When this many records failed alone and no
+# part landed yet, a few records spread over the batch are tried alone: if
+# none lands either, the sink is at fault, not the records.
+SINGLES_BEFORE_PROBE = 16
+PROBES = 8
 
 
 def new_run_id() -> str:
@@ -377,7 +390,12 @@ class PartitionDrain:
         self, run: str, popped: scripts.Popped, batch: Batch, unreadable: list[tuple[str, str]]
     ) -> tuple[Landed, set[str]]:
         """The batch written by the sink, and the ids dead-lettered out of it."""
-        merged = self._outcome(batch, self._write(batch), unreadable)
+        # What the batch holds, taken before the sink sees it (it gets a copy).
+        if self.sink.raw:
+            pairs = [(rid, raw is not None and raw[:1] == TOMBSTONE) for rid, raw in zip(batch.ids, batch.values)]
+        else:
+            pairs = [(r.id, False) for r in batch.upserts] + [(r.id, True) for r in batch.deletes]
+        merged = self._outcome(pairs, dict(batch.recreated), self._write(batch), unreadable)
         dead = merged.dead
         gone = {rid for rid, _ in dead}
         if dead:
@@ -418,10 +436,14 @@ class PartitionDrain:
 
     def _write_once(self, batch: Batch) -> Written:
         try:
-            written = self.sink.write(batch)
+            written = self.sink.write(batch.copy())
         except RejectedRecords as exc:
             return Written(skipped=exc.skipped, rejected=exc.rejected)
-        return written if written is not None else Written()
+        if written is None:
+            return Written()
+        if not isinstance(written, Written):
+            raise TypeError(f"{type(self.sink).__name__}.write returned {written!r}, not Written or None")
+        return written
 
     def _write(self, batch: Batch) -> Written:
         """The batch made durable by the sink. An exception that may be a
@@ -434,59 +456,80 @@ class PartitionDrain:
             return self._isolate(batch, exc)
 
     def _isolate(self, batch: Batch, first: Exception) -> Written:
-        """Write the batch again in halves, breadth first (so parts that land
-        show up early), down to single records: a record that fails alone while
-        others land is refused with the exception as its reason. When nothing
-        lands at all, no record is to blame: SinkError, retried like a server
-        fault. A batch of one record cannot tell the two apart: it is retried
-        too, and refused on the last try (it would otherwise come first in
-        every drain and hold the rest of its partition up)."""
+        """Write the batch again in halves, depth first, down to single
+        records: a record that fails alone while others land is refused with
+        the exception as its reason. When nothing lands, no record is to blame
+        (SinkError, retried like a server fault), except in a small batch
+        (at most SINGLES_BEFORE_PROBE records, every one failing alone): on the
+        last try its records are refused, as they would otherwise come first
+        in every drain and hold the rest of their partition up."""
         what = f"{type(first).__name__}: {str(first).strip()}"
         ids = list(dict.fromkeys(batch.record_ids()))
-        if len(ids) < 2:
-            tries = self._alone[ids[0]] = self._alone.get(ids[0], 0) + 1 if ids else 0
-            if ids and tries > self.opts.retries:
-                log.warning("%s: the sink failed on record %r alone %d times: dead-lettered", self.where, ids[0], tries)
-                return Written(rejected={ids[0]: f"the sink failed on this record alone, {tries} times: {what}"})
-            raise SinkError(f"{self.where}: the sink failed on the batch: unexpected {what}") from first
-        log.warning("%s: the sink failed on a batch (%s); looking for the records at fault", self.where, what)
-        rejected: dict[str, str] = {}
-        skipped: list[str] = []
-        unchanged, failed, landed = 0, 0, False
-        parts = deque([ids[: len(ids) // 2], ids[len(ids) // 2 :]])
-        while parts:
-            part = parts.popleft()
-            sub = batch.subset(part)
-            self._prepare(sub)
-            try:
-                written = self._write_once(sub)
-            except Exception as exc:
-                if not self._blames_records(exc):
-                    raise
-                failed += 1
-                if not landed and failed > ISOLATION_TRIES:
-                    break
-                if len(part) == 1:
-                    rejected[part[0]] = f"the sink failed on this record: {type(exc).__name__}: {str(exc).strip()}"
-                else:
-                    parts.extend((part[: len(part) // 2], part[len(part) // 2 :]))
-                continue
-            landed = True
-            rejected.update(written.rejected)
-            skipped.extend(written.skipped)
-            unchanged += written.unchanged
-        if not landed:
-            raise SinkError(f"{self.where}: the sink failed on every part of a batch: unexpected {what}") from first
-        return Written(skipped=skipped, rejected=rejected, unchanged=unchanged)
-
-    def _outcome(self, batch: Batch, written: Written, unreadable: list[tuple[str, str]]) -> Landed:
-        """Each record's outcome, from what the sink said of the batch."""
-        out = Landed(unchanged=written.unchanged)
-        recreated = batch.recreated
-        if self.sink.raw:
-            pairs = [(rid, raw is not None and raw[:1] == TOMBSTONE) for rid, raw in zip(batch.ids, batch.values)]
+        found = _Isolation()
+        if len(ids) == 1:
+            found.failed[ids[0]] = what
         else:
-            pairs = [(r.id, False) for r in batch.upserts] + [(r.id, True) for r in batch.deletes]
+            log.warning("%s: the sink failed on a batch (%s); looking for the records at fault", self.where, what)
+            stack = [ids[len(ids) // 2 :], ids[: len(ids) // 2]]
+            while stack:
+                part = [i for i in stack.pop() if i not in found.done]
+                if not part or self._try_part(batch, part, found):
+                    continue
+                if len(part) > 1:
+                    stack += [part[len(part) // 2 :], part[: len(part) // 2]]
+                elif not found.landed and len(found.failed) == SINGLES_BEFORE_PROBE:
+                    # Sixteen bad records in a row, or a sink that fails on all?
+                    untried = [i for i in ids if i not in found.failed]
+                    for rid in untried[:: max(1, len(untried) // PROBES)][:PROBES]:
+                        self._try_part(batch, [rid], found)
+                    if not found.landed:
+                        break
+        if found.landed:
+            refused = {rid: f"the sink failed on this record: {reason}" for rid, reason in found.failed.items()}
+            return Written(found.skipped, {**refused, **found.rejected}, found.unchanged)
+        if len(found.failed) == len(ids) <= SINGLES_BEFORE_PROBE:
+            tries = max([self._alone.get(rid, 0) for rid in ids]) + 1
+            self._alone.update(dict.fromkeys(ids, tries))
+            if tries > self.opts.retries:
+                log.warning(
+                    "%s: the sink failed on %d record(s) alone %d times: dead-lettered", self.where, len(ids), tries
+                )
+                return Written(
+                    rejected={
+                        rid: f"the sink failed on this record alone, {tries} times: {found.failed[rid]}" for rid in ids
+                    }
+                )
+        raise SinkError(f"{self.where}: the sink failed on every part of a batch: unexpected {what}") from first
+
+    def _try_part(self, batch: Batch, part: list[str], found: _Isolation) -> bool:
+        """Write ``part`` of the batch on its own; True when it landed."""
+        sub = batch.subset(part)
+        self._prepare(sub)
+        try:
+            written = self._write_once(sub)
+        except Exception as exc:
+            if not self._blames_records(exc):
+                raise
+            if len(part) == 1:
+                found.failed[part[0]] = f"{type(exc).__name__}: {str(exc).strip()}"
+            return False
+        found.landed = True
+        found.done.update(part)
+        found.rejected.update(written.rejected)
+        found.skipped.extend(written.skipped)
+        found.unchanged += written.unchanged
+        return True
+
+    def _outcome(
+        self,
+        pairs: list[tuple[str, bool]],
+        recreated: dict[str, str],
+        written: Written,
+        unreadable: list[tuple[str, str]],
+    ) -> Landed:
+        """Each record's outcome, from what the sink said of the batch
+        (``pairs``: its ids, and whether each is a delete)."""
+        out = Landed(unchanged=written.unchanged)
         rejected = dict(unreadable)
         rejected.update(written.rejected)
         if not rejected and not written.skipped and not recreated:  # the common batch: every record written

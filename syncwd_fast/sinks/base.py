@@ -146,6 +146,23 @@ class Batch:
             return list(self.ids)
         return [r.id for r in self.upserts] + [r.id for r in self.deletes]
 
+    def copy(self) -> Batch:
+        """The batch with lists of its own: what a sink is handed, so that one
+        consuming or changing them cannot change what the drain acks."""
+        return Batch(
+            self.table,
+            self.partition,
+            self.prefix,
+            upserts=list(self.upserts),
+            deletes=list(self.deletes),
+            ids=list(self.ids),
+            values=list(self.values),
+            recreated=dict(self.recreated),
+            state=self.state,
+            _lease=self._lease,
+            _landing=self._landing,
+        )
+
 
 @dataclass
 class Written:
@@ -159,6 +176,12 @@ class Written:
     # Of the upserts, how many changed nothing (a record of key columns only
     # whose row exists): durable, counted as skipped.
     unchanged: int = 0
+
+    def __post_init__(self) -> None:
+        # Ids as the batch has them (a sink may name them by int): an id not
+        # recognized would otherwise be acked as written.
+        self.rejected = {str(k): str(v) for k, v in self.rejected.items()}
+        self.skipped = [str(i) for i in self.skipped]
 
 
 class Sink:

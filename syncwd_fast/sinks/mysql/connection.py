@@ -83,8 +83,24 @@ def connect(dsn: str, *, statement_timeout_s: float = 300.0, lock_timeout_s: flo
             cur.execute("SET SESSION max_statement_time = %s", (float(statement_timeout_s),))
         except pymysql.err.MySQLError:
             pass
+        # A drainer stalled inside a batch's transaction holds the partition's
+        # GET_LOCK and its row locks: the server ends such a session soon after
+        # its lease is gone (MariaDB), or once it idles that long at all (MySQL).
+        try:
+            cur.execute("SET SESSION idle_transaction_timeout = %s", (max(1, int(statement_timeout_s)),))
+        except pymysql.err.MySQLError:
+            cur.execute("SET SESSION wait_timeout = %s", (max(1, int(statement_timeout_s)),))
     conn.commit()
     return conn
+
+
+def max_packet(conn: pymysql.Connection) -> int:
+    """The server's max_allowed_packet: no statement may be longer."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@max_allowed_packet")
+        row = cur.fetchone()
+    conn.commit()
+    return int(row[0]) if row else 1 << 22
 
 
 def is_mariadb(conn: pymysql.Connection) -> bool:

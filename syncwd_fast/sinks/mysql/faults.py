@@ -92,8 +92,19 @@ def errno(exc: BaseException) -> int | None:
     return None
 
 
+# SQLSTATE classes of the data: a data exception, an integrity violation, an
+# application's SIGNAL (a trigger refusing a row with an error number of its own).
+DATA_CLASSES = ("22", "23", "45")
+
+
 def is_data_error(exc: BaseException) -> bool:
-    return errno(exc) in DATA
+    code = errno(exc)
+    if code in DATA:
+        return True
+    if code in TRANSIENT or code in CONFIGURATION or code in SCHEMA:
+        return False
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in DATA_CLASSES
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -31,11 +31,12 @@ import pymysql
 
 from ...errors import LeaseLost, SyncwdError
 from .faults import describe, errno, is_data_error
-from .render import DELETE, Decoded, Item
+from .render import DELETE, Decoded, FromDocument, Item, Raw
 from .schema import MySQLSchema
 
 LANDING_TABLE = "syncwd_fast_landing"
 NO_DEFAULT = 1364  # a NOT NULL column without default left out of an INSERT
+ROW_TOO_LARGE = 1118
 _AT_ROW = re.compile(r" at row (\d+)\b")
 # Statement text of a stage INSERT stays well under max_allowed_packet (16 MiB by default).
 STAGE_BYTES = 2 << 20
@@ -73,23 +74,38 @@ class _Refused(Exception):
 class Merger:
     """Merges batches of one table on one connection."""
 
-    def __init__(self, conn: Any, schema: MySQLSchema, lock_wait_s: float) -> None:
+    def __init__(self, conn: Any, schema: MySQLSchema, lock_wait_s: float, max_packet: int = 1 << 22) -> None:
         self.conn = conn
         self.lock_wait_s = lock_wait_s
+        # No statement may be longer than the server's max_allowed_packet (the
+        # server drops the link on one that is); a record that cannot fit in
+        # one is its own dead letter.
+        self.row_limit = max_packet - 4096
+        self.statement_bytes = min(STAGE_BYTES, self.row_limit)
         self.set_schema(schema)
 
     def set_schema(self, schema: MySQLSchema) -> None:
         self.schema = schema
         self.target = f"{ident(schema.database)}.{ident(schema.name)}"
-        digest = hashlib.sha1(repr([(c.name, c.stage_type()) for c in schema.columns]).encode()).hexdigest()[:16]
-        self.stage = ident(f"syncwd_stage_{digest}")
         self._position = {c.name: p for p, c in enumerate(schema.columns)}
+        try:
+            self._create_stage(schema, wide=False)
+        except pymysql.err.MySQLError as exc:
+            if errno(exc) != ROW_TOO_LARGE:
+                raise
+            # The target's columns fit its rows, with the stage's own few and
+            # every column NULL-able they may not: strings go as LONGTEXT (their
+            # length is checked when they reach the target).
+            self._create_stage(schema, wide=True)
+
+    def _create_stage(self, schema: MySQLSchema, wide: bool) -> None:
+        types = [c.stage_type(wide and c.name not in schema.key) for c in schema.columns]
+        digest = hashlib.sha1(repr(list(zip(schema.names, types))).encode()).hexdigest()[:16]
+        self.stage = ident(f"syncwd_stage_{digest}")
         with self.conn.cursor() as cur:
             cur.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} (i INT NOT NULL, g INT NOT NULL,"
-                " del TINYINT NOT NULL"
-                + "".join(f", c{p} {c.stage_type()}" for p, c in enumerate(schema.columns))
-                + ") ENGINE=InnoDB"
+                " del TINYINT NOT NULL" + "".join(f", c{p} {t}" for p, t in enumerate(types)) + ") ENGINE=InnoDB"
             )
         self.conn.commit()
 
@@ -116,7 +132,7 @@ class Merger:
             self._end(lock)
         dead = {**refused, **run.dead}
         result.unchanged = run.unchanged
-        for i, _g, rid, _d, _t in batch.items:
+        for i, _g, rid, _d, _t, _doc in batch.items:
             if i in dead:
                 result.dead.append((rid, dead[i]))
             elif i in run.stale:
@@ -156,7 +172,7 @@ class Merger:
         staged = [item for item in items if item[0] not in refused]
         groups: dict[int, list[int]] = {}
         deleting: list[int] = []
-        for i, g, _rid, again, _texts in staged:
+        for i, g, _rid, again, _texts, _doc in staged:
             if again:
                 deleting.append(i)
             if g != DELETE:
@@ -187,27 +203,43 @@ class Merger:
         and dropped, and its statement sent again without it."""
         columns = ", ".join(f"c{p}" for p in range(len(self.schema.columns)))
         head = f"INSERT INTO {self.stage} (i, g, del, {columns}) VALUES "
-        rows: list[Item] = []
-        size = 0
+        literal = self.conn.escape
+        rows: list[tuple[Item, str]] = []
+        size = len(head)
+
+        def value(t: str | None, document: bytes | None) -> str:
+            if t is None:
+                return "NULL"
+            if type(t) is Raw:
+                return t
+            if type(t) is FromDocument:
+                return f"JSON_COMPACT(JSON_EXTRACT({literal(document.decode() if document else '')}, {literal(t)}))"
+            return str(literal(t))
+
         for item in items:
-            rows.append(item)
-            size += 24 + sum(len(t) for t in item[4] if t is not None)
-            if size >= STAGE_BYTES:
+            text = "({},{},{},{})".format(
+                item[0], item[1], 1 if item[3] else 0, ",".join(value(t, item[5]) for t in item[4])
+            )
+            n = len(text.encode()) + 1
+            if n + len(head) > self.row_limit:
+                refused[item[0]] = (
+                    f"the record is {n:,} bytes as SQL, more than the server takes in one statement"
+                    f" (max_allowed_packet {self.row_limit + 4096:,})"
+                )
+                continue
+            if rows and size + n > self.statement_bytes:
                 self._stage_rows(cur, head, rows, refused)
-                rows, size = [], 0
+                rows, size = [], len(head)
+            rows.append((item, text))
+            size += n
         if rows:
             self._stage_rows(cur, head, rows, refused)
 
-    def _stage_rows(self, cur: Any, head: str, rows: list[Item], refused: dict[int, str]) -> None:
-        literal = self.conn.escape
+    def _stage_rows(self, cur: Any, head: str, rows: list[tuple[Item, str]], refused: dict[int, str]) -> None:
         while rows:
-            text = head + ",".join(
-                f"({r[0]},{r[1]},{1 if r[3] else 0},{','.join('NULL' if t is None else literal(t) for t in r[4])})"
-                for r in rows
-            )
             cur.execute("SAVEPOINT syncwd_stage")
             try:
-                cur.execute(text)
+                cur.execute(head + ",".join(text for _, text in rows))
                 return
             except pymysql.err.MySQLError as exc:
                 if not is_data_error(exc):
@@ -216,11 +248,11 @@ class Merger:
                 at = _AT_ROW.search(str(exc.args[1]) if len(exc.args) > 1 else "")
                 if at and 0 < int(at[1]) <= len(rows):
                     bad = rows[int(at[1]) - 1]
-                    refused[bad[0]] = self._in_target_terms(exc)
+                    refused[bad[0][0]] = self._in_target_terms(exc)
                     rows = [r for r in rows if r is not bad]
                     continue
                 if len(rows) == 1:
-                    refused[rows[0][0]] = self._in_target_terms(exc)
+                    refused[rows[0][0][0]] = self._in_target_terms(exc)
                     return
                 middle = len(rows) // 2
                 self._stage_rows(cur, head, rows[:middle], refused)

@@ -4,14 +4,17 @@ A record's value for a column becomes the text MariaDB's own
 ``JSON_VALUE(doc, '$.column')`` gives for it: a string's text, a number's
 own text as the document spells it (``1.50`` stays ``1.50``, integers of any
 size exact), ``1``/``0`` for ``true``/``false``; an object or array becomes
-its compact JSON, and so does any value into a JSON column (a string
-quoted, ``true`` as ``true``); JSON ``null`` is SQL NULL. MariaDB converts that text to
-the column's type under strict SQL mode, as an ``INSERT`` of a string does:
-a text the type refuses is the record's dead letter, with the server's
-message. Two additions: an ISO 8601 string with a time zone offset (``Z``,
-``+05:30``) into a DATETIME or TIMESTAMP column is turned to UTC first
-(MariaDB refuses offsets; each session's time zone is UTC); and of a key
-repeated in one document the last counts, as in PostgreSQL.
+its compact JSON (MariaDB's ``JSON_COMPACT``, escapes as the document has
+them), and any value into a JSON column its compact JSON too (a string
+quoted, ``true`` as ``true``); JSON ``null`` is SQL NULL. MariaDB converts that text
+to the column's type under strict SQL mode, as an ``INSERT`` of a string
+does: a text the type refuses is the record's dead letter, with the server's
+message. Three additions: a number or boolean into a BIT or YEAR column goes
+as a number (a string there would mean its bytes, or a two-digit year); an
+ISO 8601 string with a time zone offset (``Z``, ``+05:30``) into a DATETIME
+or TIMESTAMP column is turned to UTC first (MariaDB refuses offsets; each
+session's time zone is UTC); and of a key repeated in one document the last
+counts, as in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ _OFFSET = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|z|[+
 
 class Number(str):
     """A JSON number that is not a 64-bit integer, as its document spells it."""
+
+
+class Raw(str):
+    """A JSON number sent as a number, unquoted (into BIT and YEAR columns).
+    Only ever the text of a number the JSON parser read: safe as SQL."""
+
+
+class FromDocument(str):
+    """An object or array into a column that is not JSON: MariaDB's own
+    ``JSON_COMPACT`` of it, read from the record's document (the value is
+    this JSON path), so its text is the document's, escapes included."""
 
 
 def _exact(doc: bytes) -> Any:
@@ -80,6 +94,15 @@ def render(kind: str, value: Any) -> str | None:
     t = type(value)
     if kind == "j" and t is not dict and t is not list:
         return compact(value)  # a JSON column holds the value's JSON: "text" quoted, true as true
+    if kind == "b":  # BIT, YEAR: numbers as numbers
+        if t is bool:
+            return Raw("1" if value else "0")
+        if t is int:
+            return Raw(str(value))
+        if t is Number:
+            return Raw(str.__str__(value))
+        if t is float:
+            return Raw(repr(value))
     if t is str:
         if kind == "t" and _OFFSET.match(value):
             return _utc(value)
@@ -92,6 +115,8 @@ def render(kind: str, value: Any) -> str | None:
         return str.__str__(value)
     if t is float:  # read by orjson where the document was too deep to read again
         return repr(value)
+    if (t is dict or t is list) and kind != "j":
+        return FROM_DOCUMENT
     if t is dict or t is list:
         try:
             return orjson.dumps(value).decode() if not _holds_number(value) else compact(value)
@@ -114,8 +139,11 @@ def _holds_number(value: Any) -> bool:
     return False
 
 
-# (stage index, group, id, delete first, column texts in table order)
-Item = tuple[int, int, str, bool, list[str | None]]
+FROM_DOCUMENT = FromDocument("")  # render's answer: read it from the document
+
+# (stage index, group, id, delete first, column texts in table order, the
+# document where a text is FromDocument, else None)
+Item = tuple[int, int, str, bool, list[str | None], bytes | None]
 
 
 @dataclass
@@ -185,10 +213,14 @@ class Decoder:
             names = tuple(sorted((k for k in row if k in position), key=position.__getitem__))
             group = self._group(names)
         texts: list[str | None] = [None] * len(self._kinds)
+        document = None
         for name in names:
             p = position[name]
-            texts[p] = render(self._kinds[p], row[name])
+            text = render(self._kinds[p], row[name])
+            if text is FROM_DOCUMENT:
+                text, document = FromDocument('$."' + name + '"'), doc
+            texts[p] = text
         again = deleting or rid in recreated
         if not deleting and rid in recreated:
             out.replace[rid] = recreated[rid]
-        out.items.append((len(out.items), group, rid, again, texts))
+        out.items.append((len(out.items), group, rid, again, texts, document))

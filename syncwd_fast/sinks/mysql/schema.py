@@ -10,8 +10,10 @@ from typing import Any
 from ...errors import ConfigurationError, TableMissing
 from ...table import Table
 
-# How a column takes a value (render.py): n numeric, t temporal (DATETIME,
-# TIMESTAMP: ISO strings with an offset are turned to UTC), j JSON, s anything else.
+# How a column takes a value (render.py): n numeric, b BIT or YEAR (a JSON
+# number goes as a number: as a string it would mean its bytes, or a 2-digit
+# year), t temporal (DATETIME, TIMESTAMP: ISO strings with an offset are
+# turned to UTC), j JSON, s anything else.
 NUMERIC = (
     "tinyint",
     "smallint",
@@ -38,27 +40,20 @@ class Column:
     charset: str | None
     collation: str | None
 
-    def stage_type(self) -> str:
-        """The column's type for the stage, where every column may be NULL."""
+    def stage_type(self, wide: bool = False) -> str:
+        """The column's type for the stage, where every column may be NULL;
+        ``wide``: a string column as LONGTEXT (LONGBLOB for binary ones), for
+        a target whose rows are near the row size limit."""
         text = self.column_type
+        if wide:
+            base = text.split("(")[0].lower()
+            if base in ("char", "varchar"):
+                text = "LONGTEXT"
+            elif base in ("binary", "varbinary"):
+                text = "LONGBLOB"
         if self.charset and self.collation:
             text += f" CHARACTER SET {self.charset} COLLATE {self.collation}"
         return text + " NULL DEFAULT NULL"
-
-    def cast(self) -> str:
-        """A CAST target that compares as the column does (the version guard)."""
-        base = self.column_type.split("(")[0].split()[0].lower()
-        if base in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit"):
-            return "UNSIGNED" if "unsigned" in self.column_type.lower() else "SIGNED"
-        if base in ("decimal", "numeric"):
-            return self.column_type.split()[0].upper()
-        if base in ("float", "double", "real"):
-            return "DOUBLE"
-        if base in ("datetime", "timestamp"):
-            return "DATETIME(6)"
-        if base in ("date", "time"):
-            return base.upper() + ("(6)" if base == "time" else "")
-        return "CHAR"
 
 
 @dataclass(frozen=True)
@@ -136,6 +131,8 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
         data_type = str(data_type).lower()
         if data_type == "json" or f"json_valid(`{column}`)" in checks:
             kind = "j"
+        elif data_type in ("bit", "year"):
+            kind = "b"
         elif data_type in NUMERIC:
             kind = "n"
         elif data_type in TEMPORAL:

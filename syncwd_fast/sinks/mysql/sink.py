@@ -12,7 +12,7 @@ from ...errors import ConfigurationError
 from ...masking import mask
 from ...table import Table
 from ..base import Batch, Sink, SinkOptions, Written
-from .connection import connect, parse_dsn
+from .connection import connect, max_packet, parse_dsn
 from .faults import configuration_problem, is_data_error, is_transient
 from .merge import LANDING_TABLE, Merger, SchemaChanged, lock_name
 from .render import Decoded, Decoder
@@ -133,7 +133,7 @@ class MySQLSink(Sink):
         schema = self.schema(table)
         merger = mergers.get(table.name)
         if merger is None:
-            merger = mergers[table.name] = Merger(conn, schema, self.hold_s)
+            merger = mergers[table.name] = Merger(conn, schema, self.hold_s + 5, max_packet(conn))
         elif merger.schema != schema:
             merger.set_schema(schema)
         return merger
