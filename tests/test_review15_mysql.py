@@ -299,7 +299,7 @@ def test_review15_fk_restricted_delete_and_json_values(r, m, prefix):
     }.items():
         r.set(keys.value(rid), doc)
         r.sadd(keys.dirty, rid)
-    report = drain(r, m, prefix)
+    assert drain(r, m, prefix).exit_code == 1
     dead = dead_of(r, tp, prefix)
     assert set(dead) == {"1", "4", "5"}, {k: v["error"] for k, v in dead.items()}
     assert "foreign key" in dead["1"]["error"]
