@@ -28,8 +28,10 @@ The contract, whatever the sink:
   and a record that fails alone while others land is dead-lettered with the
   exception as its reason, so no single record can hold its partition up.
   When no part of the batch lands, the fault is the sink's: retried, then
-  exit code 3. A batch of a single record cannot tell the two apart: it is
-  retried, and on the last try the record is dead-lettered.
+  exit code 3. A small batch (16 records at most) whose every record fails
+  alone cannot tell the two apart: it is retried, and on the last try its
+  records are dead-lettered.
+- The sink gets a copy of the batch: it may consume or change its lists.
 
 Learned from Kafka Connect's ``SinkTask`` (records are committed only after
 the task has flushed them) and from SQLAlchemy's dialects (one interface,
