@@ -68,13 +68,17 @@ def parse_dsn(dsn: str) -> dict[str, Any]:
 
 def connect(dsn: str, *, statement_timeout_s: float = 300.0, lock_timeout_s: float = 60.0) -> pymysql.Connection:
     """A connection in explicit-transaction mode (autocommit off), strict,
-    utf8mb4 and UTC, whose reads and writes time out (a dead link or a
-    stalled server ends in an error, not a hang)."""
+    utf8mb4, UTC and READ COMMITTED, whose reads and writes time out (a dead
+    link or a stalled server ends in an error, not a hang)."""
     args = parse_dsn(dsn)
     args.setdefault("read_timeout", int(statement_timeout_s) + 10)
     args.setdefault("write_timeout", int(statement_timeout_s) + 10)
     conn = pymysql.connect(**args, charset="utf8mb4", autocommit=False, local_infile=False)
     with conn.cursor() as cur:
+        # As PostgreSQL's default: each statement sees what committed before it
+        # (REPEATABLE READ would judge "is this row new?" by a snapshot that an
+        # application's insert since could contradict).
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cur.execute(
             "SET SESSION sql_mode = %s, time_zone = '+00:00', innodb_lock_wait_timeout = %s",
             (SQL_MODE, max(1, int(lock_timeout_s))),
