@@ -42,6 +42,24 @@ _AT_ROW = re.compile(r" at row (\d+)\b")
 STAGE_BYTES = 2 << 20
 
 
+# String literals as the session reads them (backslash escapes: the sink's
+# sql_mode leaves out NO_BACKSLASH_ESCAPES).
+_ESCAPES = str.maketrans({"\0": "\\0", "\n": "\\n", "\r": "\\r", "\\": "\\\\", "'": "\\'", '"': '\\"', "\x1a": "\\Z"})
+
+
+def _literal(text: str | None, document: bytes | None) -> str:
+    """A stage value that is not a plain string: NULL, a number (Raw), or
+    MariaDB's compact JSON of a part of the record's document."""
+    if text is None:
+        return "NULL"
+    if type(text) is Raw:
+        return text
+    if type(text) is FromDocument:
+        doc = (document or b"").decode().translate(_ESCAPES)
+        return f"JSON_COMPACT(JSON_EXTRACT('{doc}', '{text.translate(_ESCAPES)}'))"
+    return "'" + text.translate(_ESCAPES) + "'"
+
+
 class SchemaChanged(SyncwdError):
     """A column the merge names is gone: read the schema again and merge again."""
 
@@ -203,24 +221,21 @@ class Merger:
         and dropped, and its statement sent again without it."""
         columns = ", ".join(f"c{p}" for p in range(len(self.schema.columns)))
         head = f"INSERT INTO {self.stage} (i, g, del, {columns}) VALUES "
-        literal = self.conn.escape
         rows: list[tuple[Item, str]] = []
         size = len(head)
-
-        def value(t: str | None, document: bytes | None) -> str:
-            if t is None:
-                return "NULL"
-            if type(t) is Raw:
-                return t
-            if type(t) is FromDocument:
-                return f"JSON_COMPACT(JSON_EXTRACT({literal(document.decode() if document else '')}, {literal(t)}))"
-            return str(literal(t))
-
         for item in items:
             text = "({},{},{},{})".format(
-                item[0], item[1], 1 if item[3] else 0, ",".join(value(t, item[5]) for t in item[4])
+                item[0],
+                item[1],
+                1 if item[3] else 0,
+                ",".join(
+                    "'" + t.translate(_ESCAPES) + "'" if type(t) is str else _literal(t, item[5]) for t in item[4]
+                ),
             )
-            n = len(text.encode()) + 1
+            # Counted in characters, but a character may take 4 bytes.
+            n = 4 * len(text) + 1
+            if n + len(head) > self.row_limit:
+                n = len(text.encode()) + 1
             if n + len(head) > self.row_limit:
                 refused[item[0]] = (
                     f"the record is {n:,} bytes as SQL, more than the server takes in one statement"

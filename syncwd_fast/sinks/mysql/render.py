@@ -33,10 +33,6 @@ from .schema import MySQLSchema
 
 DELETE = -1  # the group of tombstones
 
-# A digit then a point or an exponent, or 19+ digits: orjson would read a
-# float (its text lost) or a big integer as a float; read such a document
-# again with every number kept as its text.
-_INEXACT = re.compile(rb"\d[.eE]|\d{19}")
 _OFFSET = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|z|[+-]\d\d(?::?\d\d)?)\Z")
 
 
@@ -61,7 +57,7 @@ def _exact(doc: bytes) -> Any:
 
 def _int(text: str) -> int | Number:
     value = int(text)
-    return value if -(2**63) <= value < 2**64 else Number(text)
+    return value if -(2**63) <= value < 2**64 and text != "-0" else Number(text)
 
 
 def compact(value: Any) -> str:
@@ -125,6 +121,22 @@ def render(kind: str, value: Any) -> str | None:
     return str(value)
 
 
+def _holds_float(value: Any) -> bool:
+    """Whether a nested value holds a float (orjson's reading of a number
+    whose text it does not keep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        t = type(item)
+        if t is float:
+            return True
+        if t is dict:
+            stack.extend(item.values())
+        elif t is list:
+            stack.extend(item)
+    return False
+
+
 def _holds_number(value: Any) -> bool:
     stack = [value]
     while stack:
@@ -166,6 +178,8 @@ class Decoder:
         self._kinds = [c.kind for c in schema.columns]
         self._groups: dict[tuple[str, ...], int] = {}
         self._columns: list[tuple[str, ...]] = []
+        self._shapes: dict[tuple[str, ...], tuple[tuple[tuple[int, str], ...], int, list[str]]] = {}
+        self._key_carried = tuple((self._position[k], k) for k in schema.key)
         self._lock = threading.Lock()  # decoded ahead in one thread, again (after a reload) in another
 
     def _group(self, names: tuple[str, ...]) -> int:
@@ -175,6 +189,28 @@ class Decoder:
                 group = self._groups[names] = len(self._columns)
                 self._columns.append(names)
             return group
+
+    def _texts(
+        self, row: dict[str, Any], carried: tuple[tuple[int, str], ...], exact: bool = False
+    ) -> list[str | None] | None:
+        """The stage texts of the columns a record carries; None when a value
+        holds a float or is 0 (maybe ``-0``) and the document was not read
+        exactly yet."""
+        texts: list[str | None] = [None] * len(self._kinds)
+        kinds = self._kinds
+        for p, name in carried:
+            value = row[name]
+            t = type(value)
+            if t is str and kinds[p] != "j" and kinds[p] != "t":
+                texts[p] = value  # the common case, as render() has it
+                continue
+            if not exact and (
+                t is float or (t is int and value == 0) or ((t is dict or t is list) and _holds_float(value))
+            ):
+                return None  # orjson's float lost its text, and its 0 may have been -0
+            text = render(kinds[p], value)
+            texts[p] = FromDocument('$."' + name + '"') if text is FROM_DOCUMENT else text
+        return texts
 
     def decode(self, ids: list[str], values: list[bytes | None], recreated: dict[str, str]) -> Decoded:
         out = Decoded(self._columns, schema=self.schema)
@@ -186,6 +222,19 @@ class Decoder:
                 out.dead.append((rid, f"cannot be decoded: {type(exc).__name__}: {str(exc).strip()}"))
         return out
 
+    def _shape(self, keys: tuple[str, ...]) -> tuple[tuple[tuple[int, str], ...], int, list[str]]:
+        """What a layout of JSON keys means: (table position, name) of the
+        columns it carries, their group, the keys that are no column."""
+        known = self._shapes.get(keys)
+        if known is None:
+            if len(self._shapes) > 4096:  # rows of ever-new shapes must not grow memory
+                self._shapes.clear()
+            position = self._position
+            names = tuple(sorted((k for k in keys if k in position), key=position.__getitem__))
+            unknown = sorted(k for k in keys if k not in position)
+            known = self._shapes[keys] = (tuple((position[n], n) for n in names), self._group(names), unknown)
+        return known
+
     def _one(self, out: Decoded, rid: str, raw: bytes | None, recreated: dict[str, str]) -> None:
         got = read(self.schema.key, rid, raw)
         if isinstance(got, str):
@@ -194,32 +243,24 @@ class Decoder:
         deleting, row = got
         assert raw is not None
         doc = raw[1:] if deleting else raw
-        if _INEXACT.search(doc):
-            try:
-                row = _exact(doc)
-            except (ValueError, RecursionError):
-                pass  # orjson's reading stands
-        position = self._position
         if deleting:
-            names = self.schema.key
+            carried = self._key_carried
             group = DELETE
         else:
-            unknown = [k for k in row if k not in position]
+            carried, group, unknown = self._shape(tuple(row))
             if unknown:
                 out.unknown = True
                 if self.strict:
-                    out.dead.append((rid, f"not columns of {self.schema.table.name}: {', '.join(sorted(unknown))}"))
+                    out.dead.append((rid, f"not columns of {self.schema.table.name}: {', '.join(unknown)}"))
                     return
-            names = tuple(sorted((k for k in row if k in position), key=position.__getitem__))
-            group = self._group(names)
-        texts: list[str | None] = [None] * len(self._kinds)
-        document = None
-        for name in names:
-            p = position[name]
-            text = render(self._kinds[p], row[name])
-            if text is FROM_DOCUMENT:
-                text, document = FromDocument('$."' + name + '"'), doc
-            texts[p] = text
+        texts = self._texts(row, carried)
+        if texts is None:  # a number orjson read as a float: read the document again, numbers as their text
+            try:
+                texts = self._texts(_exact(doc), carried, exact=True)
+            except (ValueError, RecursionError):  # too deep for that: orjson's reading stands
+                texts = self._texts(row, carried, exact=True)
+            assert texts is not None
+        document = doc if any(type(t) is FromDocument for t in texts) else None
         again = deleting or rid in recreated
         if not deleting and rid in recreated:
             out.replace[rid] = recreated[rid]
