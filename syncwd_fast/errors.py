@@ -4,7 +4,7 @@ One base class to catch them all::
 
     SyncwdError
     ├── ConfigurationError      bad table definition, identifier, option or registry entry
-    │   └── TableMissing        a registered table does not exist in PostgreSQL
+    │   └── TableMissing        a registered table does not exist in its destination
     ├── LeaseLost               another drainer took the partition over (fencing)
     ├── RejectedRecords         raised by a sink: these records were refused, the rest is durable
     ├── SinkError               a sink failed on every record of a batch: retried like a server fault
@@ -26,10 +26,10 @@ class ConfigurationError(SyncwdError, ValueError):
 
 
 class TableMissing(ConfigurationError):
-    """The table is registered in Redis but missing in PostgreSQL."""
+    """The table is registered in Redis but missing in its destination."""
 
-    def __init__(self, table: str) -> None:
-        super().__init__(f"table {table!r} does not exist in PostgreSQL; its records stay in Redis")
+    def __init__(self, table: str, where: str = "PostgreSQL") -> None:
+        super().__init__(f"table {table!r} does not exist in {where}; its records stay in Redis")
         self.table = table
 
 

@@ -97,7 +97,7 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
         )
         rows = cur.fetchall()
         if not rows:
-            raise TableMissing(table.name)
+            raise TableMissing(table.name, f"MariaDB/MySQL database {database!r}")
         # MariaDB stores JSON as LONGTEXT with a json_valid() CHECK; MySQL has a json type.
         checks = ""
         if _has_check_table(cur):
