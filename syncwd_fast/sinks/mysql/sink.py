@@ -59,15 +59,21 @@ class MySQLSink(Sink):
 
     def open(self) -> None:
         conn = self.connection()
-        with conn.cursor() as cur:
-            # Transactions that replace an old row note a token here, so a
-            # replay after a crash can tell whether that one committed.
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {LANDING_TABLE} (token CHAR(32) PRIMARY KEY,"
-                " at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB"
-            )
-            cur.execute(f"DELETE FROM {LANDING_TABLE} WHERE at < NOW() - INTERVAL 30 DAY")
-        conn.commit()
+        try:
+            with conn.cursor() as cur:
+                # Transactions that replace an old row note a token here, so a
+                # replay after a crash can tell whether that one committed.
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {LANDING_TABLE} (token CHAR(32) PRIMARY KEY,"
+                    " at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) ENGINE=InnoDB"
+                )
+                cur.execute(f"DELETE FROM {LANDING_TABLE} WHERE at < NOW() - INTERVAL 30 DAY")
+            conn.commit()
+        except pymysql.err.MySQLError as exc:  # e.g. no CREATE privilege in the DSN's database
+            problem = configuration_problem(exc)
+            if problem:
+                raise ConfigurationError(f"{mask(problem)} (creating {LANDING_TABLE})") from exc
+            raise
 
     def close(self) -> None:
         with self._lock:
