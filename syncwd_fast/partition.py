@@ -395,7 +395,9 @@ class PartitionDrain:
             pairs = [(rid, raw is not None and raw[:1] == TOMBSTONE) for rid, raw in zip(batch.ids, batch.values)]
         else:
             pairs = [(r.id, False) for r in batch.upserts] + [(r.id, True) for r in batch.deletes]
-        merged = self._outcome(pairs, dict(batch.recreated), self._write(batch), unreadable)
+        # Every record unreadable: nothing for the sink to write.
+        written = self._write(batch) if pairs else Written()
+        merged = self._outcome(pairs, dict(batch.recreated), written, unreadable)
         dead = merged.dead
         gone = {rid for rid, _ in dead}
         if dead:
@@ -409,11 +411,15 @@ class PartitionDrain:
         r = self.result
         again = self._unacked
         if again:  # merged before, its ack failed: counted then
-            counted = [rid for rid in (*merged.upserted, *merged.deleted, *merged.skipped) if rid in again]
+            counted = {rid for rid in (*merged.upserted, *merged.deleted, *merged.skipped) if rid in again}
             again.difference_update(counted)
-            r.upserted += sum(1 for rid in merged.upserted if rid not in counted) - merged.unchanged
+            # The sink says how many upserts changed nothing, not which: those
+            # counted before are among them (their rows are there now).
+            fresh = sum(1 for rid in merged.upserted if rid not in counted)
+            unchanged = max(0, merged.unchanged - (len(merged.upserted) - fresh))
+            r.upserted += fresh - unchanged
             r.deleted += sum(1 for rid in merged.deleted if rid not in counted)
-            r.skipped += sum(1 for rid in merged.skipped if rid not in counted) + merged.unchanged
+            r.skipped += sum(1 for rid in merged.skipped if rid not in counted) + unchanged
         else:
             r.upserted += len(merged.upserted) - merged.unchanged
             r.deleted += len(merged.deleted)
@@ -485,9 +491,15 @@ class PartitionDrain:
                     if not found.landed:
                         break
         if found.landed:
-            refused = {rid: f"the sink failed on this record: {reason}" for rid, reason in found.failed.items()}
+            # A record that failed alone may have landed in a part after (with
+            # a record it needed): it is written, not refused.
+            refused = {
+                rid: f"the sink failed on this record: {reason}"
+                for rid, reason in found.failed.items()
+                if rid not in found.done
+            }
             return Written(found.skipped, {**refused, **found.rejected}, found.unchanged)
-        if len(found.failed) == len(ids) <= SINGLES_BEFORE_PROBE:
+        if ids and len(found.failed) == len(ids) <= SINGLES_BEFORE_PROBE:
             tries = max([self._alone.get(rid, 0) for rid in ids]) + 1
             self._alone.update(dict.fromkeys(ids, tries))
             if tries > self.opts.retries:

@@ -97,9 +97,14 @@ def errno(exc: BaseException) -> int | None:
 DATA_CLASSES = ("22", "23", "45")
 
 
+# MariaDB's JSON errors (4036-4048: invalid JSON, too deep, a bad path): a
+# value's, when a statement reads a record's JSON.
+JSON_ERRORS = range(4036, 4049)
+
+
 def is_data_error(exc: BaseException) -> bool:
     code = errno(exc)
-    if code in DATA:
+    if code in DATA or code in JSON_ERRORS:
         return True
     if code in TRANSIENT or code in CONFIGURATION or code in SCHEMA:
         return False

@@ -31,13 +31,13 @@ import pymysql
 
 from ...errors import LeaseLost, SyncwdError
 from .faults import describe, errno, is_data_error
-from .render import DELETE, Decoded, FromDocument, Item, Raw
+from .render import DELETE, Decoded, Item, Raw
 from .schema import MySQLSchema
 
 LANDING_TABLE = "syncwd_fast_landing"
 NO_DEFAULT = 1364  # a NOT NULL column without default left out of an INSERT
 ROW_TOO_LARGE = 1118
-_AT_ROW = re.compile(r" at row (\d+)\b")
+_AT_ROW = re.compile(r" at row (\d+)\s*\Z")  # the server's, at the end: a value may hold the words too
 # Statement text of a stage INSERT stays well under max_allowed_packet (16 MiB by default).
 STAGE_BYTES = 2 << 20
 
@@ -47,16 +47,12 @@ STAGE_BYTES = 2 << 20
 _ESCAPES = str.maketrans({"\0": "\\0", "\n": "\\n", "\r": "\\r", "\\": "\\\\", "'": "\\'", '"': '\\"', "\x1a": "\\Z"})
 
 
-def _literal(text: str | None, document: bytes | None) -> str:
-    """A stage value that is not a plain string: NULL, a number (Raw), or
-    MariaDB's compact JSON of a part of the record's document."""
+def _literal(text: str | None) -> str:
+    """A stage value that is not a plain string: NULL, or a number (Raw)."""
     if text is None:
         return "NULL"
     if type(text) is Raw:
         return text
-    if type(text) is FromDocument:
-        doc = (document or b"").decode().translate(_ESCAPES)
-        return f"JSON_COMPACT(JSON_EXTRACT('{doc}', '{text.translate(_ESCAPES)}'))"
     return "'" + text.translate(_ESCAPES) + "'"
 
 
@@ -150,7 +146,7 @@ class Merger:
             self._end(lock)
         dead = {**refused, **run.dead}
         result.unchanged = run.unchanged
-        for i, _g, rid, _d, _t, _doc in batch.items:
+        for i, _g, rid, _d, _t in batch.items:
             if i in dead:
                 result.dead.append((rid, dead[i]))
             elif i in run.stale:
@@ -190,7 +186,7 @@ class Merger:
         staged = [item for item in items if item[0] not in refused]
         groups: dict[int, list[int]] = {}
         deleting: list[int] = []
-        for i, g, _rid, again, _texts, _doc in staged:
+        for i, g, _rid, again, _texts in staged:
             if again:
                 deleting.append(i)
             if g != DELETE:
@@ -228,9 +224,7 @@ class Merger:
                 item[0],
                 item[1],
                 1 if item[3] else 0,
-                ",".join(
-                    "'" + t.translate(_ESCAPES) + "'" if type(t) is str else _literal(t, item[5]) for t in item[4]
-                ),
+                ",".join("'" + t.translate(_ESCAPES) + "'" if type(t) is str else _literal(t) for t in item[4]),
             )
             # Counted in characters, but a character may take 4 bytes.
             n = 4 * len(text) + 1
@@ -285,7 +279,7 @@ class Merger:
         text = describe(exc)
         text = re.sub(r"`[^`]*`\.`syncwd_stage_[0-9a-f]+`\.", f"{self.target}.", text)
         text = re.sub(r"([`'])c(\d+)([`'])", column, text)
-        return _AT_ROW.sub("", text)
+        return re.sub(r" at row \d+(?= \[MySQL error \d+\]\Z)", "", text)
 
     def _replacing(
         self,

@@ -4,8 +4,8 @@ A record's value for a column becomes the text MariaDB's own
 ``JSON_VALUE(doc, '$.column')`` gives for it: a string's text, a number's
 own text as the document spells it (``1.50`` stays ``1.50``, integers of any
 size exact), ``1``/``0`` for ``true``/``false``; an object or array becomes
-its compact JSON (MariaDB's ``JSON_COMPACT``, escapes as the document has
-them), and any value into a JSON column its compact JSON too (a string
+its compact JSON (no spaces, numbers as the document spells them,
+characters as they are), and so does any value into a JSON column (a string
 quoted, ``true`` as ``true``); JSON ``null`` is SQL NULL. MariaDB converts that text
 to the column's type under strict SQL mode, as an ``INSERT`` of a string
 does: a text the type refuses is the record's dead letter, with the server's
@@ -45,12 +45,6 @@ class Raw(str):
     Only ever the text of a number the JSON parser read: safe as SQL."""
 
 
-class FromDocument(str):
-    """An object or array into a column that is not JSON: MariaDB's own
-    ``JSON_COMPACT`` of it, read from the record's document (the value is
-    this JSON path), so its text is the document's, escapes included."""
-
-
 def _exact(doc: bytes) -> Any:
     return json.loads(doc, parse_float=Number, parse_int=_int)
 
@@ -80,7 +74,8 @@ def _utc(text: str) -> str:
         return text  # MariaDB says what is wrong with it
     if moment.tzinfo is None:
         return text
-    return moment.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat pads the year to four digits (strftime's %Y may not: 50 would be 2050 to MariaDB)
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def render(kind: str, value: Any) -> str | None:
@@ -111,8 +106,6 @@ def render(kind: str, value: Any) -> str | None:
         return str.__str__(value)
     if t is float:  # read by orjson where the document was too deep to read again
         return repr(value)
-    if (t is dict or t is list) and kind != "j":
-        return FROM_DOCUMENT
     if t is dict or t is list:
         try:
             return orjson.dumps(value).decode() if not _holds_number(value) else compact(value)
@@ -122,13 +115,13 @@ def render(kind: str, value: Any) -> str | None:
 
 
 def _holds_float(value: Any) -> bool:
-    """Whether a nested value holds a float (orjson's reading of a number
-    whose text it does not keep)."""
+    """Whether a nested value holds a float or a 0 (orjson's reading of a
+    number whose text it does not keep: 1.50, or -0)."""
     stack = [value]
     while stack:
         item = stack.pop()
         t = type(item)
-        if t is float:
+        if t is float or (t is int and item == 0):
             return True
         if t is dict:
             stack.extend(item.values())
@@ -151,11 +144,8 @@ def _holds_number(value: Any) -> bool:
     return False
 
 
-FROM_DOCUMENT = FromDocument("")  # render's answer: read it from the document
-
-# (stage index, group, id, delete first, column texts in table order, the
-# document where a text is FromDocument, else None)
-Item = tuple[int, int, str, bool, list[str | None], bytes | None]
+# (stage index, group, id, delete first, column texts in table order)
+Item = tuple[int, int, str, bool, list[str | None]]
 
 
 @dataclass
@@ -208,8 +198,7 @@ class Decoder:
                 t is float or (t is int and value == 0) or ((t is dict or t is list) and _holds_float(value))
             ):
                 return None  # orjson's float lost its text, and its 0 may have been -0
-            text = render(kinds[p], value)
-            texts[p] = FromDocument('$."' + name + '"') if text is FROM_DOCUMENT else text
+            texts[p] = render(kinds[p], value)
         return texts
 
     def decode(self, ids: list[str], values: list[bytes | None], recreated: dict[str, str]) -> Decoded:
@@ -260,8 +249,7 @@ class Decoder:
             except (ValueError, RecursionError):  # too deep for that: orjson's reading stands
                 texts = self._texts(row, carried, exact=True)
             assert texts is not None
-        document = doc if any(type(t) is FromDocument for t in texts) else None
         again = deleting or rid in recreated
         if not deleting and rid in recreated:
             out.replace[rid] = recreated[rid]
-        out.items.append((len(out.items), group, rid, again, texts, document))
+        out.items.append((len(out.items), group, rid, again, texts))
