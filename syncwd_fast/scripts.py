@@ -326,5 +326,6 @@ def dead(
     args: list[Any] = [token, keys.value_prefix, round(time.time(), 3) if at is None else at, run, len(pops), *pops]
     for record_id, reason in entries:
         args.append(id_wire(record_id))
-        args.append(reason)
+        # A reason may quote an id that is not UTF-8 (surrogates): kept as escapes.
+        args.append(reason.encode("utf-8", "backslashreplace"))
     return int(_fenced(call(client, "dead", [keys.inflight(run), keys.dead, keys.lease], args), keys, "dead"))

@@ -179,13 +179,18 @@ class Merger:
         self.conn.begin()
         cur = self.conn.cursor()
         self._stage(cur, items, refused)
+        # A refused record that is a new row after a delete (or a tombstone)
+        # still deletes its old row, as on PostgreSQL: its key goes in alone.
+        keys_only = [self._key_only(item) for item in items if item[0] in refused and item[3]]
+        if keys_only:
+            self._stage(cur, keys_only, {})
         cur.execute("SELECT GET_LOCK(%s, %s)", (lock, self.lock_wait_s))
         got = cur.fetchone()
         if not got or got[0] != 1:
             raise pymysql.err.OperationalError(1205, f"could not take the partition's lock {lock!r} in time")
         staged = [item for item in items if item[0] not in refused]
         groups: dict[int, list[int]] = {}
-        deleting: list[int] = []
+        deleting: list[int] = [item[0] for item in keys_only]
         for i, g, _rid, again, _texts in staged:
             if again:
                 deleting.append(i)
@@ -210,6 +215,11 @@ class Merger:
             )
         self.conn.commit()
         return run
+
+    def _key_only(self, item: Item) -> Item:
+        """``item`` with its key columns alone: what deleting its old row needs."""
+        key = {self._position[k] for k in self.schema.key}
+        return (item[0], DELETE, item[2], True, [t if p in key else None for p, t in enumerate(item[4])])
 
     def _stage(self, cur: Any, items: list[Item], refused: dict[int, str]) -> None:
         """The batch into the stage, in statements of a few MiB; a row whose
