@@ -29,7 +29,8 @@ from typing import Any
 
 import pymysql
 
-from ...errors import LeaseLost, SyncwdError
+from ...errors import LeaseLost
+from ..catalog import SchemaChanged
 from .faults import describe, errno, is_data_error
 from .render import DELETE, Decoded, Item, Raw
 from .schema import MySQLSchema
@@ -54,10 +55,6 @@ def _literal(text: str | None) -> str:
     if type(text) is Raw:
         return text
     return "'" + text.translate(_ESCAPES) + "'"
-
-
-class SchemaChanged(SyncwdError):
-    """A column the merge names is gone: read the schema again and merge again."""
 
 
 def ident(name: str) -> str:

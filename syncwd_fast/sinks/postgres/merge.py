@@ -37,7 +37,8 @@ import psycopg.errors
 from psycopg import sql
 
 from ...connection import Deadline, deadline
-from ...errors import LeaseLost, SyncwdError
+from ...errors import LeaseLost
+from ..catalog import SchemaChanged
 from .decode import DELETE, Decoded, Item, typed_width
 from .schema import TableSchema
 
@@ -68,10 +69,6 @@ INSUFFICIENT_PRIVILEGE = "42501"
 AMBIGUOUS = ("0A", "3F", "42")
 CARDINALITY_VIOLATION = "21000"
 NOT_NULL_VIOLATION = "23502"
-
-
-class SchemaChanged(SyncwdError):
-    """A column the merge names is gone: reload the schema and merge again."""
 
 
 def is_data_error(exc: psycopg.Error) -> bool:
