@@ -207,6 +207,14 @@ def mysql_db(mysql_url: str) -> Iterator[tuple[str, Any]]:
 
 
 @pytest.fixture
+def m(mysql_db: tuple[str, Any]) -> Any:
+    """The test's own MariaDB database, with shorthands (tests/targets.MariaDB)."""
+    from .targets import MariaDB
+
+    return MariaDB(*mysql_db)
+
+
+@pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A throwaway redis-server of this test's own, for tests that flush,
     kill or restart it."""

@@ -27,6 +27,14 @@ def dead_entries(r: Any, keys: PartitionKeys) -> dict[str, dict[str, Any]]:
     return {k.decode(): orjson.loads(v) for k, v in r.hgetall(keys.dead).items()}
 
 
+def dead_of(r: Any, table: Any, prefix: str) -> dict[str, dict[str, Any]]:
+    """The dead letters of every partition of ``table``."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in range(table.partitions):
+        out.update(dead_entries(r, table.keys(n, prefix)))
+    return out
+
+
 def cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:

@@ -57,6 +57,25 @@ class MySQLDB:
         return _Cursor(cur)
 
 
+class MariaDB:
+    """A MariaDB database of a test's own (the ``m`` fixture): its DSN and
+    an autocommit connection, with shorthands."""
+
+    def __init__(self, dsn: str, conn: Any) -> None:
+        self.dsn, self.conn = dsn, conn
+
+    def sql(self, text: str, args: Any = None) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(text, args)
+            return cur.fetchall()
+
+    def rows(self, table: str, order: str = "1") -> Any:
+        return self.sql(f"SELECT * FROM {table} ORDER BY {order}")
+
+    def count(self, table: str) -> int:
+        return int(self.sql(f"SELECT COUNT(*) FROM {table}")[0][0])
+
+
 class Target:
     def __init__(self, kind: str, db: Any, dsn: str, schema: str) -> None:
         self.kind, self.db, self.dsn, self.schema = kind, db, dsn, schema

@@ -13,40 +13,11 @@ import pytest
 from syncwd_fast import ConfigurationError, FastDrainer, Syncwd, Table
 from syncwd_fast.sinks import builtin_sink
 
-from .helpers import cli, dead_entries, last_json
-
-
-@pytest.fixture
-def m(mysql_db):
-    dsn, conn = mysql_db
-
-    class Target:
-        def __init__(self):
-            self.dsn, self.conn = dsn, conn
-
-        def sql(self, text, args=None):
-            with conn.cursor() as cur:
-                cur.execute(text, args)
-                return cur.fetchall()
-
-        def rows(self, table, order="1"):
-            return self.sql(f"SELECT * FROM {table} ORDER BY {order}")
-
-        def count(self, table):
-            return self.sql(f"SELECT COUNT(*) FROM {table}")[0][0]
-
-    return Target()
+from .helpers import cli, dead_of, last_json
 
 
 def drain(r, m, prefix, **kw):
     return FastDrainer(r, m.dsn, prefix=prefix, **kw).drain()
-
-
-def dead_of(r, t, prefix):
-    out = {}
-    for n in range(t.partitions):
-        out.update(dead_entries(r, t.keys(n, prefix)))
-    return out
 
 
 def test_insert_update_delete_and_typing(r, m, prefix):

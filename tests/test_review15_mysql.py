@@ -5,46 +5,15 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from syncwd_fast import FastDrainer, Syncwd, Table
 
-from .helpers import dead_entries
-
-
-@pytest.fixture
-def m(mysql_db):
-    dsn, conn = mysql_db
-
-    class Target:
-        def __init__(self):
-            self.dsn, self.conn = dsn, conn
-
-        def sql(self, text, args=None):
-            with conn.cursor() as cur:
-                cur.execute(text, args)
-                return cur.fetchall()
-
-        def rows(self, table, order="1"):
-            return self.sql(f"SELECT * FROM {table} ORDER BY {order}")
-
-        def count(self, table):
-            return self.sql(f"SELECT COUNT(*) FROM {table}")[0][0]
-
-    return Target()
+from .helpers import dead_of
 
 
 def drain(r, m, prefix, **kw):
     kw.setdefault("retries", 1)
     kw.setdefault("retry_backoff", 0.05)
     return FastDrainer(r, m.dsn, prefix=prefix, **kw).drain()
-
-
-def dead_of(r, t, prefix):
-    out = {}
-    for n in range(t.partitions):
-        out.update(dead_entries(r, t.keys(n, prefix)))
-    return out
 
 
 def test_review15_a_json_number_into_a_bit_column_is_stored_as_its_ascii_code(r, m, prefix):

@@ -8,19 +8,12 @@ import time
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.sinks import Sink, Written
 
-from .helpers import dead_entries
+from .helpers import dead_of
 from .sinks_for_tests import DictSink
 
 
 def write(r, prefix, t, n, start=0, **extra):
     Syncwd(r, prefix=prefix).update_many(t, [{"user_id": i, "level": i % 7, **extra} for i in range(start, start + n)])
-
-
-def dead_of(r, prefix, t):
-    out = {}
-    for n in range(t.partitions):
-        out.update(dead_entries(r, t.keys(n, prefix)))
-    return out
 
 
 def test_review15_many_bad_records_in_one_batch_strand_the_partition(r, prefix):
@@ -57,7 +50,7 @@ def test_review15_two_bad_records_alone_strand_their_partition_forever(r, prefix
     for _ in range(3):
         reports.append(FastDrainer(r, "", prefix=prefix, sinks={t.name: sink}, retries=2, retry_backoff=0.01).drain())
     assert len(sink.rows) == 10, [(x.exit_code, x.aborted) for x in reports]
-    assert set(dead_of(r, prefix, t)) == {"66", "67"}
+    assert set(dead_of(r, t, prefix)) == {"66", "67"}
 
 
 class IntIdRejecter(Sink):
@@ -93,7 +86,7 @@ def test_review15_a_refusal_keyed_by_int_is_acked_as_written_and_lost(r, prefix)
     report = FastDrainer(r, "", prefix=prefix, sinks={t.name: sink}).drain()
     keys = t.keys(0, prefix)
     assert "7" not in sink.rows
-    assert "7" in dead_of(r, prefix, t), (report.upserted, report.dead_lettered, r.pttl(keys.value("7")))
+    assert "7" in dead_of(r, t, prefix), (report.upserted, report.dead_lettered, r.pttl(keys.value("7")))
 
 
 class Consuming(Sink):

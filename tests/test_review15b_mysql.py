@@ -3,29 +3,11 @@ merge.py) against a real MariaDB. Each failing test documents a defect."""
 
 from __future__ import annotations
 
-import pytest
-
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.sinks.base import Batch
 from syncwd_fast.sinks.mysql import MySQLSink
 
 from .helpers import dead_entries
-
-
-@pytest.fixture
-def m(mysql_db):
-    dsn, conn = mysql_db
-
-    class Target:
-        def __init__(self):
-            self.dsn, self.conn = dsn, conn
-
-        def sql(self, text, args=None):
-            with conn.cursor() as cur:
-                cur.execute(text, args)
-                return cur.fetchall()
-
-    return Target()
 
 
 def drain(r, m, prefix, **kw):

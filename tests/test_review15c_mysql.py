@@ -3,40 +3,15 @@ MariaDB. Each failing test documents a defect (see its docstring)."""
 
 from __future__ import annotations
 
-import pytest
-
 from syncwd_fast import FastDrainer, Syncwd, Table
 
-from .helpers import dead_entries
-
-
-@pytest.fixture
-def m(mysql_db):
-    dsn, conn = mysql_db
-
-    class Target:
-        def __init__(self):
-            self.dsn, self.conn = dsn, conn
-
-        def sql(self, text, args=None):
-            with conn.cursor() as cur:
-                cur.execute(text, args)
-                return cur.fetchall()
-
-    return Target()
+from .helpers import dead_of
 
 
 def drain(r, m, prefix, **kw):
     kw.setdefault("retries", 1)
     kw.setdefault("retry_backoff", 0.05)
     return FastDrainer(r, m.dsn, prefix=prefix, **kw).drain()
-
-
-def dead_of(r, t, prefix):
-    out = {}
-    for n in range(t.partitions):
-        out.update(dead_entries(r, t.keys(n, prefix)))
-    return out
 
 
 def test_review15c_composite_key_delete_and_recreate(r, m, prefix):

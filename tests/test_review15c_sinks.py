@@ -8,8 +8,6 @@ import json
 from syncwd_fast import FastDrainer, RejectedRecords, Syncwd, Table
 from syncwd_fast.sinks import Sink
 
-from .helpers import dead_entries
-
 
 def drain(r, prefix, t, sink, **kw):
     kw.setdefault("retries", 1)
@@ -24,13 +22,6 @@ def raw_write(r, t, prefix, record_id, value):
     else:
         r.set(keys.value(record_id), value)
     r.sadd(keys.dirty, record_id)
-
-
-def dead_of(r, prefix, t):
-    out = {}
-    for n in range(t.partitions):
-        out.update(dead_entries(r, t.keys(n, prefix)))
-    return out
 
 
 class RefuseNaming(Sink):

@@ -26,17 +26,21 @@ def test_mask_patterns():
     assert SECRET not in m(f"failed near {SECRET} and {SECRET}x")
 
 
+REDIS = "<the tests' Redis>"  # replaced by the redis_url fixture's URL
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["--redis", f"redis://default:{SECRET}@127.0.0.1:{free_port()}/0", "--dsn", "dbname=x"],  # Redis down
-        ["--redis", "redis://127.0.0.1:6379/9", "--dsn", f"host=127.0.0.1 port={free_port()} password={SECRET}"],
-        ["--redis", "redis://127.0.0.1:6379/9", "--dsn", f"postgresql://u:{SECRET}@127.0.0.1:{free_port()}/x"],
-        ["--redis", "redis://127.0.0.1:6379/9", "--dsn", f"host=127.0.0.1 password={SECRET} garbage"],  # malformed
+        ["--redis", REDIS, "--dsn", f"host=127.0.0.1 port={free_port()} password={SECRET}"],
+        ["--redis", REDIS, "--dsn", f"postgresql://u:{SECRET}@127.0.0.1:{free_port()}/x"],
+        ["--redis", REDIS, "--dsn", f"host=127.0.0.1 password={SECRET} garbage"],  # malformed
     ],
 )
-def test_no_password_in_any_output(r, prefix, schema, db, args):
+def test_no_password_in_any_output(r, redis_url, prefix, schema, db, args):
     Syncwd(r, prefix=prefix).update(Table(f"{schema}.p"), {"id": 1})
+    args = [redis_url if a == REDIS else a for a in args]  # the tests' Redis (SYNCWD_TEST_REDIS_URL)
     for extra in ([], ["--json"]):
         out = cli("drain", *args, "--prefix", prefix, "--retries", "0", *extra)
         assert out.returncode in (2, 3), out
@@ -44,9 +48,9 @@ def test_no_password_in_any_output(r, prefix, schema, db, args):
         assert out.stdout.strip() or out.stderr.strip()  # it does say what went wrong
 
 
-def test_a_malformed_dsn_is_a_usage_error(r, prefix, schema):
+def test_a_malformed_dsn_is_a_usage_error(r, redis_url, prefix, schema):
     Syncwd(r, prefix=prefix).update(Table(f"{schema}.p"), {"id": 1})
-    out = cli("drain", "--redis", "redis://127.0.0.1:6379/9", "--prefix", prefix, "--dsn", "host=x garbage")
+    out = cli("drain", "--redis", redis_url, "--prefix", prefix, "--dsn", "host=x garbage")
     assert out.returncode == 2 and "invalid PostgreSQL DSN" in out.stderr
 
 
@@ -66,11 +70,11 @@ def test_rediss_urls_pass_through():
     assert kwargs["ssl_cert_reqs"] == "required"
 
 
-def test_a_hostile_name_in_the_registry_is_refused(r, dsn, prefix):
+def test_a_hostile_name_in_the_registry_is_refused(r, redis_url, dsn, prefix):
     r.hset(registry_key(prefix), 'x"; DROP TABLE y; --', orjson.dumps({"partitions": 1, "key": ["id"]}))
     with pytest.raises(ValueError, match="invalid table name"):
         FastDrainer(r, dsn, prefix=prefix).drain()
-    out = cli("drain", "--redis", "redis://127.0.0.1:6379/9", "--dsn", dsn, "--prefix", prefix)
+    out = cli("drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix)
     assert out.returncode == 2 and "invalid table name" in out.stderr
 
 

@@ -13,7 +13,7 @@ import pytest
 from syncwd_fast import ConfigurationError, FastDrainer, Syncwd, Table, TableMissing
 from syncwd_fast.sinks import Sink, builtin_sink
 
-from .helpers import cli, count, dead_entries, drain_command, in_flight, last_json
+from .helpers import cli, count, dead_entries, dead_of, drain_command, in_flight, last_json
 from .sinks_for_tests import DictSink
 
 
@@ -24,13 +24,6 @@ def t():
 
 def write(r, prefix, t, n, start=0, **extra):
     Syncwd(r, prefix=prefix).update_many(t, [{"user_id": i, "level": i % 7, **extra} for i in range(start, start + n)])
-
-
-def dead_of(r, prefix, t):
-    out = {}
-    for n in range(t.partitions):
-        out.update(dead_entries(r, t.keys(n, prefix)))
-    return out
 
 
 def test_a_table_with_a_sink_of_its_own_goes_there_and_the_others_to_the_dsn(r, db, dsn, prefix, schema, t):
@@ -60,7 +53,7 @@ def test_refused_records_are_dead_lettered_and_the_rest_acked(r, prefix, t):
     report = FastDrainer(r, "", prefix=prefix, sinks={t.name: sink}).drain()
     refused = {str(i) for i in range(200) if i % 7 == 3}
     assert (report.upserted, report.dead_lettered, report.exit_code) == (200 - len(refused), len(refused), 1)
-    dead = dead_of(r, prefix, t)
+    dead = dead_of(r, t, prefix)
     assert set(dead) == refused and all(e["error"] == "level 3 is closed" for e in dead.values())
     assert not refused & set(sink.rows)
     # acked: a second drain has nothing to do, and nothing is in flight
@@ -75,7 +68,7 @@ def test_a_record_the_sink_raises_on_is_dead_lettered_and_the_rest_lands(r, pref
     sink = DictSink(explode=lambda rec: ValueError("cannot encode level") if rec.id in ("13", "401") else None)
     report = FastDrainer(r, "", prefix=prefix, sinks={t.name: sink}).drain()
     assert (report.upserted, report.dead_lettered, report.exit_code) == (498, 2, 1)
-    dead = dead_of(r, prefix, t)
+    dead = dead_of(r, t, prefix)
     assert set(dead) == {"13", "401"}
     assert dead["13"]["error"] == "the sink failed on this record: ValueError: cannot encode level"
     assert len(sink.rows) == 498 and "13" not in sink.rows
@@ -128,7 +121,7 @@ def test_a_transient_sink_error_is_retried_not_pinned_on_records(r, prefix, t):
     write(r, prefix, t, 10, start=100)
     report = FastDrainer(r, "", prefix=prefix, sinks={t.name: down}, retries=1, retry_backoff=0.01).drain()
     assert report.exit_code == 3 and "ConnectionError: destination unreachable" in report.aborted
-    assert report.dead_lettered == 0 and not dead_of(r, prefix, t)
+    assert report.dead_lettered == 0 and not dead_of(r, t, prefix)
 
 
 def test_a_sink_whose_lease_was_taken_over_cannot_commit(r, prefix, t):

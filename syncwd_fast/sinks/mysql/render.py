@@ -108,34 +108,21 @@ def render(kind: str, value: Any) -> str | None:
         return repr(value)
     if t is dict or t is list:
         try:
-            return orjson.dumps(value).decode() if not _holds_number(value) else compact(value)
+            return orjson.dumps(value).decode() if not _holds(value, inexact=False) else compact(value)
         except TypeError:  # deeper than orjson writes
             return compact(value)
     return str(value)
 
 
-def _holds_float(value: Any) -> bool:
-    """Whether a nested value holds a float or a 0 (orjson's reading of a
-    number whose text it does not keep: 1.50, or -0)."""
+def _holds(value: Any, inexact: bool) -> bool:
+    """Whether a nested value holds, with ``inexact``, a float or a 0
+    (orjson's reading of a number whose text it does not keep: 1.50, or -0),
+    else a Number (a number read again as its text)."""
     stack = [value]
     while stack:
         item = stack.pop()
         t = type(item)
-        if t is float or (t is int and item == 0):
-            return True
-        if t is dict:
-            stack.extend(item.values())
-        elif t is list:
-            stack.extend(item)
-    return False
-
-
-def _holds_number(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        t = type(item)
-        if t is Number:
+        if (t is float or (t is int and item == 0)) if inexact else t is Number:
             return True
         if t is dict:
             stack.extend(item.values())
@@ -195,7 +182,7 @@ class Decoder:
                 texts[p] = value  # the common case, as render() has it
                 continue
             if not exact and (
-                t is float or (t is int and value == 0) or ((t is dict or t is list) and _holds_float(value))
+                t is float or (t is int and value == 0) or ((t is dict or t is list) and _holds(value, inexact=True))
             ):
                 return None  # orjson's float lost its text, and its 0 may have been -0
             texts[p] = render(kinds[p], value)
