@@ -18,8 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,8 @@ from syncwd_fast.writer import Syncwd
 from . import drain_run, write_side
 from .data import WIDTHS, column_names
 from .limit import load_values
+from .measure import medians, per_row
+from .run import log
 from .servers import clear_keys, redis_client, resolve
 
 DEFAULT_URL = "mysql://root@127.0.0.1:3306/test"
@@ -42,10 +42,6 @@ COLUMNS = {
     "wide": "id BIGINT PRIMARY KEY, score INT NOT NULL, level INT NOT NULL, name TEXT NOT NULL,"
     " updated_at DATETIME(6) NOT NULL, payload JSON",
 }
-
-
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S ") + message, file=sys.stderr, flush=True)
 
 
 class MariaDBCpu:
@@ -149,10 +145,6 @@ def reset(url: str, database: str, table: str, width: str) -> None:
         conn.close()
 
 
-def per_row(seconds: dict[str, float | None], records: int) -> dict[str, float | None]:
-    return {k: (round(v * 1e6 / records, 2) if isinstance(v, (int, float)) else None) for k, v in seconds.items()}
-
-
 def run_width(client: Any, redis_url: str, url: str, database: str, width: str, args: argparse.Namespace) -> dict:
     table = Table(f"{database}.{width}", key="id", partitions=1)
     prefix = f"{args.namespace}.{width}"
@@ -186,18 +178,7 @@ def run_width(client: Any, redis_url: str, url: str, database: str, width: str, 
                 raise RuntimeError(f"{name} of {width} left {count(url, database, width)} rows of {args.records}")
             runs[name].append({"rows_per_second": round(rate, 1), "cpu_us_per_row": cpu})
         clear_keys(client, prefix)
-    summary: dict[str, Any] = {}
-    for name, got in runs.items():
-        keys = got[0]["cpu_us_per_row"].keys()
-        summary[name] = {
-            "rows_per_second": statistics.median(r["rows_per_second"] for r in got),
-            "cpu_us_per_row": {
-                k: statistics.median(r["cpu_us_per_row"][k] for r in got)
-                for k in keys
-                if all(r["cpu_us_per_row"][k] is not None for r in got)
-            },
-            "runs": got,
-        }
+    summary: dict[str, Any] = {name: medians(got) for name, got in runs.items()}
     summary["drain/limit"] = round(summary["drain"]["rows_per_second"] / summary["limit"]["rows_per_second"], 3)
     log(
         f"{width}: drain/limit {summary['drain/limit']}: limit {summary['limit']['rows_per_second']:,.0f} rows/s"

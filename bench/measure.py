@@ -6,6 +6,7 @@ A drain subprocess adds its own CPU and peak RSS from ``os.wait4``."""
 from __future__ import annotations
 
 import resource
+import statistics
 import time
 from typing import Any
 
@@ -122,3 +123,23 @@ class CpuMeter:
             "postgres": self._pg.stop(),
             "wall": round(wall, 3),
         }
+
+
+def per_row(seconds: dict[str, float | None], records: int) -> dict[str, float | None]:
+    """CPU seconds per process as microseconds per row (None where not measured)."""
+    return {k: (round(v * 1e6 / records, 2) if isinstance(v, (int, float)) else None) for k, v in seconds.items()}
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Alternated runs of one side (each ``rows_per_second`` and
+    ``cpu_us_per_row``) summed up by their medians, the runs kept."""
+    keys = runs[0]["cpu_us_per_row"].keys()
+    return {
+        "rows_per_second": statistics.median(r["rows_per_second"] for r in runs),
+        "cpu_us_per_row": {
+            k: statistics.median(r["cpu_us_per_row"][k] for r in runs)
+            for k in keys
+            if all(r["cpu_us_per_row"].get(k) is not None for r in runs)
+        },
+        "runs": runs,
+    }

@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +28,11 @@ from syncwd_fast.writer import Syncwd
 
 from . import drain_run, tables, write_side
 from .data import WIDTHS
+from .measure import medians, per_row
+from .run import log
 from .servers import clear_keys, redis_client, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def log(message: str) -> None:
-    print(time.strftime("%H:%M:%S ") + message, file=sys.stderr, flush=True)
 
 
 def checkout(ref: str, into: Path) -> Path:
@@ -90,7 +86,7 @@ def one(
     if result.exit_code != 0 or result.report.get("upserted") != records or tables.count(dsn, table) != records:
         raise RuntimeError(f"{name} drain of {width}: exit {result.exit_code}: {result.report}\n{result.stderr_tail}")
     clear_keys(client, prefix)
-    us = {k: (round(v * 1e6 / records, 2) if isinstance(v, (int, float)) else None) for k, v in result.cpu.items()}
+    us = per_row(result.cpu, records)
     return {"rows_per_second": round(result.rate, 1), "cpu_us_per_row": us, "speedups": result.report.get("speedups")}
 
 
@@ -141,17 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                                 name,
                             )
                         )
-                summary = {}
-                for name, got in runs.items():
-                    summary[name] = {
-                        "rows_per_second": statistics.median(r["rows_per_second"] for r in got),
-                        "cpu_us_per_row": {
-                            k: statistics.median(r["cpu_us_per_row"][k] for r in got)
-                            for k in ("drain", "redis", "postgres")
-                            if all(r["cpu_us_per_row"].get(k) is not None for r in got)
-                        },
-                        "runs": got,
-                    }
+                summary: dict[str, Any] = {name: medians(got) for name, got in runs.items()}
                 summary["after/before"] = round(
                     summary["after"]["rows_per_second"] / summary["before"]["rows_per_second"], 3
                 )
