@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table, speedups
+from syncwd_fast.sinks import records as records_module
 from syncwd_fast.sinks.postgres import decode as decode_module
 from syncwd_fast.sinks.postgres.merge import Merger
 
@@ -69,14 +70,14 @@ def test_a_deeply_nested_jsonb_value_never_strands_the_partition(depth, impl, r,
 
 def test_a_record_that_makes_decoding_raise_is_a_dead_letter(r, db, dsn, prefix, t, monkeypatch):
     monkeypatch.setattr(speedups, "ACTIVE", "python")
-    real = decode_module.canonical_id
+    real = records_module.canonical_id
 
     def canonical_id(values):
         if values == [13]:
             raise OverflowError("an injected fault")
         return real(values)
 
-    monkeypatch.setattr(decode_module, "canonical_id", canonical_id)
+    monkeypatch.setattr(records_module, "canonical_id", canonical_id)
     good(r, t, prefix)
     report = FastDrainer(r, dsn, prefix=prefix).drain()
     assert (report.upserted, report.dead_lettered, report.exit_code) == (99, 1, 1)

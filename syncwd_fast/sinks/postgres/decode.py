@@ -23,10 +23,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from ... import speedups
-from ...keys import TOMBSTONE, canonical_id
+from ..records import read
 from .render import FLOAT8, NULL, SCALAR, copy_bytes, copy_text, render
 from .schema import TableSchema
 
@@ -252,30 +250,15 @@ class Decoder:
 
     def _decode_one(self, out: Decoded, rid: str, raw: bytes | None, recreated: dict[str, str]) -> None:
         dead = out.dead
-        if raw is None:
-            dead.append((rid, "value missing: the id was dirty but its value key is gone"))
+        got = read(self._key, rid, raw)  # the rules every sink shares
+        if isinstance(got, str):
+            dead.append((rid, got))
             return
-        deleting = raw[:1] == TOMBSTONE
+        deleting, row = got
+        assert raw is not None  # read() said so
         doc = raw[1:] if deleting else raw
-        try:
-            row = orjson.loads(doc)
-        except orjson.JSONDecodeError as exc:
-            dead.append((rid, f"invalid JSON: {exc}"))
-            return
-        if type(row) is not dict:
-            dead.append((rid, f"not a JSON object: got {type(row).__name__}"))
-            return
         if b"\\u0000" in doc and has_nul_escape(doc):
             dead.append((rid, "a JSON string holds \\u0000, which PostgreSQL cannot store in text or jsonb"))
-            return
-        key = self._key
-        values = [row.get(k) for k in key]
-        if None in values:
-            dead.append((rid, f"missing key column {key[values.index(None)]!r}"))
-            return
-        cid = canonical_id(values)  # the writer's own rendering, so the two cannot drift
-        if cid != rid:
-            dead.append((rid, f"key mismatch: the row's key is {cid!r}, its id is {rid!r}"))
             return
         i = len(out.items)
         if deleting:
