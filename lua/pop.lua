@@ -52,13 +52,15 @@
     ARGV[4] run id              meta field "run" must name it; else the run is over
 
   Output:
-    {ids, more, generations, pop number, again}: more is 1 while the run set
+    {ids, more, generations, pop number, again, redo}: more is 1 while the run set
     (its pass not done) or the redo list holds ids not popped yet, else 0;
     generations is empty when no record of the partition is a new row after
     a delete, else generations[i] is the id's generation or false; pop number
     names the in-flight record (ack.lua and dead.lua take it), 0 when nothing
     was popped; again is 1 during a repeated pass over the run set (a missing
-    value is then an id done), else 0.
+    value is then an id done), else 0; redo is 1 when the ids came from the
+    redo list (in a repeated pass the run set yields them again: the caller
+    merges them once).
     -1 when the caller does not hold the lease.
 ]]
 local rcall = redis.call
@@ -141,4 +143,4 @@ if rcall("EXISTS", recreated) == 1 then
     end
   end
 end
-return {ids, more, generations, number, tonumber(again)}
+return {ids, more, generations, number, tonumber(again), packed and 1 or 0}

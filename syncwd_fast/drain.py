@@ -278,7 +278,14 @@ class FastDrainer:
     @staticmethod
     def _add(report: DrainReport, name: str, number: int, result: PartitionResult) -> None:
         table = report.tables[name]
-        table.add(result.upserted, result.deleted, result.dead_lettered, result.skipped)
+        table.add(
+            result.upserted,
+            result.deleted,
+            result.dead_lettered,
+            result.skipped,
+            result.already_landed,
+            result.repeated,
+        )
         if result.busy:
             table.busy.append(number)
 

@@ -60,6 +60,11 @@ class PartitionResult:
     deleted: int = 0
     dead_lettered: int = 0
     skipped: int = 0  # not written: older than the row's version, or nothing to change
+    # a repeated pass (Redis restarted or failed over mid-run): ids it found
+    # landed before (not merged or counted again), and records it merged
+    # (counted above; up to that many may have landed before, their acks lost)
+    already_landed: int = 0
+    repeated: int = 0
     busy: bool = False
     interrupted: bool = False  # stopped early by a signal; the rest stays resumable
 
@@ -86,6 +91,25 @@ class Landed:
     dead: list[tuple[str, str]] = field(default_factory=list)
     recreated: dict[str, str] = field(default_factory=dict)  # id -> generation, written as new rows
     unchanged: int = 0  # of ``upserted``, how many changed nothing (counted skipped)
+
+
+class _Merging:
+    """Ids a repeated pass must not merge again (scripts.pop_batch): those it
+    read from the redo list (the run set yields them again), and those of
+    this drainer's batches popped and not yet acked (the pass may read them
+    before their ack gives them their TTL). Either way the record holding
+    them stays in flight until its ack, and decides their fate: one that
+    fails is redone."""
+
+    def __init__(self) -> None:
+        self.redo: set[str] = set()
+        self.pending: set[str] = set()
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self.redo or rid in self.pending
+
+    def add(self, rid: str) -> None:
+        self.redo.add(rid)
 
 
 # A sink that raises for a batch is tried on halves of it, depth first, to
@@ -169,6 +193,7 @@ class PartitionDrain:
         # merged again after the retry), and dead-letter calls whose reply was
         # lost (time they were made at, ids), confirmed from the dead hash.
         self._unacked: set[str] = set()
+        self._redone = _Merging()
         self._unconfirmed: list[tuple[float, list[str]]] = []
         # id -> tries: records the sink failed on alone, in this drain
         self._alone: dict[str, int] = {}
@@ -303,6 +328,7 @@ class PartitionDrain:
         """The next batch, made ready for the sink (decoded, and whatever the
         sink prepares ahead), and the records that cannot be read."""
         popped = self._pop_batch(run)
+        self._redone.pending.update(popped.ids)
         if not popped.ids:
             return popped, None, []
         batch = Batch(self.table, self.number, prefix=self.opts.prefix, recreated=dict(popped.recreated))
@@ -329,7 +355,7 @@ class PartitionDrain:
     def _pop_batch(self, run: str) -> scripts.Popped:
         """One merge batch (``batch`` ids) from several short pops of ``pop`` ids."""
         return scripts.pop_batch(
-            self.redis, self.keys, run, self.token, self.opts.pop, self.opts.batch, self.opts.lease_ms
+            self.redis, self.keys, run, self.token, self.opts.pop, self.opts.batch, self.opts.lease_ms, self._redone
         )
 
     def _drain_run(self, run: str) -> int:
@@ -352,7 +378,7 @@ class PartitionDrain:
                     done.result()  # an ack that failed (lease lost, fault) stops the run here
                 if batch is None:
                     if popped.pops:  # ids of a repeated pass only, every one done: nothing to merge
-                        self.result.skipped += len(popped.done)
+                        self.result.already_landed += len(popped.done)
                         self._ack(run, popped, Landed(), set())
                     break
                 pending = popper.submit(self._fetch, run) if popped.remaining else None
@@ -425,7 +451,9 @@ class PartitionDrain:
             r.deleted += len(merged.deleted)
             r.skipped += len(merged.skipped) + merged.unchanged
         r.dead_lettered += len(dead)
-        r.skipped += len(popped.done)
+        r.already_landed += len(popped.done)
+        if popped.repeated:
+            r.repeated += sum(1 for rid in (*merged.upserted, *merged.deleted) if rid in popped.repeated)
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged, gone
@@ -612,3 +640,4 @@ class PartitionDrain:
         except Exception:
             self._unacked.update(merged.upserted, merged.deleted, merged.skipped)
             raise
+        self._redone.pending.difference_update(popped.ids)

@@ -18,14 +18,30 @@ class TableReport:
     deleted: int = 0
     dead_lettered: int = 0
     skipped: int = 0  # records older than their row's version in PostgreSQL: not written
+    # a repeated pass over a run (Redis restarted or failed over mid-run):
+    # records it found landed already, not merged or counted again; records it
+    # merged, counted in upserted/deleted, of which up to this many may have
+    # landed before too (Redis lost their acks with the restart)
+    already_landed: int = 0
+    repeated: int = 0
     busy: list[int] = field(default_factory=list)  # partitions another drainer held
     error: str | None = None  # why the table could not be drained
 
-    def add(self, upserted: int = 0, deleted: int = 0, dead_lettered: int = 0, skipped: int = 0) -> None:
+    def add(
+        self,
+        upserted: int = 0,
+        deleted: int = 0,
+        dead_lettered: int = 0,
+        skipped: int = 0,
+        already_landed: int = 0,
+        repeated: int = 0,
+    ) -> None:
         self.upserted += upserted
         self.deleted += deleted
         self.dead_lettered += dead_lettered
         self.skipped += skipped
+        self.already_landed += already_landed
+        self.repeated += repeated
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +50,8 @@ class TableReport:
             "deleted": self.deleted,
             "dead_lettered": self.dead_lettered,
             "skipped": self.skipped,
+            "already_landed": self.already_landed,
+            "repeated": self.repeated,
             "busy": sorted(self.busy),
             "error": self.error,
         }
@@ -65,6 +83,14 @@ class DrainReport:
         return sum(t.skipped for t in self.tables.values())
 
     @property
+    def already_landed(self) -> int:
+        return sum(t.already_landed for t in self.tables.values())
+
+    @property
+    def repeated(self) -> int:
+        return sum(t.repeated for t in self.tables.values())
+
+    @property
     def rows_per_second(self) -> float:
         return (self.upserted + self.deleted) / self.seconds if self.seconds > 0 else 0.0
 
@@ -86,6 +112,8 @@ class DrainReport:
             "deleted": self.deleted,
             "dead_lettered": self.dead_lettered,
             "skipped": self.skipped,
+            "already_landed": self.already_landed,
+            "repeated": self.repeated,
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "aborted": self.aborted,
@@ -112,6 +140,12 @@ class DrainReport:
             if t.error:
                 line += f"; NOT DRAINED: {t.error}"
             lines.append(line)
+        if self.already_landed or self.repeated:
+            lines.append(
+                f"repeated pass (Redis restarted or failed over mid-run): {self.already_landed} found landed"
+                f" already (not merged or counted again); {self.repeated} merged in it (counted above; up to"
+                " that many may have landed before too, if Redis lost their acks)"
+            )
         if self.error:
             lines.append(f"error: {self.error}")
         if self.aborted:

@@ -131,9 +131,14 @@ class Popped:
     recreated: dict[str, str] = field(default_factory=dict)
     # (pop number, ids of that pop): the in-flight records the ids are held by
     pops: list[tuple[int, list[str]]] = field(default_factory=list)
-    # ids of a repeated pass over the run set whose value is gone: merged before
-    # (a tombstone since deleted, a TTL run out), so done; acked with no TTL
+    # ids of a repeated pass over the run set that landed before: the value is
+    # gone (a tombstone since deleted, a TTL run out) or carries the TTL its
+    # ack gave it; so done, acked with no TTL
     done: list[str] = field(default_factory=list)
+    # ids to merge that a repeated pass read: merged for the first time, or
+    # again if Redis lost the ack of their first merge (with no TTL configured,
+    # every id of the pass)
+    repeated: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ class Taken:
     recreated: list[bytes | str | None]  # generations, aligned with raw (empty: none)
     number: int  # the in-flight record's pop number
     again: bool = False  # a repeated pass over the run set: a missing value is an id done
+    redo: bool = False  # the ids came from the redo list
 
 
 def _pop_call(keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> tuple[list[str], list[Any]]:
@@ -157,7 +163,8 @@ def _pop_call(keys: PartitionKeys, run: str, token: str, count: int, lease_ms: i
 def _taken(result: Any, keys: PartitionKeys) -> Taken:
     result = _fenced(result, keys, "pop")
     raw: list[bytes] = [i if isinstance(i, bytes) else id_wire(i) for i in result[0]]
-    return Taken(raw, int(result[1]), list(result[2]), int(result[3]), int(result[4]) == 1)
+    redo = len(result) > 5 and int(result[5]) == 1
+    return Taken(raw, int(result[1]), list(result[2]), int(result[3]), int(result[4]) == 1, redo)
 
 
 def _mget(client: Any, keys: PartitionKeys, raw: list[bytes]) -> Any:
@@ -196,15 +203,46 @@ def read_and_pop(
     return _values(got), _taken(result, keys)
 
 
-def _popped(taken: Taken, values: list[bytes | None], seen: set[str], into: Popped) -> None:
+def _acked(client: Any, keys: PartitionKeys, raw: list[bytes], values: list[bytes | None]) -> list[bool]:
+    """Which values carry a TTL: only an ack gives one (a write, and a dead
+    letter, leave none), so in a repeated pass those landed already. Read
+    after the values: a write in between clears the TTL, and the id, written
+    again, is merged with its newer value by the next run."""
+    prefix = keys.value_prefix.encode()
+    pipe = client.pipeline(transaction=False)
+    for i, value in zip(raw, values):
+        if value is not None:
+            pipe.execute_command("PTTL", prefix + i)
+    ttls = iter(pipe.execute())
+    return [value is not None and int(next(ttls)) >= 0 for value in values]
+
+
+def _popped(
+    taken: Taken,
+    values: list[bytes | None],
+    seen: set[str],
+    into: Popped,
+    acked: list[bool] | None = None,
+    redone: Any = None,
+) -> None:
     ids = [_id_text(i) for i in taken.raw]
-    for rid, value, generation in zip(ids, values, taken.recreated or [None] * len(ids)):
+    for n, (rid, value, generation) in enumerate(zip(ids, values, taken.recreated or [None] * len(ids))):
         if rid in seen:  # should an id come out twice, it is merged once, its records acked with the batch
             continue
         seen.add(rid)
-        if value is None and taken.again:
+        if taken.again and (
+            value is None
+            or (acked and acked[n])
+            # read from the redo list earlier in this pass: merged (or being
+            # merged) by that record, which stays in flight until its ack
+            or (redone is not None and not taken.redo and rid in redone)
+        ):
             into.done.append(rid)
             continue
+        if taken.again:
+            into.repeated.add(rid)
+            if taken.redo and redone is not None:
+                redone.add(rid)
         into.ids.append(rid)
         into.values.append(value)
         if generation is not None:
@@ -212,10 +250,21 @@ def _popped(taken: Taken, values: list[bytes | None], seen: set[str], into: Popp
     into.pops.append((taken.number, ids))
 
 
-def pop_batch(client: Any, keys: PartitionKeys, run: str, token: str, count: int, total: int, lease_ms: int) -> Popped:
+def pop_batch(
+    client: Any,
+    keys: PartitionKeys,
+    run: str,
+    token: str,
+    count: int,
+    total: int,
+    lease_ms: int,
+    redone: Any = None,
+) -> Popped:
     """Up to ``total`` ids with their values, from pops of at most ``count``
     ids, each pop's MGET sent with the next pop. An id that comes out twice
-    (a repeated pass, a rehashed set) is merged once."""
+    (a repeated pass, a rehashed set) is merged once. ``redone`` (kept by
+    the caller for the run) holds the ids a repeated pass read from the redo
+    list, so that its read of the run set skips them."""
     batch = Popped([], [], 1)
     seen: set[str] = set()
     taken: Taken | None = None
@@ -226,11 +275,14 @@ def pop_batch(client: Any, keys: PartitionKeys, run: str, token: str, count: int
             break
         values, after = read_and_pop(client, keys, run, token, want, lease_ms, taken.raw if taken else [])
         if taken is not None:
-            _popped(taken, values, seen, batch)
+            _popped(
+                taken, values, seen, batch, _acked(client, keys, taken.raw, values) if taken.again else None, redone
+            )
         taken, remaining = (after, after.remaining) if after.raw else (None, after.remaining)
     if taken is not None:
-        _popped(taken, _values(_mget(client, keys, taken.raw)), seen, batch)
-    return Popped(batch.ids, batch.values, remaining, batch.recreated, batch.pops, batch.done)
+        values = _values(_mget(client, keys, taken.raw))
+        _popped(taken, values, seen, batch, _acked(client, keys, taken.raw, values) if taken.again else None, redone)
+    return Popped(batch.ids, batch.values, remaining, batch.recreated, batch.pops, batch.done, batch.repeated)
 
 
 def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> Popped:
@@ -239,7 +291,8 @@ def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, leas
     taken = _taken(call(client, "pop", *_pop_call(keys, run, token, count, lease_ms)), keys)
     batch = Popped([], [], taken.remaining)
     if taken.raw:
-        _popped(taken, _values(_mget(client, keys, taken.raw)), set(), batch)
+        values = _values(_mget(client, keys, taken.raw))
+        _popped(taken, values, set(), batch, _acked(client, keys, taken.raw, values) if taken.again else None)
     return batch
 
 

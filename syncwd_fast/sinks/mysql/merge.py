@@ -31,9 +31,10 @@ import pymysql
 
 from ...errors import LeaseLost
 from ..catalog import SchemaChanged
-from .faults import describe, errno, is_data_error
+from .faults import describe, errno, is_data_error, is_transient
 from .render import DELETE, Decoded, Item, Raw
 from .schema import MySQLSchema
+from .screen import ScreenSQL, constraint_screen
 
 LANDING_TABLE = "syncwd_fast_landing"
 NO_DEFAULT = 1364  # a NOT NULL column without default left out of an INSERT
@@ -97,6 +98,10 @@ class Merger:
 
     def set_schema(self, schema: MySQLSchema) -> None:
         self.schema = schema
+        self._units: dict[tuple[str, ...], _Unit] = {}
+        # groups whose last screen found bad records: screened before their
+        # statements run, while bad data keeps coming
+        self.suspects: set[tuple[str, ...]] = set()
         self.target = f"{ident(schema.database)}.{ident(schema.name)}"
         self._position = {c.name: p for p, c in enumerate(schema.columns)}
         try:
@@ -204,7 +209,7 @@ class Merger:
             cur.execute(f"INSERT INTO {LANDING_TABLE} (token) VALUES (%s)", (token,))
             landing(token, marks)
         for g, indices in groups.items():
-            run.apply(self._unit(batch.columns[g]), indices)
+            run.apply(self._unit(batch.columns[g]), indices, batch.columns[g])
         if not still_leased():
             raise LeaseLost(
                 f"{self.schema.table.name}: lease lost to another drainer before COMMIT; this batch was rolled"
@@ -328,6 +333,12 @@ class Merger:
         )
 
     def _unit(self, columns: tuple[str, ...]) -> _Unit:
+        unit = self._units.get(columns)
+        if unit is None:
+            unit = self._units[columns] = self._new_unit(columns)
+        return unit
+
+    def _new_unit(self, columns: tuple[str, ...]) -> _Unit:
         s = self.schema
         version = s.table.version_column if s.table.version_column in columns else None
         updates = [c for c in columns if c not in s.key]
@@ -374,7 +385,8 @@ class Merger:
                 f"SELECT s.i FROM {self.stage} AS s LEFT JOIN {self.target} AS e ON {self._match('e')}"
                 f" WHERE s.i IN ({{idx}}) AND e.{ident(s.key[0])} IS NULL"
             )
-            return _Unit(statements, needs, new_rows, insert)
+            screen = constraint_screen(self, columns, guarded_update=bool(updates and version))
+            return _Unit(statements, needs, new_rows, insert, screen)
         if updates:
             older = (
                 f"{ident(version)} IS NOT NULL AND VALUES({ident(version)}) IS NOT NULL"
@@ -397,7 +409,7 @@ class Merger:
                 f" WHERE s.i IN ({{idx}}) ON DUPLICATE KEY UPDATE {action}"
             )
         )
-        return _Unit(statements)
+        return _Unit(statements, screen=constraint_screen(self, columns, guarded_update=False))
 
 
 def _counting(merger: Merger, where: str) -> _Statement:
@@ -421,6 +433,7 @@ class _Unit:
     needs: tuple[str, ...] = ()  # NOT NULL columns a new row of the group lacks
     new_rows: _Statement | None = None  # which of the records are new rows
     insert: _Statement | None = None  # run on those only, after ``statements``
+    screen: ScreenSQL | None = None  # what a failed statement's records are screened with
 
 
 class _Run:
@@ -435,12 +448,21 @@ class _Run:
         self.stale: set[int] = set()
         self.unchanged = 0
         self._savepoints = 0
+        self.screened: set[int] = set()  # units whose failed records were screened
+        self.columns: dict[int, tuple[str, ...]] = {}  # unit -> its group's columns
 
     def dead_ids(self) -> set[str]:
         return {self.items[i][2] for i in self.dead}
 
-    def apply(self, unit: _Unit, indices: list[int]) -> None:
+    def apply(self, unit: _Unit, indices: list[int], columns: tuple[str, ...] = ()) -> None:
         live = [i for i in indices if i not in self.dead]
+        if len(live) > 1 and unit.screen is not None and columns in self.merger.suspects:
+            # The last batch of this group held bad records: look for them first.
+            found = self._screen(unit, live, columns)
+            if not found:
+                self.merger.suspects.discard(columns)
+            live = [i for i in live if i not in found]
+        self.columns[id(unit)] = columns
         if live:
             self._try(unit, live)
 
@@ -491,6 +513,31 @@ class _Run:
         self.stale.update(stale)
         self.unchanged += unchanged
 
+    def _screen(self, unit: _Unit, indices: list[int], columns: tuple[str, ...]) -> set[int]:
+        """Dead-letter the records the screen finds; their stage indices."""
+        assert unit.screen is not None
+        self.screened.add(id(unit))
+        self._savepoints += 1
+        savepoint = f"syncwd_{self._savepoints}"
+        self.cur.execute(f"SAVEPOINT {savepoint}")
+        try:
+            # The clauses may hold braces: no str.format here.
+            self.cur.execute(unit.screen.sql.replace("{idx}", ",".join(str(i) for i in indices)))
+            rows = self.cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            if is_transient(exc):
+                raise
+            # A screen this server cannot run (a MySQL that will not read a
+            # temporary table twice in one statement ...): halving finds them.
+            self.cur.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            return set()
+        found = {int(i) for i, _, _ in rows}
+        for i, number, values in rows:
+            self.dead[int(i)] = unit.screen.reason(int(number), None if values is None else str(values))
+        if found:
+            self.merger.suspects.add(columns)
+        return found
+
     @staticmethod
     def _lacking(unit: _Unit) -> str:
         return (
@@ -499,6 +546,15 @@ class _Run:
         )
 
     def _isolate(self, unit: _Unit, indices: list[int], exc: pymysql.err.MySQLError) -> None:
+        if len(indices) > 1 and unit.screen is not None and id(unit) not in self.screened:
+            # Ask the stage which records the table's constraints refuse, in
+            # one statement, before halving costs statements per bad record.
+            found = self._screen(unit, indices, self.columns.get(id(unit), ()))
+            if found:
+                rest = [i for i in indices if i not in found]
+                if rest:
+                    self._try(unit, rest)
+                return
         if len(indices) == 1:
             self.dead[indices[0]] = describe(exc)
             return

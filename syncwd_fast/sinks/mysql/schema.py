@@ -4,6 +4,7 @@ index, the NOT NULL columns a new row must carry, JSON columns."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,37 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Check:
+    name: str
+    clause: str  # as information_schema has it: bare, backquoted column names
+    columns: tuple[str, ...]  # the columns it reads
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    referenced: str  # `database`.`table`
+    referenced_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unique:
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the screen (screen.py) may judge set-wise when a statement fails."""
+
+    checks: tuple[Check, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    uniques: tuple[Unique, ...] = ()  # unique indexes other than the key's
+    before_triggers: bool = False  # a BEFORE INSERT or UPDATE trigger may change a row
+
+
+@dataclass(frozen=True)
 class MySQLSchema:
     table: Table
     database: str
@@ -68,6 +100,7 @@ class MySQLSchema:
     # update whichever row conflicts, so rows are updated and inserted apart
     # (a conflict on the other index is then the record's error).
     other_unique: bool = False
+    constraints: Constraints = Constraints()
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -100,13 +133,15 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
             raise TableMissing(table.name, f"MariaDB/MySQL database {database!r}")
         # MariaDB stores JSON as LONGTEXT with a json_valid() CHECK; MySQL has a json type.
         checks = ""
+        clauses: list[tuple[str, str]] = []
         if _has_check_table(cur):
             cur.execute(
-                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
-                " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+                " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s ORDER BY CONSTRAINT_NAME",
                 (database, name),
             )
-            checks = " ".join(str(r[0]) for r in cur.fetchall())
+            clauses = [(str(n), str(c)) for n, c in cur.fetchall()]
+            checks = " ".join(c for _, c in clauses)
         cur.execute(
             "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS"
             " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0",
@@ -116,11 +151,23 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
         for index, column in cur.fetchall():
             unique.setdefault(index, []).append(column)
         cur.execute(
-            "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = %s"
-            " AND EVENT_OBJECT_TABLE = %s AND EVENT_MANIPULATION = 'INSERT' AND ACTION_TIMING = 'BEFORE'",
+            "SELECT EVENT_MANIPULATION FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = %s"
+            " AND EVENT_OBJECT_TABLE = %s AND ACTION_TIMING = 'BEFORE'",
             (database, name),
         )
-        triggers = bool(cur.fetchone()[0])
+        events = {str(r[0]) for r in cur.fetchall()}
+        triggers = "INSERT" in events
+        cur.execute(
+            "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME,"
+            " REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s"
+            " AND TABLE_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+            (database, name),
+        )
+        references: dict[str, list[tuple[str, str, str, str]]] = {}
+        for constraint, column, ref_db, ref_table, ref_column in cur.fetchall():
+            references.setdefault(str(constraint), []).append(
+                (str(column), str(ref_db), str(ref_table), str(ref_column))
+            )
     conn.commit()  # end the read's transaction: no snapshot held between batches
     columns = []
     required = set()
@@ -152,7 +199,33 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
             f"table {table.name!r} has no primary key or unique index on ({', '.join(table.key_columns)})"
         )
     other = any(sorted(cols) != key for cols in unique.values())
-    return MySQLSchema(table, database, name, tuple(columns), frozenset(required), triggers, other)
+    constraints = Constraints(
+        tuple(Check(n, c, _read_columns(c, names)) for n, c in clauses),
+        tuple(
+            ForeignKey(
+                constraint,
+                tuple(r[0] for r in refs),
+                f"{_quote(refs[0][1])}.{_quote(refs[0][2])}",
+                tuple(r[3] for r in refs),
+            )
+            for constraint, refs in references.items()
+            if (refs[0][1], refs[0][2]) != (database, name)  # a reference to itself: a row of the batch may meet it
+        ),
+        tuple(Unique(index, tuple(cols)) for index, cols in sorted(unique.items()) if sorted(cols) != key),
+        bool(events & {"INSERT", "UPDATE"}),
+    )
+    return MySQLSchema(table, database, name, tuple(columns), frozenset(required), triggers, other, constraints)
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _read_columns(clause: str, names: list[str]) -> tuple[str, ...]:
+    """The columns a CHECK clause reads (its backquoted names); empty when
+    one of them is not a writable column (the screen then leaves it alone)."""
+    found = tuple(dict.fromkeys(m.replace("``", "`") for m in re.findall(r"`((?:[^`]|``)*)`", clause)))
+    return found if all(n in names for n in found) else ()
 
 
 def _has_check_table(cur: Any) -> bool:

@@ -41,14 +41,18 @@ from ...errors import LeaseLost
 from ..catalog import SchemaChanged
 from .decode import DELETE, Decoded, Item, typed_width
 from .schema import TableSchema
+from .screen import CAST_ERROR, ScreenSQL, cast_screen, constraint_screen
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 _COPY_LINE = re.compile(r"\bCOPY syncwd_stage_\w+, line (\d+)")
 # Isolating bad records runs many statements on a few stage rows each: an
-# index, dropped before COMMIT so the common path never maintains it.
+# index, dropped before COMMIT so the common path never maintains it. With
+# sequential scans off every plan costs above jit_above_cost: JIT compiling
+# would then take most of a second per statement.
 _CAREFUL = (
     "CREATE INDEX syncwd_stage_i ON {stage} (i)",
     "SET LOCAL enable_seqscan = off",
+    "SET LOCAL jit = off",
 )
 _END_CAREFUL = "DROP INDEX pg_temp.syncwd_stage_i"
 
@@ -168,6 +172,9 @@ class _Unit:
     # statement finding which of its records are new rows.
     needs: tuple[str, ...] = ()
     new_rows: _Statement | None = None
+    # What a failed statement's records are screened with (screen.py)
+    screen: ScreenSQL | None = None
+    casts: ScreenSQL | None = None
 
 
 class Merger:
@@ -197,6 +204,9 @@ class Merger:
         self.stage = sql.Identifier(stage_name(schema))
         self._position = {c: p for p, c in enumerate(schema.columns)}
         self._units: dict[tuple[str, ...], _Unit] = {}
+        # units whose last screen found bad records: screened before their
+        # statements run, while bad data keeps coming (screen.py)
+        self.suspects: set[int] = set()
         self._delete = self._delete_unit()
         self._copy = sql.SQL("COPY {} (i, g, del, doc{}) FROM STDIN").format(
             self.stage, sql.SQL("").join(sql.SQL(f", c{p}") for p in range(typed_width(schema)))
@@ -361,11 +371,20 @@ class Merger:
     def _both(
         self, template: str, columns: tuple[str, ...], whole: str = "s.g = %(g)s", **parts: sql.Composable
     ) -> tuple[sql.Composed, sql.Composed]:
-        """``template``'s ``{source}`` is the stage rows as ``s`` (i, g, del,
-        and ``c<position>`` for each of ``columns``, those the statement reads):
-        typed rows as they are, rows on the jsonb path read from their document
-        as the target's types. One statement reads both, so which records meet
-        in it does not depend on the path each took. ``{where}`` selects rows."""
+        """``template``'s ``{source}`` is the stage rows as ``s`` (``_source``),
+        and ``{where}`` selects rows: by group (``whole``), or by index."""
+        common = {"table": self.schema.ident, "source": self._source(columns)}
+        return (
+            sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
+            sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
+        )
+
+    def _source(self, columns: tuple[str, ...]) -> sql.Composed:
+        """The stage rows as ``s`` (i, g, del, and ``c<position>`` for each of
+        ``columns``, those a statement reads): typed rows as they are, rows on
+        the jsonb path read from their document as the target's types. One
+        statement reads both, so which records meet in it does not depend on
+        the path each took."""
         s = self.schema
         types = dict(s.types)
         typed = sql.SQL(", ").join(sql.SQL(f"s.c{self._position[c]}") for c in columns)
@@ -373,7 +392,7 @@ class Merger:
             sql.SQL("{} AS {}").format(sql.Identifier("r", c), sql.SQL(f"c{self._position[c]}")) for c in columns
         )
         record = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns)
-        source = sql.SQL(
+        return sql.SQL(
             "({typed}SELECT s.i, s.g, s.del, {read} FROM {stage} s"
             " CROSS JOIN LATERAL jsonb_to_record(s.doc) AS r({record}) WHERE s.doc IS NOT NULL) AS s"
         ).format(
@@ -385,11 +404,6 @@ class Merger:
             read=read,
             record=record,
             stage=self.stage,
-        )
-        common = {"table": s.ident, "source": source}
-        return (
-            sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
-            sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
         )
 
     def _col(self, column: str) -> sql.Composable:
@@ -507,7 +521,13 @@ class Merger:
                 counts_unchanged=not updates,
             )
         )
-        self._units[columns] = _Unit(unit, needs, new_rows)
+        self._units[columns] = _Unit(
+            unit,
+            needs,
+            new_rows,
+            constraint_screen(self, columns, guarded_update=bool(needs and updates and version)),
+            cast_screen(self, columns),
+        )
         return self._units[columns]
 
     def _duplicates_sql(self) -> sql.Composed:
@@ -544,13 +564,23 @@ class _Run:
         self.ambiguous: dict[int, psycopg.Error] = {}  # dead for an error that may not be theirs
         self.careful = False
         self.deduplicated: set[int] = set()  # units checked for two spellings of one key
+        self.screened: set[int] = set()  # units whose failed records were screened (screen.py)
 
     def apply(self, unit: _Unit, indices: list[int], group: int) -> None:
         """Run ``unit`` on the stage rows ``indices`` (all of ``group``'s, as
         far as none was dead-lettered by an earlier unit)."""
         live = [i for i in indices if i not in self.dead]
+        whole = group if len(live) == len(indices) else None
+        if len(live) > 1 and unit.screen is not None and id(unit) in self.merger.suspects:
+            # The last batch of this group held bad records: look for them
+            # first, rather than run the statement to its failure (a foreign
+            # key fails only once every row is written).
+            found = self._screen(unit, live, whole)
+            if not found:
+                self.merger.suspects.discard(id(unit))
+            live = [i for i in live if i not in found]
         if live:
-            self._try(unit, live, whole=group if len(live) == len(indices) else None)
+            self._try(unit, live, whole)
 
     def dead_ids(self) -> set[str]:
         return {self.items[i][1] for i in self.dead}
@@ -595,8 +625,7 @@ class _Run:
             if not is_data_error(exc) or conn.broken:
                 raise
             self.clock.renew()
-            self._be_careful()
-            self._isolate(unit, indices, exc)
+            self._isolate(unit, indices, exc, whole)
             return
         self.clock.renew()
         self.stale.update(stale)
@@ -613,7 +642,18 @@ class _Run:
                 self.cur.execute(sql.SQL(statement).format(stage=self.merger.stage))
             self.careful = True
 
-    def _isolate(self, unit: _Unit, indices: list[int], exc: psycopg.Error) -> None:
+    def _isolate(self, unit: _Unit, indices: list[int], exc: psycopg.Error, whole: int | None) -> None:
+        if len(indices) > 1 and unit.screen is not None and id(unit) not in self.screened:
+            # Ask the stage which records the table's constraints refuse, in
+            # one statement, before halving costs statements per bad record.
+            found = self._screen(unit, indices, whole)
+            if found:
+                rest = [i for i in indices if i not in found]
+                if rest:
+                    # The rows found left the stage: the group's rows are the rest.
+                    self._try(unit, rest, whole)
+                return
+        self._be_careful()
         if id(unit) not in self.deduplicated:
             # Two spellings of one key must be refused together whatever else
             # fails, before halving could split them and let either one win.
@@ -650,6 +690,50 @@ class _Run:
         middle = len(indices) // 2
         self._try(unit, indices[:middle], None)
         self._try(unit, indices[middle:], None)
+
+    def _screen(self, unit: _Unit, indices: list[int], whole: int | None) -> set[int]:
+        """Dead-letter the records the screen finds (they leave the stage);
+        their stage indices. A value on the jsonb path that does not convert
+        fails the screen: such values are found first, then it runs again."""
+        assert unit.screen is not None
+        self.screened.add(id(unit))
+        if whole is None:
+            self._be_careful()  # the stage's rows picked by index
+        found = self._screened(unit.screen, indices, whole)
+        if found:
+            self.merger.suspects.add(id(unit))
+        if found is not None:
+            return found
+        if unit.casts is None:
+            return set()
+        try:
+            with self.merger.conn.transaction():
+                self.cur.execute(CAST_ERROR)
+        except psycopg.Error as exc:
+            if not is_data_error(exc) and exc.sqlstate != INSUFFICIENT_PRIVILEGE or self.merger.conn.broken:
+                raise
+            return set()  # no PL/pgSQL here: halving finds them
+        bad = self._screened(unit.casts, indices, whole) or set()
+        rest = [i for i in indices if i not in bad]
+        if bad:
+            self.merger.suspects.add(id(unit))
+        return bad | ((self._screened(unit.screen, rest, whole) or set()) if bad and rest else set())
+
+    def _screened(self, screen: ScreenSQL, indices: list[int], whole: int | None) -> set[int] | None:
+        """Run one screen; None when it fails for the data (or is not allowed
+        to read a referenced table)."""
+        try:
+            with self.merger.conn.transaction():
+                self.cur.execute(screen.whole if whole is not None else screen.some, {"g": whole, "idx": indices})
+                rows = self.cur.fetchall()
+        except psycopg.Error as exc:
+            if not is_data_error(exc) and exc.sqlstate != INSUFFICIENT_PRIVILEGE or self.merger.conn.broken:
+                raise
+            return None
+        self.clock.renew()
+        for i, number, values in rows:
+            self.dead[i] = screen.reason(number, values)
+        return {row[0] for row in rows}
 
     def _refuse_duplicates(self, unit: _Unit, indices: list[int]) -> bool:
         """Dead-letter stage rows whose keys PostgreSQL sees as one ("7" and

@@ -13,6 +13,43 @@ from ...table import Table
 
 
 @dataclass(frozen=True)
+class Check:
+    """A CHECK constraint: its expression over bare column names."""
+
+    name: str
+    expression: str
+    columns: tuple[str, ...]  # the columns it reads
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]  # of the target, in the key's order
+    referenced: str  # the referenced table, quoted and schema-qualified
+    referenced_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unique:
+    """A unique index other than the key's: all of its columns plain, no predicate."""
+
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """What the screen (screen.py) may judge set-wise when a statement fails."""
+
+    checks: tuple[Check, ...] = ()
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    uniques: tuple[Unique, ...] = ()
+    # a BEFORE ROW trigger on INSERT or UPDATE may change a row after the
+    # screen looked at it: nothing is judged in advance then
+    before_triggers: bool = False
+
+
+@dataclass(frozen=True)
 class TableSchema:
     table: Table
     ident: sql.Identifier  # the quoted, possibly schema-qualified, name
@@ -28,6 +65,7 @@ class TableSchema:
     # per writable column, how a JSON value becomes its COPY text (render.py):
     # s scalar, f float8, j jsonb, J json, a array of scalars, x anything else
     kinds: str = ""
+    constraints: Constraints = Constraints()
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -118,4 +156,62 @@ def load_schema(conn: psycopg.Connection[Any], table: Table) -> TableSchema:
     ).fetchone()
     kind_of = dict(conn.execute(_KINDS, (oid[0],)).fetchall())
     kinds = "".join(kind_of.get(name, "x") for name in columns)
-    return TableSchema(table, ident, columns, required, types, bool(triggers and triggers[0]), overriding, kinds)
+    return TableSchema(
+        table,
+        ident,
+        columns,
+        required,
+        types,
+        bool(triggers and triggers[0]),
+        overriding,
+        kinds,
+        load_constraints(conn, oid[0], table.key_columns),
+    )
+
+
+def _names(conn: psycopg.Connection[Any], relation: int, numbers: list[int]) -> tuple[str, ...]:
+    rows = dict(
+        conn.execute(
+            "SELECT attnum, attname::text FROM pg_attribute WHERE attrelid = %s AND attnum = ANY(%s)",
+            (relation, numbers),
+        ).fetchall()
+    )
+    return tuple(rows[n] for n in numbers)
+
+
+def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[str, ...]) -> Constraints:
+    """The target's CHECKs, foreign keys to other tables (a table's reference
+    to itself may be met by a row of the same batch) and unique indexes other
+    than the key's."""
+    checks = tuple(
+        Check(name, expression, _names(conn, relation, list(numbers or [])))
+        for name, expression, numbers in conn.execute(
+            "SELECT conname::text, pg_get_expr(conbin, conrelid), conkey::int[] FROM pg_constraint"
+            " WHERE conrelid = %s AND contype = 'c' ORDER BY conname",
+            (relation,),
+        ).fetchall()
+    )
+    keys = []
+    for name, numbers, referenced, ref_relation, ref_numbers in conn.execute(
+        "SELECT conname::text, conkey::int[], confrelid::regclass::text, confrelid, confkey::int[] FROM pg_constraint"
+        " WHERE conrelid = %s AND contype = 'f' AND confrelid <> conrelid ORDER BY conname",
+        (relation,),
+    ).fetchall():
+        keys.append(
+            ForeignKey(name, _names(conn, relation, numbers), referenced, _names(conn, ref_relation, ref_numbers))
+        )
+    uniques = []
+    for name, numbers in conn.execute(
+        "SELECT c.relname::text, i.indkey::int[] FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY 1",
+        (relation,),
+    ).fetchall():
+        columns = _names(conn, relation, numbers)
+        if sorted(columns) != sorted(key):
+            uniques.append(Unique(name, columns))
+    before = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
+        " AND tgtype & 3 = 3 AND tgtype & 20 <> 0)",  # ROW | BEFORE, on INSERT (4) or UPDATE (16)
+        (relation,),
+    ).fetchone()
+    return Constraints(checks, tuple(keys), tuple(uniques), bool(before and before[0]))
