@@ -30,6 +30,7 @@ from syncwd_fast import FastDrainer
 from syncwd_fast.table import Table
 from syncwd_fast.writer import Syncwd
 
+from .mariadb import MariaDBCpu
 from .measure import PostgresCpu, per_row, redis_cpu, self_cpu
 from .run import log
 from .servers import clear_keys, redis_client, resolve
@@ -163,14 +164,14 @@ def run_case(client: Any, target: Target, case: str, args: argparse.Namespace) -
     drainer = FastDrainer(client, target.dsn, prefix=prefix, batch=args.batch)
     server = PostgresCpu().start() if target.sink == "postgres" else None
     redis0, self0 = redis_cpu(client), self_cpu()
-    with StatementCounter() as statements:
+    with StatementCounter() as statements, MariaDBCpu() as mariadb:
         t0 = time.perf_counter()
         report = drainer.drain()
         wall = time.perf_counter() - t0
     cpu = {
         "drain": self_cpu() - self0,
         "redis": redis_cpu(client) - redis0,
-        "postgres": server.stop() if server else None,
+        "server": server.stop() if server else mariadb.seconds,
     }
     good = args.records - bad
     if report.upserted != good or report.dead_lettered != bad or target.rows() != good:

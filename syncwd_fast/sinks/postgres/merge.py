@@ -571,7 +571,7 @@ class _Run:
         far as none was dead-lettered by an earlier unit)."""
         live = [i for i in indices if i not in self.dead]
         whole = group if len(live) == len(indices) else None
-        if len(live) > 1 and unit.screen is not None and id(unit) in self.merger.suspects:
+        if len(live) > 1 and id(unit) in self.merger.suspects:
             # The last batch of this group held bad records: look for them
             # first, rather than run the statement to its failure (a foreign
             # key fails only once every row is written).
@@ -643,7 +643,7 @@ class _Run:
             self.careful = True
 
     def _isolate(self, unit: _Unit, indices: list[int], exc: psycopg.Error, whole: int | None) -> None:
-        if len(indices) > 1 and unit.screen is not None and id(unit) not in self.screened:
+        if len(indices) > 1 and (unit.screen or unit.casts) and id(unit) not in self.screened:
             # Ask the stage which records the table's constraints refuse, in
             # one statement, before halving costs statements per bad record.
             found = self._screen(unit, indices, whole)
@@ -695,11 +695,10 @@ class _Run:
         """Dead-letter the records the screen finds (they leave the stage);
         their stage indices. A value on the jsonb path that does not convert
         fails the screen: such values are found first, then it runs again."""
-        assert unit.screen is not None
         self.screened.add(id(unit))
         if whole is None:
             self._be_careful()  # the stage's rows picked by index
-        found = self._screened(unit.screen, indices, whole)
+        found = self._screened(unit.screen, indices, whole) if unit.screen else None
         if found:
             self.merger.suspects.add(id(unit))
         if found is not None:
@@ -717,7 +716,8 @@ class _Run:
         rest = [i for i in indices if i not in bad]
         if bad:
             self.merger.suspects.add(id(unit))
-        return bad | ((self._screened(unit.screen, rest, whole) or set()) if bad and rest else set())
+        again = self._screened(unit.screen, rest, whole) if unit.screen and bad and rest else None
+        return bad | (again or set())
 
     def _screened(self, screen: ScreenSQL, indices: list[int], whole: int | None) -> set[int] | None:
         """Run one screen; None when it fails for the data (or is not allowed
