@@ -453,7 +453,9 @@ class PartitionDrain:
         r.dead_lettered += len(dead)
         r.already_landed += len(popped.done)
         if popped.repeated:
-            r.repeated += sum(1 for rid in (*merged.upserted, *merged.deleted) if rid in popped.repeated)
+            r.repeated += sum(
+                1 for rid in (*merged.upserted, *merged.deleted, *merged.skipped) if rid in popped.repeated
+            )
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged, gone

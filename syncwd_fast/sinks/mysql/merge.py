@@ -115,6 +115,7 @@ class Merger:
             self._create_stage(schema, wide=True)
 
     def _create_stage(self, schema: MySQLSchema, wide: bool) -> None:
+        self.wide = wide
         types = [c.stage_type(wide and c.name not in schema.key) for c in schema.columns]
         digest = hashlib.sha1(repr(list(zip(schema.names, types))).encode()).hexdigest()[:16]
         self.stage = ident(f"syncwd_stage_{digest}")
@@ -521,8 +522,7 @@ class _Run:
         savepoint = f"syncwd_{self._savepoints}"
         self.cur.execute(f"SAVEPOINT {savepoint}")
         try:
-            # The clauses may hold braces: no str.format here.
-            self.cur.execute(unit.screen.sql.replace("{idx}", ",".join(str(i) for i in indices)))
+            self.cur.execute(unit.screen.sql(indices))
             rows = self.cur.fetchall()
         except pymysql.err.MySQLError as exc:
             if is_transient(exc):

@@ -17,11 +17,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ScreenSQL:
-    """A ``SELECT`` over the stage rows ``{idx}`` returning (stage index,
-    which of ``reasons``, the values it names)."""
+    """A ``SELECT`` over the stage rows ``head + indices + tail`` returning
+    (stage index, which of ``reasons``, the values it names). No placeholder
+    in the text: a CHECK clause may hold any."""
 
-    sql: str
+    head: str
+    tail: str
     reasons: tuple[str, ...]  # "{}" stands for the values
+
+    def sql(self, indices: list[int]) -> str:
+        return self.head + ",".join(str(i) for i in indices) + self.tail
 
     def reason(self, number: int, values: str | None) -> str:
         return self.reasons[number].replace("{}", values or "")
@@ -45,7 +50,9 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
     nothing."""
     s = merger.schema
     c = s.constraints
-    if c.before_triggers:
+    if c.before_triggers or merger.wide:
+        # A trigger may change a row after the screen looked; a wide stage
+        # holds a CHAR's value with its trailing spaces, the column without.
         return None
     carried = set(columns)
     checks = [k for k in c.checks if k.columns and carried.issuperset(k.columns)]
@@ -116,9 +123,9 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
         for n, (_, named) in enumerate(cases)
         if named
     )
-    sql = (
+    head = (
         f"SELECT y.{_q(i)}, y.{_q(k)}, CASE y.{_q(k)} {names or 'WHEN -1 THEN NULL'} END FROM"
         f" (SELECT x.*, CASE {whens} END AS {_q(k)} FROM (SELECT {', '.join(select)} FROM {merger.stage} AS s{join}"
-        f" WHERE s.i IN ({{idx}})) AS x) AS y WHERE y.{_q(k)} IS NOT NULL"
+        " WHERE s.i IN ("
     )
-    return ScreenSQL(sql, tuple(reasons))
+    return ScreenSQL(head, f")) AS x) AS y WHERE y.{_q(k)} IS NOT NULL", tuple(reasons))

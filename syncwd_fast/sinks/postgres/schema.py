@@ -179,10 +179,27 @@ def _names(conn: psycopg.Connection[Any], relation: int, numbers: list[int]) -> 
     return tuple(rows[n] for n in numbers)
 
 
+def _collated(conn: psycopg.Connection[Any], relation: int) -> set[int]:
+    """Columns with a collation of their own: the stage's values, of the
+    column's type, carry the default one, and compare otherwise."""
+    return {
+        n
+        for (n,) in conn.execute(
+            "SELECT attnum FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND attcollation NOT IN (0, 100)",
+            (relation,),
+        ).fetchall()
+    }
+
+
 def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[str, ...]) -> Constraints:
-    """The target's CHECKs, foreign keys to other tables (a table's reference
-    to itself may be met by a row of the same batch) and unique indexes other
-    than the key's."""
+    """What the screen may judge exactly as PostgreSQL does: the target's
+    CHECKs, its foreign keys to other tables (a table's reference to itself
+    may be met by a row of the same batch; the copies a partitioned table
+    gives each partition are not the constraint; row security on the
+    referenced table hides rows the check sees) and its unique indexes
+    other than the key's with default operator classes; none over a column
+    with a collation of its own."""
+    collated = _collated(conn, relation)
     checks = tuple(
         Check(name, expression, _names(conn, relation, list(numbers or [])))
         for name, expression, numbers in conn.execute(
@@ -190,28 +207,36 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
             " WHERE conrelid = %s AND contype = 'c' ORDER BY conname",
             (relation,),
         ).fetchall()
+        if not collated.intersection(numbers or [])
     )
     keys = []
     for name, numbers, referenced, ref_relation, ref_numbers in conn.execute(
-        "SELECT conname::text, conkey::int[], confrelid::regclass::text, confrelid, confkey::int[] FROM pg_constraint"
-        " WHERE conrelid = %s AND contype = 'f' AND confrelid <> conrelid ORDER BY conname",
+        "SELECT c.conname::text, c.conkey::int[], c.confrelid::regclass::text, c.confrelid, c.confkey::int[]"
+        " FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid WHERE c.conrelid = %s AND c.contype = 'f'"
+        " AND c.confrelid <> c.conrelid AND c.conparentid = 0 AND NOT r.relrowsecurity ORDER BY 1",
         (relation,),
     ).fetchall():
+        if collated.intersection(numbers) or _collated(conn, ref_relation).intersection(ref_numbers):
+            continue
         keys.append(
             ForeignKey(name, _names(conn, relation, numbers), referenced, _names(conn, ref_relation, ref_numbers))
         )
     uniques = []
     for name, numbers in conn.execute(
         "SELECT c.relname::text, i.indkey::int[] FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY 1",
+        " WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
+        " AND NOT EXISTS (SELECT FROM unnest(i.indcollation::oid[]) AS k(oid) WHERE k.oid NOT IN (0, 100))"
+        " AND NOT EXISTS (SELECT FROM unnest(i.indclass::oid[]) AS k(oid) JOIN pg_opclass o ON o.oid = k.oid"
+        " WHERE NOT o.opcdefault) ORDER BY 1",
         (relation,),
     ).fetchall():
         columns = _names(conn, relation, numbers)
-        if sorted(columns) != sorted(key):
+        if sorted(columns) != sorted(key) and not collated.intersection(numbers):
             uniques.append(Unique(name, columns))
+    # The partitions' triggers too: a row is routed to one and its trigger fires.
     before = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
-        " AND tgtype & 3 = 3 AND tgtype & 20 <> 0)",  # ROW | BEFORE, on INSERT (4) or UPDATE (16)
+        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid IN (SELECT relid FROM pg_partition_tree(%s))"
+        " AND NOT tgisinternal AND tgtype & 3 = 3 AND tgtype & 20 <> 0)",  # ROW | BEFORE, on INSERT (4) or UPDATE (16)
         (relation,),
     ).fetchone()
     return Constraints(checks, tuple(keys), tuple(uniques), bool(before and before[0]))

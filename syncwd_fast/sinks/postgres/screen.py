@@ -17,7 +17,10 @@ the screen itself fail; such values are found first, each tried by a
 PL/pgSQL function in a subtransaction of its own (only on the jsonb path,
 only when a screen failed so).
 
-The screen flags only what PostgreSQL would refuse: a record the version
+The screen flags only what PostgreSQL would refuse (schema.load_constraints
+leaves out what it cannot judge exactly: per-partition copies of a foreign
+key, referenced tables with row security, columns and indexes with a
+collation or operator class of their own): a record the version
 guard keeps out is not updated, so it is judged only where PostgreSQL checks
 the proposed row anyway (CHECKs of an ``INSERT ... ON CONFLICT``); a foreign
 key is checked only where the record changes it (an existing row may hold a
