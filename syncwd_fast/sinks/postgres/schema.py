@@ -233,10 +233,12 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
         columns = _names(conn, relation, numbers)
         if sorted(columns) != sorted(key) and not collated.intersection(numbers):
             uniques.append(Unique(name, columns))
-    # The partitions' triggers too: a row is routed to one and its trigger fires.
+    # The partitions' triggers too: a row is routed to one and its trigger
+    # fires. (pg_partition_tree lists nothing for a table not partitioned.)
     before = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid IN (SELECT relid FROM pg_partition_tree(%s))"
+        "SELECT EXISTS (SELECT FROM pg_trigger WHERE (tgrelid = %s OR tgrelid IN"
+        " (SELECT relid FROM pg_partition_tree(%s)))"
         " AND NOT tgisinternal AND tgtype & 3 = 3 AND tgtype & 20 <> 0)",  # ROW | BEFORE, on INSERT (4) or UPDATE (16)
-        (relation,),
+        (relation, relation),
     ).fetchone()
     return Constraints(checks, tuple(keys), tuple(uniques), bool(before and before[0]))
