@@ -5,13 +5,18 @@ run, alternated (clean, bad, clean, bad ...), medians.
 Each case writes ``--records`` records (one partition) and drains them in
 this process with ``FastDrainer`` (batch ``--batch``): ``check1`` and
 ``check20`` have 1% and 20% of records whose value breaks ``CHECK (v >= 0)``,
-``fk20`` has 20% whose ``ref`` names no parent row. The figure of merit is
+``fk20`` has 20% whose ``ref`` names no parent row; ``trigger1`` and
+``trigger20`` are ``check1`` and ``check20`` on a table whose BEFORE trigger
+refuses a negative value itself (no screen can judge a trigger: halving,
+then one record per subtransaction, find them). The figure of merit is
 the good rows landed per second of drain, as a ratio to the clean drain's
-rows per second; the statements per batch count every statement the sink
-sent (COPY included, savepoints and rolled-back ones too).
+rows per second (``clean_trigger``, with the trigger, for the trigger
+cases); the statements per batch count every statement the sink sent (COPY
+included, savepoints and rolled-back ones too).
 
     python -m bench.bad_data --records 300000 --rounds 1
     python -m bench.bad_data --sink mariadb
+    python -m bench.bad_data --cases trigger1,trigger20 --halving-only
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from syncwd_fast import FastDrainer
+from syncwd_fast.sinks.postgres.merge import _Run
 from syncwd_fast.table import Table
 from syncwd_fast.writer import Syncwd
 
@@ -35,7 +41,15 @@ from .measure import PostgresCpu, per_row, redis_cpu, self_cpu
 from .run import log
 from .servers import clear_keys, redis_client, resolve
 
-CASES = {"clean": (None, 0.0), "check1": ("check", 0.01), "check20": ("check", 0.2), "fk20": ("fk", 0.2)}
+CASES = {
+    "clean": (None, 0.0),
+    "check1": ("check", 0.01),
+    "check20": ("check", 0.2),
+    "fk20": ("fk", 0.2),
+    "clean_trigger": ("trigger", 0.0),
+    "trigger1": ("trigger", 0.01),
+    "trigger20": ("trigger", 0.2),
+}
 PARENTS = 1000
 MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 
@@ -76,6 +90,11 @@ class StatementCounter:
             setattr(cls, name, original)
 
 
+def baseline(case: str) -> str:
+    """The clean case a case is measured against: the same table, no bad records."""
+    return "clean_trigger" if CASES[case][0] == "trigger" else "clean"
+
+
 def records(case: str, n: int) -> list[dict[str, Any]]:
     """``n`` records; a case's bad ones spread evenly (every 1/share-th)."""
     kind, share = CASES[case]
@@ -86,7 +105,7 @@ def records(case: str, n: int) -> list[dict[str, Any]]:
         out.append(
             {
                 "id": i,
-                "v": -i - 1 if bad and kind == "check" else i,
+                "v": -i - 1 if bad and kind in ("check", "trigger") else i,
                 "ref": PARENTS + i if bad and kind == "fk" else i % PARENTS,
             }
         )
@@ -127,7 +146,9 @@ class Target:
         finally:
             conn.close()
 
-    def reset(self) -> None:
+    def reset(self, trigger: bool = False) -> None:
+        """The table afresh; ``trigger``: with a BEFORE trigger refusing a
+        negative ``v``."""
         if self.sink == "postgres":
             self._sql(
                 "DROP SCHEMA IF EXISTS syncwd_bench_bad CASCADE",
@@ -137,6 +158,14 @@ class Target:
                 "CREATE TABLE syncwd_bench_bad.t (id bigint PRIMARY KEY, v bigint NOT NULL CHECK (v >= 0),"
                 " ref int NOT NULL REFERENCES syncwd_bench_bad.parent)",
             )
+            if trigger:
+                self._sql(
+                    "CREATE FUNCTION syncwd_bench_bad.refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                    " BEGIN IF NEW.v < 0 THEN RAISE check_violation USING MESSAGE = 'v is negative: ' || NEW.v;"
+                    " END IF; RETURN NEW; END $$",
+                    "CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON syncwd_bench_bad.t"
+                    " FOR EACH ROW EXECUTE FUNCTION syncwd_bench_bad.refuse()",
+                )
         else:
             self._sql(
                 "DROP TABLE IF EXISTS syncwd_bench_bad",
@@ -146,6 +175,13 @@ class Target:
                 "CREATE TABLE syncwd_bench_bad (id BIGINT PRIMARY KEY, v BIGINT NOT NULL CHECK (v >= 0),"
                 " ref INT NOT NULL, FOREIGN KEY (ref) REFERENCES syncwd_bench_bad_parent (id)) ENGINE=InnoDB",
             )
+            if trigger:
+                self._sql(
+                    "CREATE TRIGGER syncwd_bench_bad_refuse BEFORE INSERT ON syncwd_bench_bad FOR EACH ROW"
+                    " IF NEW.v < 0 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'v is negative'; END IF",
+                    "CREATE TRIGGER syncwd_bench_bad_refuse_update BEFORE UPDATE ON syncwd_bench_bad FOR EACH ROW"
+                    " IF NEW.v < 0 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'v is negative'; END IF",
+                )
 
     def rows(self) -> int:
         name = "syncwd_bench_bad.t" if self.sink == "postgres" else "syncwd_bench_bad"
@@ -155,7 +191,7 @@ class Target:
 def run_case(client: Any, target: Target, case: str, args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"{args.namespace}.{case}"
     clear_keys(client, prefix)
-    target.reset()
+    target.reset(trigger=CASES[case][0] == "trigger")
     writer = Syncwd(client, prefix=prefix)
     batch = records(case, args.records)
     for start in range(0, len(batch), 10_000):
@@ -197,26 +233,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dsn")
     p.add_argument("--mysql", default=os.environ.get("SYNCWD_MYSQL_URL") or MYSQL_URL)
     p.add_argument("--namespace", default="benchbad")
+    p.add_argument(
+        "--halving-only", action="store_true", help="the PostgreSQL sink never goes one record per subtransaction"
+    )
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
+    _Run.ONE_BY_ONE = not args.halving_only
     redis_url, dsn, _ = resolve(args.redis, args.dsn)
     client = redis_client(redis_url)
     target = Target(args.sink, dsn, args.mysql)
-    runs: dict[str, list[dict[str, Any]]] = {"clean": []}
+    runs: dict[str, list[dict[str, Any]]] = {}
     for case in args.cases.split(","):
+        runs.setdefault(baseline(case), [])
         runs[case] = []
         for _ in range(args.rounds):
-            for name in ("clean", case):  # alternated: the machine's speed drifts
+            for name in (baseline(case), case):  # alternated: the machine's speed drifts
                 log(f"{args.sink}: {name}")
                 runs[name].append(run_case(client, target, name, args))
                 log(f"  {runs[name][-1]}")
-    clean = statistics.median(r["good_rows_per_second"] for r in runs["clean"])
+    clean = {name: statistics.median(r["good_rows_per_second"] for r in got) for name, got in runs.items()}
     summary: dict[str, Any] = {}
     for name, got in runs.items():
         rate = statistics.median(r["good_rows_per_second"] for r in got)
         summary[name] = {
             "good_rows_per_second": rate,
-            "vs_clean": round(rate / clean, 3),
+            "vs_clean": round(rate / clean[baseline(name)], 3),
             "statements_per_batch": statistics.median(r["statements_per_batch"] for r in got),
             "cpu_us_per_row": {
                 k: statistics.median(r["cpu_us_per_row"][k] or 0 for r in got) for k in got[0]["cpu_us_per_row"]
@@ -232,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         "sink": args.sink,
         "records": args.records,
         "batch": args.batch,
+        "one_by_one": _Run.ONE_BY_ONE,
         "summary": summary,
     }
     if args.json_out:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import pytest
 
 from syncwd_fast.keys import PartitionKeys
 
@@ -120,3 +121,21 @@ def merge_via(impl: str, dsn: str, table: str, batches: list[list[tuple[str, byt
         return dead
     finally:
         conn.close()
+
+
+class Statements:
+    """Counts the statements the sinks send (the C and pure paths alike)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import pymysql.cursors
+
+        self.count = 0
+        for cls, name in ((psycopg.Cursor, "execute"), (psycopg.Cursor, "copy"), (pymysql.cursors.Cursor, "execute")):
+            monkeypatch.setattr(cls, name, self._counted(getattr(cls, name)))
+
+    def _counted(self, original: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return original(*args, **kwargs)
+
+        return counted

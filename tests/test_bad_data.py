@@ -12,32 +12,13 @@ import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table
 
-from .helpers import count, dead_of
+from .helpers import Statements, count, dead_of
 from .targets import db, dsn, schema, target  # noqa: F401
 
 N = 1000
 # Statements of a drain of one batch: connecting, reading the schema, the
 # stage, the merge, the screen (halving would take hundreds)
 BOUND = 60
-
-
-class Statements:
-    """Counts the statements the sinks send (the C and pure paths alike)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import psycopg
-        import pymysql.cursors
-
-        self.count = 0
-        for cls, name in ((psycopg.Cursor, "execute"), (psycopg.Cursor, "copy"), (pymysql.cursors.Cursor, "execute")):
-            monkeypatch.setattr(cls, name, self._counted(getattr(cls, name)))
-
-    def _counted(self, original: Any) -> Any:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.count += 1
-            return original(*args, **kwargs)
-
-        return counted
 
 
 def drain(r: Any, dsn: str, prefix: str, batch: int = 5000) -> Any:

@@ -150,3 +150,21 @@ def test_mariadb_a_check_clause_may_hold_any_text(r, m, prefix):
     )
     assert set(dead_of(r, t, prefix)) == {"2"}
     assert m.sql("SELECT * FROM p ORDER BY id") == ((1, "0,1,2", 1), (3, "y", 3))
+
+
+@pytest.mark.parametrize("check", ["", ' CHECK ("100%" >= 0)'], ids=["plain", "screened"])
+def test_a_column_whose_name_holds_a_percent_sign_is_merged_and_screened(r, db, dsn, schema, prefix, check):
+    """psycopg reads every % of a statement run with parameters as a
+    placeholder: a column named "100%" aborted every drain of its table
+    (exit 3, the partition stranded) before its name was escaped."""
+    db.execute(f'CREATE TABLE {schema}.p (id int PRIMARY KEY, "100%" int{check}, "a%%b" text)')
+    t = Table(f"{schema}.p")
+    records = [{"id": i, "100%": -i if i % 5 == 1 else i, "a%%b": f"{i}%"} for i in range(50)]
+    report = drain(r, dsn, prefix, t, records)
+    bad = {str(i) for i in range(50) if i % 5 == 1} if check else set()
+    dead = dead_of(r, t, prefix)
+    assert set(dead) == bad, report.to_dict()
+    assert all('"p_100%_check"' in d["error"] for d in dead.values())
+    assert report.upserted == 50 - len(bad)
+    expected = [(i, -i if i % 5 == 1 else i, f"{i}%") for i in range(50) if str(i) not in bad]
+    assert rows(db, f"{schema}.p", "id") == expected

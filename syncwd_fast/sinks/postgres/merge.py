@@ -18,10 +18,12 @@ updates only the columns its records carry). A typed COPY the server refuses
 jsonb path, where the bad value is pinned on its record.
 
 Records PostgreSQL rejects for their data are isolated inside the same
-transaction: the failing statement is rolled back to its savepoint and run
-again on halves of its records until the bad ones are found; they are
-dead-lettered with the server's message and the rest commits. No batch is
-copied twice and nothing is committed in pieces.
+transaction: the failing statement is rolled back to its savepoint, the
+screen finds what breaks the table's constraints set-wise (screen.py), and
+the rest runs again on halves of its records, or one record at a time
+server-side once two halves fail (one_by_one.py), until the bad ones are
+found; they are dead-lettered with the server's message and the rest
+commits. No batch is copied twice and nothing is committed in pieces.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from ...connection import Deadline, deadline
 from ...errors import LeaseLost
 from ..catalog import SchemaChanged
 from .decode import DELETE, Decoded, Item, typed_width
-from .schema import TableSchema
+from .one_by_one import ROW, Each, each_function, outcome, reason
+from .schema import Name, TableSchema, Text
 from .screen import CAST_ERROR, ScreenSQL, cast_screen, constraint_screen
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
@@ -72,12 +75,23 @@ INSUFFICIENT_PRIVILEGE = "42501"
 # same statement succeed; when every record fails so, it is no record's fault.
 AMBIGUOUS = ("0A", "3F", "42")
 CARDINALITY_VIOLATION = "21000"
+FOREIGN_KEY_VIOLATION = "23503"
+UNDEFINED_COLUMN = "42703"
+UNDEFINED_TABLE = "42P01"
 NOT_NULL_VIOLATION = "23502"
 
 
 def is_data_error(exc: psycopg.Error) -> bool:
     state = exc.sqlstate
     return bool(state) and state[:2] not in NOT_THE_DATA and state != INSUFFICIENT_PRIVILEGE  # type: ignore[index]
+
+
+def _error(state: str, message: str) -> psycopg.Error:
+    """An error of the class PostgreSQL names by ``state``."""
+    try:
+        return psycopg.errors.lookup(state)(message)
+    except KeyError:
+        return psycopg.errors.ProgrammingError(message)
 
 
 def describe(exc: psycopg.Error) -> str:
@@ -155,10 +169,12 @@ class MergeResult:
 @dataclass(frozen=True)
 class _Statement:
     """One SQL statement over a set of stage rows: ``whole`` selects them by
-    group (``%(g)s``), ``some`` by index (``%(idx)s``)."""
+    group (``%(g)s``), ``some`` by index (``%(idx)s``), ``one`` the row
+    one_by_one.ROW names."""
 
     whole: sql.Composed
     some: sql.Composed
+    one: sql.Composed
     returns_stale: bool = False  # yields the stage indices the version guard skips
     counts_unchanged: bool = False  # an INSERT ... DO NOTHING: rows it did not insert were there already
 
@@ -204,9 +220,13 @@ class Merger:
         self.stage = sql.Identifier(stage_name(schema))
         self._position = {c: p for p, c in enumerate(schema.columns)}
         self._units: dict[tuple[str, ...], _Unit] = {}
+        self._each: dict[int, Each] = {}
         # units whose last screen found bad records: screened before their
         # statements run, while bad data keeps coming (screen.py)
         self.suspects: set[int] = set()
+        # units whose last batch went one record at a time and found bad
+        # ones: they start so, while bad data keeps coming (one_by_one.py)
+        self.piecemeal: set[int] = set()
         self._delete = self._delete_unit()
         self._copy = sql.SQL("COPY {} (i, g, del, doc{}) FROM STDIN").format(
             self.stage, sql.SQL("").join(sql.SQL(f", c{p}") for p in range(typed_width(schema)))
@@ -370,13 +390,14 @@ class Merger:
 
     def _both(
         self, template: str, columns: tuple[str, ...], whole: str = "s.g = %(g)s", **parts: sql.Composable
-    ) -> tuple[sql.Composed, sql.Composed]:
+    ) -> tuple[sql.Composed, sql.Composed, sql.Composed]:
         """``template``'s ``{source}`` is the stage rows as ``s`` (``_source``),
-        and ``{where}`` selects rows: by group (``whole``), or by index."""
+        and ``{where}`` selects rows: by group (``whole``), by index, or one."""
         common = {"table": self.schema.ident, "source": self._source(columns)}
         return (
             sql.SQL(template).format(**common, **parts, where=sql.SQL(whole)),
             sql.SQL(template).format(**common, **parts, where=sql.SQL("s.i = ANY(%(idx)s)")),
+            sql.SQL(template).format(**common, **parts, where=sql.SQL(f"s.i = {ROW}")),
         )
 
     def _source(self, columns: tuple[str, ...]) -> sql.Composed:
@@ -389,9 +410,9 @@ class Merger:
         types = dict(s.types)
         typed = sql.SQL(", ").join(sql.SQL(f"s.c{self._position[c]}") for c in columns)
         read = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(sql.Identifier("r", c), sql.SQL(f"c{self._position[c]}")) for c in columns
+            sql.SQL("{} AS {}").format(Name("r", c), sql.SQL(f"c{self._position[c]}")) for c in columns
         )
-        record = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(types[c])) for c in columns)
+        record = sql.SQL(", ").join(sql.SQL("{} {}").format(Name(c), sql.SQL(types[c])) for c in columns)
         return sql.SQL(
             "({typed}SELECT s.i, s.g, s.del, {read} FROM {stage} s"
             " CROSS JOIN LATERAL jsonb_to_record(s.doc) AS r({record}) WHERE s.doc IS NOT NULL) AS s"
@@ -412,7 +433,7 @@ class Merger:
 
     def _key_match(self, left: str) -> sql.Composed:
         return sql.SQL(" AND ").join(
-            sql.SQL("{}.{} = {}").format(sql.Identifier(left), sql.Identifier(c), self._col(c)) for c in self.schema.key
+            sql.SQL("{}.{} = {}").format(Name(left), Name(c), self._col(c)) for c in self.schema.key
         )
 
     def _delete_unit(self) -> _Unit:
@@ -437,7 +458,7 @@ class Merger:
         if known is not None:
             return known
         s = self.schema
-        ident = sql.Identifier
+        ident = Name
         col = self._col
         updates = [c for c in columns if c not in s.key]
         version = s.table.version_column if s.table.version_column in columns else None
@@ -530,6 +551,20 @@ class Merger:
         )
         return self._units[columns]
 
+    def each(self, unit: _Unit) -> Each:
+        """``unit``'s function merging records one by one (one_by_one.py)."""
+        known = self._each.get(id(unit))
+        if known is None:
+            statements = [
+                # Run without parameters inside the function: no % doubled.
+                (st.one.as_string(self.conn).replace("%%", "%"), st.returns_stale, st.counts_unchanged)
+                for st in unit.statements
+            ]
+            known = self._each[id(unit)] = each_function(
+                statements, NOT_THE_DATA, (UNDEFINED_COLUMN, UNDEFINED_TABLE, INSUFFICIENT_PRIVILEGE)
+            )
+        return known
+
     def _duplicates_sql(self) -> sql.Composed:
         """Stage rows (typed or not) whose keys PostgreSQL reads as one."""
         types = dict(self.schema.types)
@@ -540,10 +575,10 @@ class Merger:
             stage=self.stage,
             key=sql.SQL(", ").join(
                 sql.SQL("CASE WHEN s.doc IS NULL THEN {} ELSE (s.doc ->> {})::{} END").format(
-                    self._col(c), sql.Literal(c), sql.SQL(types[c])
+                    self._col(c), Text(c), sql.SQL(types[c])
                 )
                 if typed_width(self.schema)
-                else sql.SQL("(s.doc ->> {})::{}").format(sql.Literal(c), sql.SQL(types[c]))
+                else sql.SQL("(s.doc ->> {})::{}").format(Text(c), sql.SQL(types[c]))
                 for c in self.schema.key
             ),
         )
@@ -552,6 +587,13 @@ class Merger:
 class _Run:
     """One batch's statements inside its transaction, and the records they
     rejected (stage index -> reason) or skipped as stale."""
+
+    # Halving goes on one record per subtransaction, this many a call, once
+    # both halves of a part fail or it has dead-lettered this many records of
+    # a batch (one_by_one.py; bench/bad_data.py's trigger cases measure it).
+    ONE_BY_ONE_AFTER = 4
+    ONE_BY_ONE = True  # False: halving only (bench.bad_data --halving-only)
+    ONE_BY_ONE_CHUNK = 1000
 
     def __init__(self, merger: Merger, cur: psycopg.Cursor[Any], clock: Deadline, items: list[Item]) -> None:
         self.merger = merger
@@ -565,6 +607,9 @@ class _Run:
         self.careful = False
         self.deduplicated: set[int] = set()  # units checked for two spellings of one key
         self.screened: set[int] = set()  # units whose failed records were screened (screen.py)
+        self.halved = 0  # records dead-lettered by halving
+        self.one_by_one = self.ONE_BY_ONE  # False once PL/pgSQL proved not to be had, or not to serve
+        self.defined: set[int] = set()  # units whose one_by_one function this run created
 
     def apply(self, unit: _Unit, indices: list[int], group: int) -> None:
         """Run ``unit`` on the stage rows ``indices`` (all of ``group``'s, as
@@ -579,6 +624,15 @@ class _Run:
             if not found:
                 self.merger.suspects.discard(id(unit))
             live = [i for i in live if i not in found]
+        if len(live) > 1 and id(unit) in self.merger.piecemeal and self.one_by_one:
+            # Rather than run the statement and two halves to their failure.
+            self._be_careful()
+            if id(unit) not in self.deduplicated:
+                self.deduplicated.add(id(unit))
+                if self._refuse_duplicates(unit, live):
+                    return
+            if self._one_by_one(unit, live):
+                return
         if live:
             self._try(unit, live, whole)
 
@@ -611,6 +665,13 @@ class _Run:
         return stale, unchanged
 
     def _try(self, unit: _Unit, indices: list[int], whole: int | None) -> None:
+        exc = self._attempt(unit, indices, whole)
+        if exc is not None:
+            self._isolate(unit, indices, exc, whole)
+
+    def _attempt(self, unit: _Unit, indices: list[int], whole: int | None) -> psycopg.Error | None:
+        """Run ``unit`` on ``indices`` in a savepoint; the error that blames
+        their data, else None (then they are merged)."""
         conn = self.merger.conn
         try:
             with conn.transaction():  # a savepoint
@@ -625,11 +686,11 @@ class _Run:
             if not is_data_error(exc) or conn.broken:
                 raise
             self.clock.renew()
-            self._isolate(unit, indices, exc, whole)
-            return
+            return exc
         self.clock.renew()
         self.stale.update(stale)
         self.unchanged += unchanged
+        return None
 
     def _target_exists(self) -> bool:
         self.cur.execute("SELECT to_regclass(%s) IS NOT NULL", (self.merger.schema.ident.as_string(self.cur),))
@@ -684,12 +745,96 @@ class _Run:
             return
         if len(indices) == 1:
             self.dead[indices[0]] = describe(exc)
+            self.halved += 1
             if (exc.sqlstate or "")[:2] in AMBIGUOUS:
                 self.ambiguous[indices[0]] = exc
             return
+        if self.halved >= self.ONE_BY_ONE_AFTER and self.one_by_one and self._one_by_one(unit, indices):
+            return
         middle = len(indices) // 2
-        self._try(unit, indices[:middle], None)
-        self._try(unit, indices[middle:], None)
+        left, right = indices[:middle], indices[middle:]
+        left_failed = self._attempt(unit, left, None)
+        right_failed = self._attempt(unit, right, None)
+        if left_failed and right_failed and self.one_by_one and self._one_by_one(unit, indices):
+            return  # two bad records at least: one by one costs less than halving on
+        if left_failed:
+            self._isolate(unit, left, left_failed, None)
+        if right_failed:
+            self._isolate(unit, right, right_failed, None)
+
+    def _one_by_one(self, unit: _Unit, indices: list[int]) -> bool:
+        """Merge ``indices`` one record per subtransaction, server-side, in
+        chunks (one_by_one.py); False when PL/pgSQL is not to be had here."""
+        each = self.merger.each(unit)
+        if id(unit) not in self.defined:
+            # Created in each run: a temp function may be gone with a reset session.
+            self.one_by_one = self._define(each.create)
+            if not self.one_by_one:
+                return False
+            self.defined.add(id(unit))
+        pending = indices
+        while True:
+            failed: dict[int, tuple[str, str, str]] = {}
+            for start in range(0, len(pending), self.ONE_BY_ONE_CHUNK):
+                chunk = pending[start : start + self.ONE_BY_ONE_CHUNK]
+                if not self.one_by_one:
+                    self._try(unit, chunk, None)  # halving, as before
+                    continue
+                try:
+                    with self.merger.conn.transaction():
+                        self.cur.execute(each.call, (chunk,))
+                        rows = self.cur.fetchall()
+                except psycopg.Error as exc:
+                    if isinstance(exc, psycopg.errors.UndefinedColumn):
+                        raise SchemaChanged(str(exc).strip()) from exc
+                    if not is_data_error(exc) or self.merger.conn.broken:
+                        raise
+                    # A record naming a missing relation (a regclass): the
+                    # statements' own errors decide, by halving.
+                    self.one_by_one = False
+                    self._try(unit, chunk, None)
+                    continue
+                self.clock.renew()
+                found = outcome(rows)
+                self.stale.update(found.stale)
+                self.unchanged += found.unchanged
+                failed.update(found.failed)
+            if not failed or len(failed) == len(pending):
+                break
+            # Some landed: a failed record may have needed one of them.
+            pending = sorted(failed)
+        linked = sorted(i for i, (state, _, _) in failed.items() if state == FOREIGN_KEY_VIOLATION)
+        if len(linked) > 1:
+            # Records referencing each other (a cycle) land only in one
+            # statement together: try them so, halving if they fail.
+            usable, self.one_by_one = self.one_by_one, False
+            try:
+                self._try(unit, linked, None)
+            finally:
+                self.one_by_one = usable
+            for i in linked:
+                del failed[i]
+        if failed:
+            self.merger.piecemeal.add(id(unit))
+        else:
+            self.merger.piecemeal.discard(id(unit))
+        for i, (state, message, detail) in failed.items():
+            self.dead[i] = reason(state, message, detail)
+            if state[:2] in AMBIGUOUS:
+                self.ambiguous[i] = _error(state, message)
+        return True
+
+    def _define(self, function: str) -> bool:
+        """Create a temp PL/pgSQL function; False where that is refused (no
+        PL/pgSQL, no temp objects allowed)."""
+        try:
+            with self.merger.conn.transaction():
+                self.cur.execute(function)
+        except psycopg.Error as exc:
+            if not is_data_error(exc) and exc.sqlstate != INSUFFICIENT_PRIVILEGE or self.merger.conn.broken:
+                raise
+            return False
+        return True
 
     def _screen(self, unit: _Unit, indices: list[int], whole: int | None) -> set[int]:
         """Dead-letter the records the screen finds (they leave the stage);
@@ -705,12 +850,7 @@ class _Run:
             return found
         if unit.casts is None:
             return set()
-        try:
-            with self.merger.conn.transaction():
-                self.cur.execute(CAST_ERROR)
-        except psycopg.Error as exc:
-            if not is_data_error(exc) and exc.sqlstate != INSUFFICIENT_PRIVILEGE or self.merger.conn.broken:
-                raise
+        if not self._define(CAST_ERROR):
             return set()  # no PL/pgSQL here: halving finds them
         bad = self._screened(unit.casts, indices, whole) or set()
         rest = [i for i in indices if i not in bad]

@@ -72,6 +72,21 @@ class TableSchema:
         return self.table.key_columns
 
 
+class Name(sql.Identifier):
+    """A name in a statement run with parameters: psycopg reads every % of
+    such a statement as a placeholder, so a % in a column's name is doubled."""
+
+    def as_bytes(self, context: Any = None) -> bytes:
+        return super().as_bytes(context).replace(b"%", b"%%")
+
+
+class Text(sql.Literal):
+    """A string literal in a statement run with parameters (as ``Name``)."""
+
+    def as_bytes(self, context: Any = None) -> bytes:
+        return bytes(super().as_bytes(context)).replace(b"%", b"%%")
+
+
 def identifier(name: str) -> sql.Identifier:
     return sql.Identifier(*name.split("."))
 

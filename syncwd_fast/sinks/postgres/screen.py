@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from .schema import TableSchema
+from .schema import Name, TableSchema, Text
 
 if TYPE_CHECKING:
     from .merge import Merger
@@ -71,16 +71,16 @@ class ScreenSQL:
 _WHERE = (sql.SQL("s.g = %(g)s"), sql.SQL("s.i = ANY(%(idx)s)"))
 
 
-def _alias(schema: TableSchema, name: str) -> sql.Identifier:
+def _alias(schema: TableSchema, name: str) -> Name:
     """A column name of the screen's own that no column of the table has."""
     name = f"syncwd_{name}"
     while name in schema.columns:
         name += "_"
-    return sql.Identifier(name)
+    return Name(name)
 
 
 def _x(name: str) -> sql.Composed:
-    return sql.SQL("x.{}").format(sql.Identifier(name))
+    return sql.SQL("x.{}").format(Name(name))
 
 
 def _all(parts: list[sql.Composable] | tuple[sql.Composable, ...], glue: str = " AND ") -> sql.Composed:
@@ -113,11 +113,11 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
     )
     i, stale = _alias(s, "i"), _alias(s, "stale")
     select: list[sql.Composable] = [sql.SQL("s.i AS {}").format(i)]
-    select += [sql.SQL("{} AS {}").format(merger._col(n), sql.Identifier(n)) for n in used]
+    select += [sql.SQL("{} AS {}").format(merger._col(n), Name(n)) for n in used]
     if version:
         select.append(
             sql.SQL("(t.{0} IS NOT NULL AND {1} IS NOT NULL AND t.{0} > {1}) AS {2}").format(
-                sql.Identifier(version), merger._col(version), stale
+                Name(version), merger._col(version), stale
             )
         )
     fresh: sql.Composable = sql.SQL("NOT x.{}").format(stale) if version else sql.SQL("true")
@@ -142,7 +142,7 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
                             sql.SQL(k.referenced.replace("%", "%%")),
                             _all(
                                 [
-                                    sql.SQL("r.{} = {}").format(sql.Identifier(rc), _x(n))
+                                    sql.SQL("r.{} = {}").format(Name(rc), _x(n))
                                     for n, rc in zip(k.columns, k.referenced_columns)
                                 ]
                             ),
@@ -151,13 +151,8 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
                         # VALID key may have let it in): looked up for the few left.
                         sql.SQL("NOT EXISTS (SELECT FROM {} AS o WHERE {} AND {})").format(
                             s.ident,
-                            _all([sql.SQL("o.{0} = {1}").format(sql.Identifier(n), _x(n)) for n in s.key]),
-                            _all(
-                                [
-                                    sql.SQL("o.{0} IS NOT DISTINCT FROM {1}").format(sql.Identifier(n), _x(n))
-                                    for n in k.columns
-                                ]
-                            ),
+                            _all([sql.SQL("o.{0} = {1}").format(Name(n), _x(n)) for n in s.key]),
+                            _all([sql.SQL("o.{0} IS NOT DISTINCT FROM {1}").format(Name(n), _x(n)) for n in k.columns]),
                         ),
                     ]
                 ),
@@ -181,9 +176,9 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
                             "EXISTS (SELECT FROM {} AS o WHERE {} AND NOT ({}) AND ({}) NOT IN (SELECT {} FROM {}))"
                         ).format(
                             s.ident,
-                            _all([sql.SQL("o.{} = {}").format(sql.Identifier(n), _x(n)) for n in u.columns]),
-                            _all([sql.SQL("o.{} = {}").format(sql.Identifier(n), _x(n)) for n in s.key]),
-                            sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(n)) for n in s.key),
+                            _all([sql.SQL("o.{} = {}").format(Name(n), _x(n)) for n in u.columns]),
+                            _all([sql.SQL("o.{} = {}").format(Name(n), _x(n)) for n in s.key]),
+                            sql.SQL(", ").join(sql.SQL("o.{}").format(Name(n)) for n in s.key),
                             sql.SQL(", ").join(merger._col(n) for n in s.key),
                             merger._source(s.key),
                         ),
@@ -199,7 +194,7 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
 
     names: list[sql.Composable] = [
         sql.SQL("WHEN {} THEN concat_ws(', ', {})").format(
-            sql.Literal(n), sql.SQL(", ").join(sql.SQL("y.{}::text").format(sql.Identifier(c)) for c in named)
+            Text(n), sql.SQL(", ").join(sql.SQL("y.{}::text").format(Name(c)) for c in named)
         )
         for n, (_, named) in enumerate(cases)
         if named
@@ -214,7 +209,7 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
         ).format(
             i=i,
             whens=sql.SQL(" ").join(
-                sql.SQL("WHEN {} THEN {}").format(cond, sql.Literal(n)) for n, (cond, _) in enumerate(cases)
+                sql.SQL("WHEN {} THEN {}").format(cond, Text(n)) for n, (cond, _) in enumerate(cases)
             ),
             names=sql.SQL(" ").join(names or [sql.SQL("WHEN -1 THEN NULL")]),
             select=sql.SQL(", ").join(select),
@@ -248,8 +243,7 @@ def cast_screen(merger: Merger, columns: tuple[str, ...]) -> ScreenSQL | None:
         ).format(
             stage=merger.stage,
             pairs=sql.SQL(", ").join(
-                sql.SQL("({}, {}, {})").format(sql.Literal(n), sql.Literal(name), sql.Literal(types[name]))
-                for n, name in enumerate(scalar)
+                sql.SQL("({}, {}, {})").format(Text(n), Text(name), Text(types[name])) for n, name in enumerate(scalar)
             ),
             where=where,
         )
