@@ -13,7 +13,7 @@ import pytest
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.connection import connect
 from syncwd_fast.sinks.postgres.decode import Decoder
-from syncwd_fast.sinks.postgres.merge import Merger
+from syncwd_fast.sinks.postgres.merge import Merger, _Run
 from syncwd_fast.sinks.postgres.schema import load_schema
 
 from .helpers import Statements, count, dead_of
@@ -77,27 +77,41 @@ def test_columns_named_as_the_function_s_own_names_do_not_confuse_it(r, db, dsn,
     assert db.execute(f"SELECT count(*) FROM {schema}.p WHERE {first} = id").fetchone()[0] == 80
 
 
-def test_a_record_needing_a_later_record_of_its_batch_still_lands(r, db, dsn, schema, prefix):
-    """Good records reference each other (a table's reference to itself):
-    one record at a time, a record whose reference comes later in the batch
-    fails until that one has landed (a second pass lands it), and two that
-    reference each other land only together (in one statement)."""
+@pytest.mark.parametrize("one_by_one", [True, False], ids=["one_by_one", "halving"])
+def test_records_referencing_records_of_their_batch_land_unless_their_reference_cannot(
+    r, db, dsn, schema, prefix, monkeypatch, one_by_one
+):
+    """A table's reference to itself, one record at a time: a record whose
+    reference comes later in the batch (a chain, here 60 long and staged
+    child first) or that references a record referencing it (a cycle)
+    fails alone, and all land together in one statement; a record whose
+    reference leads only to a missing row or to a refused record is refused
+    (by PostgreSQL too), and so is each record of a chain ending there.
+    Halving alone splits them as well: they are settled the same way."""
+    monkeypatch.setattr(_Run, "ONE_BY_ONE", one_by_one)
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int NOT NULL, mate int REFERENCES {schema}.p (id))")
     refusing(db, schema, "p", "NEW.v < 0")
     t = Table(f"{schema}.p")
-    bad = {i for i in range(200) if i % 4 == 3}
-    records = []
-    for i in range(200):
-        if i in bad:
-            records.append({"id": i, "v": -1, "mate": None})
-        else:  # 0 <-> 1, 2 -> 0, 4 <-> 5, 6 -> 4 ...
-            records.append({"id": i, "v": i, "mate": i + 1 if i % 4 == 0 else i - 1 if i % 4 == 1 else i - 2})
+    mates: dict[int, int | None] = {}
+    for i in range(0, 60):  # a chain: i -> i + 1 -> ... -> 59 -> 1000 (a good record)
+        mates[i] = i + 1 if i < 59 else 1000
+    mates[1000] = None
+    for i in range(100, 140, 2):  # cycles: 100 <-> 101, ...
+        mates[i], mates[i + 1] = i + 1, i
+    mates[200], mates[201], mates[202] = 201, 202, 999  # a chain ending at a missing row
+    mates[300], mates[301] = 301, None  # 301 refused by the trigger, so 300 too
+    refused = {301, 7000, 7001, 7002, 7003}
+    for i in (7000, 7001, 7002, 7003):
+        mates[i] = None
+    bad = {200, 201, 202, 300} | refused
+    records = [{"id": i, "v": -1 if i in refused else i, "mate": m} for i, m in mates.items()]
     Syncwd(r, prefix=prefix).update_many(t, records)
     report = drain(r, dsn, prefix)
     dead = dead_of(r, t, prefix)
-    assert set(dead) == {str(i) for i in bad}, sorted((int(k), v["error"]) for k, v in dead.items())[:5]
-    assert report.upserted == 150
-    assert count(db, t.name) == 150
+    assert set(dead) == {str(i) for i in bad}, sorted((int(k), v["error"][:60]) for k, v in dead.items())
+    assert all("p_mate_fkey" in dead[str(i)]["error"] for i in bad - refused)
+    assert report.upserted == len(mates) - len(bad)
+    assert count(db, t.name) == len(mates) - len(bad)
 
 
 def test_records_the_version_guard_keeps_out_are_counted_skipped(r, db, dsn, schema, prefix):

@@ -42,8 +42,8 @@ from ...connection import Deadline, deadline
 from ...errors import LeaseLost
 from ..catalog import SchemaChanged
 from .decode import DELETE, Decoded, Item, typed_width
-from .one_by_one import ROW, Each, each_function, outcome, reason
-from .schema import Name, TableSchema, Text
+from .one_by_one import ROW, Each, Failure, each_function, outcome
+from .schema import Name, TableSchema, Text, type_sql
 from .screen import CAST_ERROR, ScreenSQL, cast_screen, constraint_screen
 
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
@@ -191,6 +191,7 @@ class _Unit:
     # What a failed statement's records are screened with (screen.py)
     screen: ScreenSQL | None = None
     casts: ScreenSQL | None = None
+    columns: tuple[str, ...] = ()  # the group's
 
 
 class Merger:
@@ -221,6 +222,7 @@ class Merger:
         self._position = {c: p for p, c in enumerate(schema.columns)}
         self._units: dict[tuple[str, ...], _Unit] = {}
         self._each: dict[int, Each] = {}
+        self._unresolved: dict[int, sql.Composed | None] = {}
         # units whose last screen found bad records: screened before their
         # statements run, while bad data keeps coming (screen.py)
         self.suspects: set[int] = set()
@@ -412,7 +414,7 @@ class Merger:
         read = sql.SQL(", ").join(
             sql.SQL("{} AS {}").format(Name("r", c), sql.SQL(f"c{self._position[c]}")) for c in columns
         )
-        record = sql.SQL(", ").join(sql.SQL("{} {}").format(Name(c), sql.SQL(types[c])) for c in columns)
+        record = sql.SQL(", ").join(sql.SQL("{} {}").format(Name(c), type_sql(types[c])) for c in columns)
         return sql.SQL(
             "({typed}SELECT s.i, s.g, s.del, {read} FROM {stage} s"
             " CROSS JOIN LATERAL jsonb_to_record(s.doc) AS r({record}) WHERE s.doc IS NOT NULL) AS s"
@@ -548,6 +550,7 @@ class Merger:
             new_rows,
             constraint_screen(self, columns, guarded_update=bool(needs and updates and version)),
             cast_screen(self, columns),
+            columns,
         )
         return self._units[columns]
 
@@ -565,6 +568,45 @@ class Merger:
             )
         return known
 
+    def unresolved(self, unit: _Unit) -> sql.Composed | None:
+        """The query finding, among stage rows ``%(idx)s`` of ``unit``'s group,
+        those whose reference to their own table (a foreign key) no row of
+        the table and no other of those rows meets; None when the group does
+        not carry the columns of every such key."""
+        if id(unit) in self._unresolved:
+            return self._unresolved[id(unit)]
+        keys = self.schema.constraints.references
+        carried = set(unit.columns)
+        query = None
+        if keys and all(carried.issuperset((*k.columns, *k.referenced_columns)) for k in keys):
+
+            def x(c: str) -> sql.SQL:
+                return sql.SQL(f"x.c{self._position[c]}")
+
+            source = self._source(unit.columns)
+            missing = [
+                sql.SQL(
+                    "({notnull} AND NOT EXISTS (SELECT FROM {table} AS o WHERE {o})"
+                    " AND NOT EXISTS (SELECT FROM {source} WHERE s.i = ANY(%(idx)s) AND {s}))"
+                ).format(
+                    notnull=sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(x(c)) for c in k.columns),
+                    table=self.schema.ident,
+                    o=sql.SQL(" AND ").join(
+                        sql.SQL("o.{} = {}").format(Name(r), x(c)) for c, r in zip(k.columns, k.referenced_columns)
+                    ),
+                    source=source,
+                    s=sql.SQL(" AND ").join(
+                        sql.SQL("{} = {}").format(self._col(r), x(c)) for c, r in zip(k.columns, k.referenced_columns)
+                    ),
+                )
+                for k in keys
+            ]
+            query = sql.SQL(
+                "SELECT x.i FROM (SELECT * FROM {source} WHERE s.i = ANY(%(idx)s)) AS x WHERE {any}"
+            ).format(source=source, any=sql.SQL(" OR ").join(missing))
+        self._unresolved[id(unit)] = query
+        return query
+
     def _duplicates_sql(self) -> sql.Composed:
         """Stage rows (typed or not) whose keys PostgreSQL reads as one."""
         types = dict(self.schema.types)
@@ -575,10 +617,10 @@ class Merger:
             stage=self.stage,
             key=sql.SQL(", ").join(
                 sql.SQL("CASE WHEN s.doc IS NULL THEN {} ELSE (s.doc ->> {})::{} END").format(
-                    self._col(c), Text(c), sql.SQL(types[c])
+                    self._col(c), Text(c), type_sql(types[c])
                 )
                 if typed_width(self.schema)
-                else sql.SQL("(s.doc ->> {})::{}").format(Text(c), sql.SQL(types[c]))
+                else sql.SQL("(s.doc ->> {})::{}").format(Text(c), type_sql(types[c]))
                 for c in self.schema.key
             ),
         )
@@ -593,6 +635,9 @@ class _Run:
     # a batch (one_by_one.py; bench/bad_data.py's trigger cases measure it).
     ONE_BY_ONE_AFTER = 4
     ONE_BY_ONE = True  # False: halving only (bench.bad_data --halving-only)
+    # Rounds of setting aside records whose reference to their own table
+    # nothing can meet (each round, the records referencing those set aside).
+    UNRESOLVED_ROUNDS = 32
     ONE_BY_ONE_CHUNK = 1000
 
     def __init__(self, merger: Merger, cur: psycopg.Cursor[Any], clock: Deadline, items: list[Item]) -> None:
@@ -610,6 +655,10 @@ class _Run:
         self.halved = 0  # records dead-lettered by halving
         self.one_by_one = self.ONE_BY_ONE  # False once PL/pgSQL proved not to be had, or not to serve
         self.defined: set[int] = set()  # units whose one_by_one function this run created
+        # unit -> {stage index: reason}: records that failed alone a reference
+        # to their own table, settled once the unit's other records are merged
+        self.linked: dict[int, dict[int, str]] = {}
+        self.deferring = True
 
     def apply(self, unit: _Unit, indices: list[int], group: int) -> None:
         """Run ``unit`` on the stage rows ``indices`` (all of ``group``'s, as
@@ -630,11 +679,12 @@ class _Run:
             if id(unit) not in self.deduplicated:
                 self.deduplicated.add(id(unit))
                 if self._refuse_duplicates(unit, live):
-                    return
-            if self._one_by_one(unit, live):
-                return
+                    live = []
+            if live and self._one_by_one(unit, live):
+                live = []
         if live:
             self._try(unit, live, whole)
+        self._settle(unit)
 
     def dead_ids(self) -> set[str]:
         return {self.items[i][1] for i in self.dead}
@@ -730,7 +780,7 @@ class _Run:
             # Every new row of a group lacking a required column fails the same
             # way (no trigger can fill it in): dead-letter them all at once
             # instead of finding them one halving at a time.
-            new = self._select(unit.new_rows, indices)
+            new = self._select(unit.new_rows.some, indices)
             if new:
                 reason = (
                     f"a new row needs NOT NULL column(s) {', '.join(unit.needs)} without default,"
@@ -744,6 +794,8 @@ class _Run:
         if exc.sqlstate == CARDINALITY_VIOLATION and self._refuse_duplicates(unit, indices):
             return
         if len(indices) == 1:
+            if self._defer(unit, indices[0], exc.sqlstate or "", exc.diag.constraint_name or "", describe(exc)):
+                return
             self.dead[indices[0]] = describe(exc)
             self.halved += 1
             if (exc.sqlstate or "")[:2] in AMBIGUOUS:
@@ -772,57 +824,94 @@ class _Run:
             if not self.one_by_one:
                 return False
             self.defined.add(id(unit))
-        pending = indices
-        while True:
-            failed: dict[int, tuple[str, str, str]] = {}
-            for start in range(0, len(pending), self.ONE_BY_ONE_CHUNK):
-                chunk = pending[start : start + self.ONE_BY_ONE_CHUNK]
-                if not self.one_by_one:
-                    self._try(unit, chunk, None)  # halving, as before
-                    continue
-                try:
-                    with self.merger.conn.transaction():
-                        self.cur.execute(each.call, (chunk,))
-                        rows = self.cur.fetchall()
-                except psycopg.Error as exc:
-                    if isinstance(exc, psycopg.errors.UndefinedColumn):
-                        raise SchemaChanged(str(exc).strip()) from exc
-                    if not is_data_error(exc) or self.merger.conn.broken:
-                        raise
-                    # A record naming a missing relation (a regclass): the
-                    # statements' own errors decide, by halving.
-                    self.one_by_one = False
-                    self._try(unit, chunk, None)
-                    continue
-                self.clock.renew()
-                found = outcome(rows)
-                self.stale.update(found.stale)
-                self.unchanged += found.unchanged
-                failed.update(found.failed)
-            if not failed or len(failed) == len(pending):
-                break
-            # Some landed: a failed record may have needed one of them.
-            pending = sorted(failed)
-        linked = sorted(i for i, (state, _, _) in failed.items() if state == FOREIGN_KEY_VIOLATION)
-        if len(linked) > 1:
-            # Records referencing each other (a cycle) land only in one
-            # statement together: try them so, halving if they fail.
-            usable, self.one_by_one = self.one_by_one, False
+        failed: dict[int, Failure] = {}
+        for start in range(0, len(indices), self.ONE_BY_ONE_CHUNK):
+            chunk = indices[start : start + self.ONE_BY_ONE_CHUNK]
+            if not self.one_by_one:
+                self._try(unit, chunk, None)  # halving, as before
+                continue
             try:
-                self._try(unit, linked, None)
-            finally:
-                self.one_by_one = usable
-            for i in linked:
-                del failed[i]
+                with self.merger.conn.transaction():
+                    self.cur.execute(each.call, (chunk,))
+                    rows = self.cur.fetchall()
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.errors.UndefinedColumn):
+                    raise SchemaChanged(str(exc).strip()) from exc
+                if not is_data_error(exc) or self.merger.conn.broken:
+                    raise
+                # A record naming a missing relation (a regclass): the
+                # statements' own errors decide, by halving.
+                self.one_by_one = False
+                self._try(unit, chunk, None)
+                continue
+            self.clock.renew()
+            found = outcome(rows)
+            self.stale.update(found.stale)
+            self.unchanged += found.unchanged
+            failed.update(found.failed)
+        for i in [i for i, f in failed.items() if self._defer(unit, i, f.state, f.constraint, f.reason())]:
+            del failed[i]
         if failed:
             self.merger.piecemeal.add(id(unit))
         else:
             self.merger.piecemeal.discard(id(unit))
-        for i, (state, message, detail) in failed.items():
-            self.dead[i] = reason(state, message, detail)
-            if state[:2] in AMBIGUOUS:
-                self.ambiguous[i] = _error(state, message)
+        for i, f in failed.items():
+            self.dead[i] = f.reason()
+            if f.state[:2] in AMBIGUOUS:
+                self.ambiguous[i] = _error(f.state, f.message)
         return True
+
+    def _defer(self, unit: _Unit, index: int, state: str, constraint: str, reason: str) -> bool:
+        """Keep a record that failed alone a table's reference to itself for
+        ``_settle``: another record of the group, maybe not merged yet, may be
+        what it needs. False when it failed otherwise (or is being settled)."""
+        if not self.deferring or state != FOREIGN_KEY_VIOLATION:
+            return False
+        if constraint not in {k.name for k in self.merger.schema.constraints.references}:
+            return False
+        self.linked.setdefault(id(unit), {})[index] = reason
+        return True
+
+    def _settle(self, unit: _Unit) -> None:
+        """Merge together the records of ``unit`` kept by ``_defer`` (a chain
+        of references, a cycle, which one statement meets); those whose
+        reference nothing can meet are dead-lettered with their own error."""
+        linked = self.linked.pop(id(unit), None)
+        if not linked:
+            return
+        self.deferring = False
+        try:
+            settled = set(self._together(unit, sorted(linked)))
+        finally:
+            self.deferring = True
+        for i, reason in linked.items():
+            if i not in settled:
+                self.dead[i] = reason
+
+    def _together(self, unit: _Unit, linked: list[int]) -> list[int]:
+        """Records that failed alone a table's reference to itself: each may
+        need another record of the batch (a chain, a cycle), which one
+        statement over them all meets. Those whose reference neither the table
+        nor the others can meet are set aside first, set-wise, until none is
+        left (they stay dead); the rest are merged together, or halved if that
+        still fails. Returns the records whose fate is settled here."""
+        unresolved = self.merger.unresolved(unit)
+        together = linked
+        for _ in range(self.UNRESOLVED_ROUNDS if unresolved is not None else 0):
+            found = self._select(unresolved, together)  # type: ignore[arg-type]
+            if not found:
+                break
+            together = [i for i in together if i not in found]
+        if not together:
+            return []
+        exc = self._attempt(unit, together, None)
+        if exc is not None:
+            usable, self.one_by_one = self.one_by_one, False
+            try:
+                self._isolate(unit, together, exc, None)
+            finally:
+                self.one_by_one = usable
+        return together
 
     def _define(self, function: str) -> bool:
         """Create a temp PL/pgSQL function; False where that is refused (no
@@ -895,12 +984,12 @@ class _Run:
             self._try(unit, rest, None)
         return True
 
-    def _select(self, statement: _Statement, indices: list[int]) -> set[int] | None:
+    def _select(self, query: sql.Composed, indices: list[int]) -> set[int] | None:
         """The stage indices a query over ``indices`` returns; None when it
         fails for the data (a value that does not even parse)."""
         try:
             with self.merger.conn.transaction():
-                self.cur.execute(statement.some, {"idx": indices})
+                self.cur.execute(query, {"idx": indices})
                 return {row[0] for row in self.cur.fetchall()}
         except psycopg.Error as exc:
             if not is_data_error(exc) or self.merger.conn.broken:

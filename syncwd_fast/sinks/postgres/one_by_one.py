@@ -12,22 +12,24 @@ The function is written per column group with the group's statements as
 static SQL, whose plans PL/pgSQL keeps: a dynamic ``EXECUTE`` per record
 planned each statement again and cost four times the server time.
 
-A record may fail only because another record of the chunk had not landed
-yet (a reference to a row of the same batch): the failed ones are tried again
-while a pass lands any of them.
+A record may fail only because another record of the batch had not landed
+yet (a table's reference to itself: a chain of references, or a cycle that
+lands only in one statement): merge.py tries those together, once the ones
+whose reference nothing in the table or among them can meet are set aside.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 # The stage row a statement's ``one`` form reads (merge._Statement).
 ROW = "syncwd_k"
 
 _TEMPLATE = """CREATE OR REPLACE FUNCTION pg_temp.{name}(syncwd_idx int[]) RETURNS TABLE (
-  syncwd_i int, syncwd_state text, syncwd_message text, syncwd_detail text, syncwd_stale boolean,
-  syncwd_unchanged boolean
+  syncwd_i int, syncwd_state text, syncwd_message text, syncwd_detail text, syncwd_constraint text,
+  syncwd_stale boolean, syncwd_unchanged boolean
 ) LANGUAGE plpgsql AS {tag}
 #variable_conflict use_variable
 DECLARE
@@ -39,13 +41,14 @@ BEGIN
     syncwd_state := NULL;
     syncwd_message := NULL;
     syncwd_detail := NULL;
+    syncwd_constraint := NULL;
     syncwd_stale := false;
     syncwd_unchanged := false;
     BEGIN
 {body}
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS syncwd_state = RETURNED_SQLSTATE, syncwd_message = MESSAGE_TEXT,
-        syncwd_detail = PG_EXCEPTION_DETAIL;
+        syncwd_detail = PG_EXCEPTION_DETAIL, syncwd_constraint = CONSTRAINT_NAME;
       IF left(syncwd_state, 2) IN ({classes}) OR syncwd_state IN ({states}) THEN
         RAISE;
       END IF;
@@ -101,26 +104,36 @@ def each_function(
     return Each(create, f"SELECT * FROM pg_temp.{name}(%s)")
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why one record failed: as PostgreSQL's diagnostics say."""
+
+    state: str
+    message: str
+    detail: str
+    constraint: str
+
+    def reason(self) -> str:
+        """As merge.describe words a psycopg error."""
+        text = f"{self.message} ({self.detail})" if self.detail else self.message
+        return f"{text} [SQLSTATE {self.state}]"
+
+
 @dataclass
 class Outcome:
-    """What one pass over some records found: failures (stage index ->
-    (SQLSTATE, message, detail)), records the version guard kept out, and
-    records an ``INSERT ... DO NOTHING`` found there already."""
+    """What one call found: failures (stage index -> Failure), records the
+    version guard kept out, and records an ``INSERT ... DO NOTHING`` found
+    there already."""
 
-    failed: dict[int, tuple[str, str, str]]
+    failed: dict[int, Failure]
     stale: set[int]
     unchanged: int
 
 
-def outcome(rows: list[tuple[int, str | None, str | None, str | None, bool, bool]]) -> Outcome:
-    failed = {i: (state, message or "", detail or "") for i, state, message, detail, _, _ in rows if state}
+def outcome(rows: list[tuple[Any, ...]]) -> Outcome:
+    """The rows of a call: (i, state, message, detail, constraint, stale, unchanged)."""
     return Outcome(
-        failed,
-        {i for i, state, _, _, stale, _ in rows if stale and not state},
-        sum(1 for _, state, _, _, _, unchanged in rows if unchanged and not state),
+        {row[0]: Failure(row[1], row[2] or "", row[3] or "", row[4] or "") for row in rows if row[1]},
+        {row[0] for row in rows if row[5] and not row[1]},
+        sum(1 for row in rows if row[6] and not row[1]),
     )
-
-
-def reason(state: str, message: str, detail: str) -> str:
-    """As merge.describe words a psycopg error."""
-    return f"{message} ({detail}) [SQLSTATE {state}]" if detail else f"{message} [SQLSTATE {state}]"

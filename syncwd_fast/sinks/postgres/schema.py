@@ -44,6 +44,9 @@ class Constraints:
     checks: tuple[Check, ...] = ()
     foreign_keys: tuple[ForeignKey, ...] = ()
     uniques: tuple[Unique, ...] = ()
+    # the table's foreign keys to itself: a record may need another record
+    # of its batch to land first (one_by_one.py), and no screen judges them
+    references: tuple[ForeignKey, ...] = ()
     # a BEFORE ROW trigger on INSERT or UPDATE may change a row after the
     # screen looked at it: nothing is judged in advance then
     before_triggers: bool = False
@@ -85,6 +88,11 @@ class Text(sql.Literal):
 
     def as_bytes(self, context: Any = None) -> bytes:
         return bytes(super().as_bytes(context)).replace(b"%", b"%%")
+
+
+def type_sql(name: str) -> sql.SQL:
+    """A type's name in a statement run with parameters (as ``Name``)."""
+    return sql.SQL(name.replace("%", "%%"))
 
 
 def identifier(name: str) -> sql.Identifier:
@@ -236,6 +244,14 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
         keys.append(
             ForeignKey(name, _names(conn, relation, numbers), referenced, _names(conn, ref_relation, ref_numbers))
         )
+    references = tuple(
+        ForeignKey(name, _names(conn, relation, numbers), "", _names(conn, relation, ref_numbers))
+        for name, numbers, ref_numbers in conn.execute(
+            "SELECT conname::text, conkey::int[], confkey::int[] FROM pg_constraint"
+            " WHERE conrelid = %s AND contype = 'f' AND confrelid = conrelid AND conparentid = 0 ORDER BY 1",
+            (relation,),
+        ).fetchall()
+    )
     uniques = []
     for name, numbers in conn.execute(
         "SELECT c.relname::text, i.indkey::int[] FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
@@ -256,4 +272,6 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
         " AND NOT tgisinternal AND tgtype & 3 = 3 AND tgtype & 20 <> 0)",  # ROW | BEFORE, on INSERT (4) or UPDATE (16)
         (relation, relation),
     ).fetchone()
-    return Constraints(checks, tuple(keys), tuple(uniques), bool(before and before[0]))
+    return Constraints(
+        checks, tuple(keys), tuple(uniques), references=references, before_triggers=bool(before and before[0])
+    )
