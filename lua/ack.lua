@@ -4,10 +4,11 @@
   the records themselves (the caller names only the exceptions): every id of a
   record was merged, so its value gets the TTL, except the kept ones (acked,
   no TTL: the version guard skipped them, PostgreSQL holds a newer version, so
-  their value was not written and must not expire as if it were durable) and
-  the deleted ones (their tombstones are deleted). Dead-lettered ids left the
-  records already (dead.lua); a kept id whose value is gone (done in a
-  repeated pass) keeps its dead letter. A record re-dirtied while its batch
+  their value was not written and must not expire as if it were durable), the
+  deleted ones (their tombstones are deleted) and the done ones (a repeated
+  pass found them landed, dead-lettered or held by another record of the
+  caller's: no TTL, and their dead letters stay as they are). Dead-lettered
+  ids left the records already (dead.lua). A record re-dirtied while its batch
   was in flight keeps no TTL and no tombstone is deleted for it (its newer
   value is still to be drained). Ids that had been dead-lettered earlier and
   now landed leave the dead hash. A new row after a delete loses its recreated
@@ -38,9 +39,10 @@
     ARGV[5] p                   how many pop numbers follow
     ARGV[6] k                   how many kept ids follow them
     ARGV[7] d                   how many deleted ids follow those
-    ARGV[8..7+p]                the pop numbers
-    ARGV[8+p..7+p+k+d]          the kept and deleted ids
-    ARGV[8+p+k+d..]             id, generation pairs of merged new rows after a delete
+    ARGV[8] o                   how many done ids follow those
+    ARGV[9..8+p]                the pop numbers
+    ARGV[9+p..8+p+k+d+o]        the kept, deleted and done ids
+    ARGV[9+p+k+d+o..]           id, generation pairs of merged new rows after a delete
                                 (a generation's "@xid" suffix is ignored)
 
   Output:
@@ -53,21 +55,26 @@ local rcall = redis.call
 local inflight, run, redo, dirty, meta, lease = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local dead, tombs, recreated = KEYS[7], KEYS[8], KEYS[9]
 local token, prefix, ttl, run_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local n_pops, n_kept, n_deleted = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local n_pops, n_kept, n_deleted, n_done = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local CHUNK = 5000 -- under Lua's unpack limit (~8000)
 
 if rcall("GET", lease) ~= token then
   return -1
 end
 
-local first_kept = 8 + n_pops
+local first_kept = 9 + n_pops
 local first_deleted = first_kept + n_kept
-local last = first_deleted + n_deleted - 1
+local first_done = first_deleted + n_deleted
+local last = first_done + n_done - 1
 
--- The exceptions: kept and deleted ids get no TTL.
+-- The exceptions: kept, deleted and done ids get no TTL.
 local except = {}
 for i = first_kept, last do
   except[ARGV[i]] = true
+end
+local done = {}
+for i = first_done, last do
+  done[ARGV[i]] = true
 end
 
 -- PEXPIREAT with a time as text: EXPIRE would be rewritten as PEXPIREAT for
@@ -86,7 +93,7 @@ local has_dirty = rcall("SCARD", dirty) > 0 -- nothing can be re-dirtied otherwi
 -- dirty set: deleting its "tombstone" then would delete the newer value.
 local found = {}
 local named = n_deleted > 0 or #ARGV > last -- ids named beyond the pop numbers
-for p = 8, 7 + n_pops do
+for p = 9, 8 + n_pops do
   local packed = rcall("HGET", inflight, ARGV[p])
   if packed then
     rcall("HDEL", inflight, ARGV[p])
@@ -101,11 +108,11 @@ for p = 8, 7 + n_pops do
     for i = 1, #ids, CHUNK do
       local j = math.min(i + CHUNK - 1, #ids)
       if has_dead then
-        -- A kept id whose value is gone is one a repeated pass found done: a
-        -- value that vanished keeps its dead letter (it never landed).
+        -- A done id keeps its dead letter (a repeated pass merged nothing of
+        -- it), and so does a kept id whose value vanished (it never landed).
         local landed = {}
         for k = i, j do
-          if not except[ids[k]] or rcall("EXISTS", prefix .. ids[k]) == 1 then
+          if not except[ids[k]] or (not done[ids[k]] and rcall("EXISTS", prefix .. ids[k]) == 1) then
             landed[#landed + 1] = ids[k]
           end
         end
@@ -134,8 +141,8 @@ for p = 8, 7 + n_pops do
 end
 
 if n_deleted > 0 then
-  for i = first_deleted, last, CHUNK do
-    local j = math.min(i + CHUNK - 1, last)
+  for i = first_deleted, first_done - 1, CHUNK do
+    local j = math.min(i + CHUNK - 1, first_done - 1)
     local got = has_dirty and rcall("SMISMEMBER", dirty, unpack(ARGV, i, j)) or {}
     for k = i, j do
       if got[k - i + 1] ~= 1 and found[ARGV[k]] then

@@ -361,6 +361,9 @@ class PartitionDrain:
     def _drain_run(self, run: str) -> int:
         """Drain the run; returns how many ids are left in flight with no batch
         of ours holding them (a pop re-sent after its reply was lost)."""
+        # Nothing of ours is in flight yet: what a failed try left there is
+        # adopted into the redo list (or lost with Redis, and read again).
+        self._redone = _Merging()
         # PostgreSQL merges batch k while one thread acks batch k-1 and another
         # pops and decodes batch k+1: Redis, Python and PostgreSQL work at once.
         acks: list[Future[None]] = []
@@ -454,7 +457,7 @@ class PartitionDrain:
         r.already_landed += len(popped.done)
         if popped.repeated:
             r.repeated += sum(
-                1 for rid in (*merged.upserted, *merged.deleted, *merged.skipped) if rid in popped.repeated
+                1 for rid in (*merged.upserted, *merged.deleted, *merged.skipped, *gone) if rid in popped.repeated
             )
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
@@ -620,8 +623,8 @@ class PartitionDrain:
         """Short ack calls of a few pops each. The script reads the ids from the
         pops' in-flight records and gives every one the TTL but the kept and
         deleted ones named here: so each id must have been merged or dead-lettered."""
-        kept, deleted = set(merged.skipped) | set(popped.done), set(merged.deleted)
-        accounted = kept | deleted | set(merged.upserted) | gone
+        kept, deleted, done = set(merged.skipped), set(merged.deleted), {*popped.done, *popped.held}
+        accounted = kept | deleted | done | set(merged.upserted) | gone
         try:
             for records in self._ack_calls(popped.pops):
                 every = [rid for _, ids in records for rid in ids]
@@ -637,6 +640,7 @@ class PartitionDrain:
                     [number for number, _ in records],
                     kept=[rid for rid in every if rid in kept],
                     deleted=[rid for rid in every if rid in deleted],
+                    done=[rid for rid in every if rid in done],
                     recreated={rid: merged.recreated[rid] for rid in every if rid in merged.recreated},
                 )
         except Exception:

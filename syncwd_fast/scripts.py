@@ -14,6 +14,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+import orjson
 from redis.exceptions import NoScriptError
 
 from .errors import LeaseLost
@@ -135,6 +136,10 @@ class Popped:
     # gone (a tombstone since deleted, a TTL run out) or carries the TTL its
     # ack gave it; so done, acked with no TTL
     done: list[str] = field(default_factory=list)
+    # ids of a repeated pass held by another record of the caller's (read from
+    # the redo list, or popped and not acked yet), which decides and counts
+    # them, or dead-lettered earlier in this run (counted then): done too
+    held: list[str] = field(default_factory=list)
     # ids to merge that a repeated pass read: merged for the first time, or
     # again if Redis lost the ack of their first merge (with no TTL configured,
     # every id of the pass)
@@ -204,17 +209,30 @@ def read_and_pop(
 
 
 def _acked(client: Any, keys: PartitionKeys, raw: list[bytes], values: list[bytes | None]) -> list[bool]:
-    """Which values carry a TTL: only an ack gives one (a write, and a dead
-    letter, leave none), so in a repeated pass those landed already. Read
-    after the values: a write in between clears the TTL, and the id, written
-    again, is merged with its newer value by the next run."""
+    """Which values carry a TTL, or are gone since they were read: only an
+    ack gives a TTL (a write, and a dead letter, leave none) and deletes a
+    tombstone, so in a repeated pass those landed already. Read after the
+    values: a write in between clears the TTL, and the id, written again, is
+    merged with its newer value by the next run."""
     prefix = keys.value_prefix.encode()
     pipe = client.pipeline(transaction=False)
     for i, value in zip(raw, values):
         if value is not None:
             pipe.execute_command("PTTL", prefix + i)
     ttls = iter(pipe.execute())
-    return [value is not None and int(next(ttls)) >= 0 for value in values]
+    return [value is not None and int(next(ttls)) != -1 for value in values]
+
+
+def _dead_in(client: Any, keys: PartitionKeys, run: str, raw: list[bytes]) -> list[bool]:
+    """Which ids were dead-lettered in ``run`` already (their entry names it):
+    in a repeated pass they are done, not merged and dead-lettered again."""
+    out = []
+    for entry in client.hmget(keys.dead, raw) if raw else []:
+        try:
+            out.append(entry is not None and orjson.loads(entry).get("run") == run)
+        except (orjson.JSONDecodeError, AttributeError):
+            out.append(False)
+    return out
 
 
 def _popped(
@@ -224,20 +242,18 @@ def _popped(
     into: Popped,
     acked: list[bool] | None = None,
     redone: Any = None,
+    held: list[bool] | None = None,
 ) -> None:
     ids = [_id_text(i) for i in taken.raw]
     for n, (rid, value, generation) in enumerate(zip(ids, values, taken.recreated or [None] * len(ids))):
         if rid in seen:  # should an id come out twice, it is merged once, its records acked with the batch
             continue
         seen.add(rid)
-        if taken.again and (
-            value is None
-            or (acked and acked[n])
-            # read from the redo list earlier in this pass: merged (or being
-            # merged) by that record, which stays in flight until its ack
-            or (redone is not None and not taken.redo and rid in redone)
-        ):
+        if taken.again and (value is None or (acked and acked[n])):
             into.done.append(rid)
+            continue
+        if taken.again and held and held[n]:
+            into.held.append(rid)
             continue
         if taken.again:
             into.repeated.add(rid)
@@ -275,14 +291,39 @@ def pop_batch(
             break
         values, after = read_and_pop(client, keys, run, token, want, lease_ms, taken.raw if taken else [])
         if taken is not None:
-            _popped(
-                taken, values, seen, batch, _acked(client, keys, taken.raw, values) if taken.again else None, redone
-            )
+            _repeated(client, keys, run, taken, values, seen, batch, redone)
         taken, remaining = (after, after.remaining) if after.raw else (None, after.remaining)
     if taken is not None:
-        values = _values(_mget(client, keys, taken.raw))
-        _popped(taken, values, seen, batch, _acked(client, keys, taken.raw, values) if taken.again else None, redone)
-    return Popped(batch.ids, batch.values, remaining, batch.recreated, batch.pops, batch.done, batch.repeated)
+        _repeated(client, keys, run, taken, _values(_mget(client, keys, taken.raw)), seen, batch, redone)
+    return Popped(
+        batch.ids, batch.values, remaining, batch.recreated, batch.pops, batch.done, batch.held, batch.repeated
+    )
+
+
+def _repeated(
+    client: Any,
+    keys: PartitionKeys,
+    run: str,
+    taken: Taken,
+    values: list[bytes | None],
+    seen: set[str],
+    into: Popped,
+    redone: Any = None,
+) -> None:
+    """``_popped``, with what a repeated pass must know of each id read:
+    whether it landed before, or is held by another record of the caller's
+    (read from the redo list earlier in this pass, or popped by a batch not
+    acked yet: merged or being merged by that record, which stays in flight
+    until its ack), or was dead-lettered in this run already."""
+    if not taken.again:
+        _popped(taken, values, seen, into, redone=redone)
+        return
+    # Asked before the TTLs are read: an ack that ends in between has given
+    # the TTL by then.
+    ours = [redone is not None and not taken.redo and _id_text(i) in redone for i in taken.raw]
+    acked = _acked(client, keys, taken.raw, values)
+    dead = _dead_in(client, keys, run, taken.raw)
+    _popped(taken, values, seen, into, acked, redone, [a or b for a, b in zip(ours, dead)])
 
 
 def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> Popped:
@@ -291,8 +332,7 @@ def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, leas
     taken = _taken(call(client, "pop", *_pop_call(keys, run, token, count, lease_ms)), keys)
     batch = Popped([], [], taken.remaining)
     if taken.raw:
-        values = _values(_mget(client, keys, taken.raw))
-        _popped(taken, values, set(), batch, _acked(client, keys, taken.raw, values) if taken.again else None)
+        _repeated(client, keys, run, taken, _values(_mget(client, keys, taken.raw)), set(), batch)
     return batch
 
 
@@ -306,16 +346,19 @@ def ack(
     kept: list[str] | None = None,
     deleted: list[str] | None = None,
     recreated: dict[str, str] | None = None,
+    done: list[str] | None = None,
 ) -> tuple[int, int]:
     """Drop the in-flight records ``pops``: every id they hold was merged and its
     value gets the TTL, except ``kept`` (acked without a TTL: the version guard
-    skipped them) and ``deleted`` (tombstones, removed); ``recreated``: id ->
+    skipped them), ``deleted`` (tombstones, removed) and ``done`` (a repeated
+    pass merged nothing of them: no TTL, their dead letters untouched); ``recreated``: id ->
     generation of merged new rows after a delete. No pops: only whether the run
     is over. Returns (more, in-flight records left): more is 1 while the run set
     or its redo list holds ids not popped yet."""
     # As Redis holds them: an id that is not UTF-8 (done in a repeated pass) is text with surrogates.
     kept_wire = [id_wire(i) for i in kept or []]
     deleted_wire = [id_wire(i) for i in deleted or []]
+    done_wire = [id_wire(i) for i in done or []]
     pairs = [x for rid, generation in (recreated or {}).items() for x in (id_wire(rid), generation)]
     result = _fenced(
         call(
@@ -340,9 +383,11 @@ def ack(
                 len(pops),
                 len(kept_wire),
                 len(deleted_wire),
+                len(done_wire),
                 *pops,
                 *kept_wire,
                 *deleted_wire,
+                *done_wire,
                 *pairs,
             ],
         ),

@@ -89,6 +89,19 @@ def test_landing_clears_an_old_dead_letter(r, keys):
     assert r.hkeys(keys.dead) == [b"2"]
 
 
+def test_a_done_id_keeps_its_dead_letter_and_gets_no_ttl(r, keys):
+    """A repeated pass merged nothing of a done id (landed before, held by
+    another record, dead-lettered in this run): its dead letter stands; a
+    kept id (the version guard skipped it: PostgreSQL holds newer) and a
+    merged one leave the dead hash."""
+    pops = popped(r, keys, {"1": b"{}", "2": b"{}", "3": b"{}"})
+    r.hset(keys.dead, mapping={"1": "{}", "2": "{}", "3": "{}"})
+    scripts.ack(r, keys, "R", "tok", 3600, pops, kept=["2"], done=["3"])
+    assert r.hkeys(keys.dead) == [b"3"]
+    assert r.ttl(keys.value("3")) == -1 and r.ttl(keys.value("2")) == -1
+    assert 3500 < r.ttl(keys.value("1")) <= 3600
+
+
 def test_fenced_when_the_lease_is_lost(r, keys):
     pops = popped(r, keys, {"1": b"{}"})
     r.set(keys.lease, "other")
