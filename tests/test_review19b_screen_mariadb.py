@@ -1,4 +1,4 @@
-"""Second review of the screen (issue 19) on MariaDB: a record the server
+"""Second review of the screen (issue 19) on MariaDB (fixed since): a record the server
 accepts was dead-lettered by the screen. The correct behaviour: only the
 records the server refuses are dead-lettered, every other record lands."""
 

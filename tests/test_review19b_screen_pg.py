@@ -1,4 +1,4 @@
-"""Second review of the screen (issue 19) on PostgreSQL: each test is a
+"""Second review of the screen (issue 19) on PostgreSQL (fixed since): each test is a
 defect, where the screen dead-lettered a record PostgreSQL accepts, or
 where a table the screen reads wrongly can no longer be drained (or is no
 longer screened). The correct behaviour, in every test: only the records

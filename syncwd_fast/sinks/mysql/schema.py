@@ -157,17 +157,29 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
         )
         events = {str(r[0]) for r in cur.fetchall()}
         triggers = "INSERT" in events
+        # With each side's type and collation: InnoDB compares a key as stored
+        # (a CHAR padded, under a NO PAD collation too), which the screen's
+        # comparison of the two values matches only for alike plain types.
         cur.execute(
-            "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME,"
-            " REFERENCED_COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s"
-            " AND TABLE_NAME = %s AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+            "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME,"
+            " k.REFERENCED_COLUMN_NAME, c.DATA_TYPE, c.COLLATION_NAME, r.DATA_TYPE, r.COLLATION_NAME"
+            " FROM information_schema.KEY_COLUMN_USAGE k"
+            " JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA AND c.TABLE_NAME = k.TABLE_NAME"
+            " AND c.COLUMN_NAME = k.COLUMN_NAME"
+            " LEFT JOIN information_schema.COLUMNS r ON r.TABLE_SCHEMA = k.REFERENCED_TABLE_SCHEMA"
+            " AND r.TABLE_NAME = k.REFERENCED_TABLE_NAME AND r.COLUMN_NAME = k.REFERENCED_COLUMN_NAME"
+            " WHERE k.TABLE_SCHEMA = %s AND k.TABLE_NAME = %s AND k.REFERENCED_TABLE_NAME IS NOT NULL"
+            " ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
             (database, name),
         )
         references: dict[str, list[tuple[str, str, str, str]]] = {}
-        for constraint, column, ref_db, ref_table, ref_column in cur.fetchall():
+        unlike: set[str] = set()
+        for constraint, column, ref_db, ref_table, ref_column, *sides in cur.fetchall():
             references.setdefault(str(constraint), []).append(
                 (str(column), str(ref_db), str(ref_table), str(ref_column))
             )
+            if not _alike(*sides):
+                unlike.add(str(constraint))
     conn.commit()  # end the read's transaction: no snapshot held between batches
     columns = []
     required = set()
@@ -210,11 +222,26 @@ def load_schema(conn: Any, table: Table, default_database: str) -> MySQLSchema:
             )
             for constraint, refs in references.items()
             if (refs[0][1], refs[0][2]) != (database, name)  # a reference to itself: a row of the batch may meet it
+            and constraint not in unlike
         ),
         tuple(Unique(index, tuple(cols)) for index, cols in sorted(unique.items()) if sorted(cols) != key),
         bool(events & {"INSERT", "UPDATE"}),
     )
     return MySQLSchema(table, database, name, tuple(columns), frozenset(required), triggers, other, constraints)
+
+
+def _alike(data_type: Any, collation: Any, ref_type: Any, ref_collation: Any) -> bool:
+    """Whether a foreign key's column and the column it references compare
+    in the screen as InnoDB compares them: the same type, not a padded one
+    (CHAR, BINARY), the same collation, and not a NO PAD one."""
+    kinds = {str(data_type).lower(), str(ref_type).lower()}
+    names = {str(collation or "").lower(), str(ref_collation or "").lower()}
+    return (
+        len(kinds) == 1
+        and not kinds & {"char", "binary"}
+        and len(names) == 1
+        and not any("nopad" in n or "_0900_" in n for n in names)
+    )
 
 
 def _quote(name: str) -> str:

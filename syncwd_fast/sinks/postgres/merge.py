@@ -548,7 +548,9 @@ class Merger:
             unit,
             needs,
             new_rows,
-            constraint_screen(self, columns, guarded_update=bool(needs and updates and version)),
+            constraint_screen(
+                self, columns, guarded_update=bool(needs and updates and version), new_only=bool(needs and not updates)
+            ),
             cast_screen(self, columns),
             columns,
         )

@@ -50,6 +50,9 @@ class Constraints:
     # a BEFORE ROW trigger on INSERT or UPDATE may change a row after the
     # screen looked at it: nothing is judged in advance then
     before_triggers: bool = False
+    # the table may have children by inheritance (not partitions), whose rows
+    # its unique indexes do not cover: the screen reads it ONLY
+    only: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,16 @@ def _names(conn: psycopg.Connection[Any], relation: int, numbers: list[int]) -> 
     return tuple(rows[n] for n in numbers)
 
 
+def _types(conn: psycopg.Connection[Any], relation: int, numbers: list[int]) -> list[int]:
+    rows = dict(
+        conn.execute(
+            "SELECT attnum, atttypid::int FROM pg_attribute WHERE attrelid = %s AND attnum = ANY(%s)",
+            (relation, numbers),
+        ).fetchall()
+    )
+    return [rows[n] for n in numbers]
+
+
 def _collated(conn: psycopg.Connection[Any], relation: int) -> set[int]:
     """Columns with a collation of their own: the stage's values, of the
     column's type, carry the default one, and compare otherwise."""
@@ -223,24 +236,39 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
     other than the key's with default operator classes; none over a column
     with a collation of its own."""
     collated = _collated(conn, relation)
+    # A CHECK over the whole row (column number 0: a function of the row) is
+    # left to the server.
     checks = tuple(
         Check(name, expression, _names(conn, relation, list(numbers or [])))
         for name, expression, numbers in conn.execute(
             "SELECT conname::text, pg_get_expr(conbin, conrelid), conkey::int[] FROM pg_constraint"
-            " WHERE conrelid = %s AND contype = 'c' ORDER BY conname",
+            " WHERE conrelid = %s AND contype = 'c' AND NOT 0 = ANY(conkey) ORDER BY conname",
             (relation,),
         ).fetchall()
         if not collated.intersection(numbers or [])
     )
+    # The table's own triggers and its partitions' (a row is routed to one and
+    # its trigger fires; pg_partition_tree lists nothing for a table not
+    # partitioned): ROW | BEFORE, or ROW alone (AFTER), on INSERT (4) or UPDATE (16).
+    before, after = conn.execute(
+        "SELECT bool_or(tgtype & 3 = 3), bool_or(tgtype & 3 = 1) FROM pg_trigger WHERE (tgrelid = %s OR tgrelid IN"
+        " (SELECT relid FROM pg_partition_tree(%s))) AND NOT tgisinternal AND tgtype & 20 <> 0",
+        (relation, relation),
+    ).fetchone() or (False, False)
     keys = []
+    # Not a deferrable key (checked at COMMIT), nor any while an AFTER trigger
+    # may write the referenced row first.
     for name, numbers, referenced, ref_relation, ref_numbers in conn.execute(
         "SELECT c.conname::text, c.conkey::int[], c.confrelid::regclass::text, c.confrelid, c.confkey::int[]"
         " FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid WHERE c.conrelid = %s AND c.contype = 'f'"
-        " AND c.confrelid <> c.conrelid AND c.conparentid = 0 AND NOT r.relrowsecurity ORDER BY 1",
+        " AND c.confrelid <> c.conrelid AND c.conparentid = 0 AND NOT r.relrowsecurity AND NOT c.condeferrable"
+        " ORDER BY 1",
         (relation,),
     ).fetchall():
-        if collated.intersection(numbers) or _collated(conn, ref_relation).intersection(ref_numbers):
+        if collated.intersection(numbers) or _collated(conn, ref_relation).intersection(ref_numbers) or after:
             continue
+        if _types(conn, relation, numbers) != _types(conn, ref_relation, ref_numbers):
+            continue  # compared by the key's own operator (text to char(n): trailing spaces do not count)
         keys.append(
             ForeignKey(name, _names(conn, relation, numbers), referenced, _names(conn, ref_relation, ref_numbers))
         )
@@ -255,7 +283,7 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
     uniques = []
     for name, numbers in conn.execute(
         "SELECT c.relname::text, i.indkey::int[] FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL"
+        " WHERE i.indrelid = %s AND i.indisunique AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL"
         " AND NOT EXISTS (SELECT FROM unnest(i.indcollation::oid[]) AS k(oid) WHERE k.oid NOT IN (0, 100))"
         " AND NOT EXISTS (SELECT FROM unnest(i.indclass::oid[]) AS k(oid) JOIN pg_opclass o ON o.oid = k.oid"
         " WHERE NOT o.opcdefault) ORDER BY 1",
@@ -264,14 +292,12 @@ def load_constraints(conn: psycopg.Connection[Any], relation: int, key: tuple[st
         columns = _names(conn, relation, numbers)
         if sorted(columns) != sorted(key) and not collated.intersection(numbers):
             uniques.append(Unique(name, columns))
-    # The partitions' triggers too: a row is routed to one and its trigger
-    # fires. (pg_partition_tree lists nothing for a table not partitioned.)
-    before = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_trigger WHERE (tgrelid = %s OR tgrelid IN"
-        " (SELECT relid FROM pg_partition_tree(%s)))"
-        " AND NOT tgisinternal AND tgtype & 3 = 3 AND tgtype & 20 <> 0)",  # ROW | BEFORE, on INSERT (4) or UPDATE (16)
-        (relation, relation),
-    ).fetchone()
+    kind = conn.execute("SELECT relkind::text FROM pg_class WHERE oid = %s", (relation,)).fetchone()
     return Constraints(
-        checks, tuple(keys), tuple(uniques), references=references, before_triggers=bool(before and before[0])
+        checks,
+        tuple(keys),
+        tuple(uniques),
+        references=references,
+        before_triggers=bool(before),
+        only=bool(kind and kind[0] == "r"),
     )

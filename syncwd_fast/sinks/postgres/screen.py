@@ -87,12 +87,16 @@ def _all(parts: list[sql.Composable] | tuple[sql.Composable, ...], glue: str = "
     return sql.SQL(glue).join(parts)
 
 
-def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: bool) -> ScreenSQL | None:
+def constraint_screen(
+    merger: Merger, columns: tuple[str, ...], guarded_update: bool, new_only: bool = False
+) -> ScreenSQL | None:
     """The screen of a group carrying ``columns``, as a ``DELETE`` of the rows
     it finds from the stage; None when no constraint it can judge applies.
     ``guarded_update``: the group is merged by ``UPDATE`` (a new row would
     lack a column) under a version guard, so a record the guard keeps out is
-    checked by nothing."""
+    checked by nothing. ``new_only``: the group only inserts the rows that
+    are missing (key columns only, lacking a required one), so a record of
+    an existing row is checked by nothing."""
     s = merger.schema
     c = s.constraints
     if c.before_triggers:
@@ -104,14 +108,17 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
     if not (checks or keys or uniques):
         return None
     version = s.table.version_column if s.table.version_column in carried else None
-    join = bool(version)  # the stored version, to tell records the guard keeps out
+    join = bool(version) or new_only  # the stored row: its version, or whether there is one
+    # Rows of the table itself, not of tables inheriting from it: its unique
+    # indexes and the conflict target cover its own rows only.
+    target = sql.SQL("ONLY {}").format(s.ident) if c.only else s.ident
     used = tuple(
         dict.fromkeys(
             [*s.key, *(n for k in checks for n in k.columns), *(n for k in keys for n in k.columns)]
             + [n for u in uniques for n in u.columns]
         )
     )
-    i, stale = _alias(s, "i"), _alias(s, "stale")
+    i, stale, which = _alias(s, "i"), _alias(s, "stale"), _alias(s, "k")
     select: list[sql.Composable] = [sql.SQL("s.i AS {}").format(i)]
     select += [sql.SQL("{} AS {}").format(merger._col(n), Name(n)) for n in used]
     if version:
@@ -120,14 +127,18 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
                 Name(version), merger._col(version), stale
             )
         )
+    if new_only:
+        select.append(sql.SQL("(t.{} IS NULL) AS {}").format(Name(s.key[0]), stale))
     fresh: sql.Composable = sql.SQL("NOT x.{}").format(stale) if version else sql.SQL("true")
+    if new_only:
+        fresh = sql.SQL("x.{}").format(stale)  # a new row, to be inserted
     relation = s.table.name.rpartition(".")[2]
     cases: list[tuple[sql.Composable, tuple[str, ...]]] = []  # condition, the columns its reason names
     reasons: list[str] = []
     for check in checks:
         # The expression reads bare column names: x's. Its % signs are not placeholders.
         failing: sql.Composable = sql.SQL("({}) IS FALSE").format(sql.SQL(check.expression.replace("%", "%%")))
-        if guarded_update:
+        if guarded_update or new_only:
             failing = sql.SQL("{} AND {}").format(fresh, failing)
         cases.append((failing, ()))
         reasons.append(f'new row for relation "{relation}" violates check constraint "{check.name}" [SQLSTATE 23514]')
@@ -150,7 +161,7 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
                         # A value the row holds already is not checked again (a NOT
                         # VALID key may have let it in): looked up for the few left.
                         sql.SQL("NOT EXISTS (SELECT FROM {} AS o WHERE {} AND {})").format(
-                            s.ident,
+                            target,
                             _all([sql.SQL("o.{0} = {1}").format(Name(n), _x(n)) for n in s.key]),
                             _all([sql.SQL("o.{0} IS NOT DISTINCT FROM {1}").format(Name(n), _x(n)) for n in k.columns]),
                         ),
@@ -175,7 +186,7 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
                         sql.SQL(
                             "EXISTS (SELECT FROM {} AS o WHERE {} AND NOT ({}) AND ({}) NOT IN (SELECT {} FROM {}))"
                         ).format(
-                            s.ident,
+                            target,
                             _all([sql.SQL("o.{} = {}").format(Name(n), _x(n)) for n in u.columns]),
                             _all([sql.SQL("o.{} = {}").format(Name(n), _x(n)) for n in s.key]),
                             sql.SQL(", ").join(sql.SQL("o.{}").format(Name(n)) for n in s.key),
@@ -203,18 +214,20 @@ def constraint_screen(merger: Merger, columns: tuple[str, ...], guarded_update: 
     def statement(where: sql.Composable) -> sql.Composed:
         # Each condition once per row (a CASE stops at the first that holds).
         return sql.SQL(
-            "WITH bad AS (SELECT y.{i} AS i, y.k, CASE y.k {names} END AS v FROM (SELECT x.*, CASE {whens} END AS k"
-            " FROM (SELECT {select} FROM {source}{join} WHERE {where}) AS x) AS y WHERE y.k IS NOT NULL)"
+            "WITH bad AS (SELECT y.{i} AS i, y.{which} AS k, CASE y.{which} {names} END AS v"
+            " FROM (SELECT x.*, CASE {whens} END AS {which}"
+            " FROM (SELECT {select} FROM {source}{join} WHERE {where}) AS x) AS y WHERE y.{which} IS NOT NULL)"
             " DELETE FROM {stage} AS st USING bad WHERE st.i = bad.i RETURNING bad.i, bad.k, bad.v"
         ).format(
             i=i,
+            which=which,
             whens=sql.SQL(" ").join(
                 sql.SQL("WHEN {} THEN {}").format(cond, Text(n)) for n, (cond, _) in enumerate(cases)
             ),
             names=sql.SQL(" ").join(names or [sql.SQL("WHEN -1 THEN NULL")]),
             select=sql.SQL(", ").join(select),
             source=merger._source(used),
-            join=sql.SQL(" LEFT JOIN {} AS t ON {}").format(s.ident, merger._key_match("t")) if join else sql.SQL(""),
+            join=sql.SQL(" LEFT JOIN {} AS t ON {}").format(target, merger._key_match("t")) if join else sql.SQL(""),
             where=where,
             stage=merger.stage,
         )
