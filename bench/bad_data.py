@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from syncwd_fast import FastDrainer
-from syncwd_fast.sinks.postgres.merge import _Run
+from syncwd_fast.sinks.mysql import merge as mysql_merge
+from syncwd_fast.sinks.postgres import merge as postgres_merge
 from syncwd_fast.table import Table
 from syncwd_fast.writer import Syncwd
 
@@ -234,11 +235,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mysql", default=os.environ.get("SYNCWD_MYSQL_URL") or MYSQL_URL)
     p.add_argument("--namespace", default="benchbad")
     p.add_argument(
-        "--halving-only", action="store_true", help="the PostgreSQL sink never goes one record per subtransaction"
+        "--halving-only", action="store_true", help="the sinks never go one record at a time (halving alone)"
     )
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
-    _Run.ONE_BY_ONE = not args.halving_only
+    postgres_merge._Run.ONE_BY_ONE = mysql_merge._Run.ONE_BY_ONE = not args.halving_only
     redis_url, dsn, _ = resolve(args.redis, args.dsn)
     client = redis_client(redis_url)
     target = Target(args.sink, dsn, args.mysql)
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         "sink": args.sink,
         "records": args.records,
         "batch": args.batch,
-        "one_by_one": _Run.ONE_BY_ONE,
+        "one_by_one": not args.halving_only,
         "summary": summary,
     }
     if args.json_out:

@@ -31,7 +31,19 @@ import pymysql
 
 from ...errors import LeaseLost
 from ..catalog import SchemaChanged
-from .faults import describe, errno, is_data_error, is_transient
+from .faults import (
+    CONFIGURATION,
+    DATA,
+    DATA_CLASSES,
+    JSON_ERRORS,
+    SCHEMA,
+    TRANSIENT,
+    describe,
+    errno,
+    is_data_error,
+    is_transient,
+)
+from .one_by_one import CLEAR_RESULTS, CREATE_RESULTS, READ_RESULTS, ROW, Step, block
 from .render import DELETE, Decoded, Item, Raw
 from .schema import MySQLSchema
 from .screen import ScreenSQL, constraint_screen
@@ -102,6 +114,10 @@ class Merger:
         # groups whose last screen found bad records: screened before their
         # statements run, while bad data keeps coming
         self.suspects: set[tuple[str, ...]] = set()
+        # groups whose last batch went one record at a time and found bad
+        # ones: they start so, while bad data keeps coming (one_by_one.py)
+        self.piecemeal: set[tuple[str, ...]] = set()
+        self._steps: dict[int, list[Step]] = {}
         self.target = f"{ident(schema.database)}.{ident(schema.name)}"
         self._position = {c.name: p for p, c in enumerate(schema.columns)}
         try:
@@ -113,6 +129,7 @@ class Merger:
             # every column NULL-able they may not: strings go as LONGTEXT (their
             # length is checked when they reach the target).
             self._create_stage(schema, wide=True)
+        self._delete = self._delete_unit()
 
     def _create_stage(self, schema: MySQLSchema, wide: bool) -> None:
         self.wide = wide
@@ -122,7 +139,8 @@ class Merger:
         with self.conn.cursor() as cur:
             cur.execute(
                 f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.stage} (i INT NOT NULL, g INT NOT NULL,"
-                " del TINYINT NOT NULL" + "".join(f", c{p} {t}" for p, t in enumerate(types)) + ") ENGINE=InnoDB"
+                " del TINYINT NOT NULL" + "".join(f", c{p} {t}" for p, t in enumerate(types)) + ", PRIMARY KEY (i))"
+                " ENGINE=InnoDB"
             )
         self.conn.commit()
 
@@ -203,7 +221,7 @@ class Merger:
         if batch.replace:
             deleting, marks = self._replacing(cur, items, staged, batch.replace, deleting, landed)
         run = _Run(self, cur, items)
-        run.apply(self._delete_unit(), deleting)
+        run.apply(self._delete, deleting)
         marks = {rid: m for rid, m in marks.items() if rid not in run.dead_ids()}
         if marks:
             token = uuid.uuid4().hex
@@ -333,6 +351,19 @@ class Merger:
             ]
         )
 
+    def steps(self, unit: _Unit) -> list[Step]:
+        """``unit``'s statements on the one stage row a block names (one_by_one.py)."""
+        known = self._steps.get(id(unit))
+        if known is None:
+            known = [
+                Step("stale" if st.returns_stale else "same" if st.counts_unchanged else "run", st.sql.format(idx=ROW))
+                for st in unit.statements
+            ]
+            if unit.insert is not None and unit.new_rows is not None:
+                known.append(Step("new", unit.insert.sql.format(idx=ROW), unit.new_rows.sql.format(idx=ROW)))
+            self._steps[id(unit)] = known
+        return known
+
     def _unit(self, columns: tuple[str, ...]) -> _Unit:
         unit = self._units.get(columns)
         if unit is None:
@@ -441,6 +472,11 @@ class _Run:
     """One batch's statements inside its transaction, and the records they
     rejected (stage index -> reason) or kept out as stale."""
 
+    # Halving goes on one record at a time, this many a block, once both
+    # halves of a part fail (one_by_one.py; bench/bad_data.py's trigger cases).
+    ONE_BY_ONE_CHUNK = 1000
+    ONE_BY_ONE = True  # False: halving only (bench.bad_data --halving-only)
+
     def __init__(self, merger: Merger, cur: Any, items: list[Item]) -> None:
         self.merger = merger
         self.cur = cur
@@ -449,6 +485,7 @@ class _Run:
         self.stale: set[int] = set()
         self.unchanged = 0
         self._savepoints = 0
+        self.one_by_one = self.ONE_BY_ONE  # False once no anonymous block runs here
         self.screened: set[int] = set()  # units whose failed records were screened
         self.columns: dict[int, tuple[str, ...]] = {}  # unit -> its group's columns
 
@@ -464,6 +501,8 @@ class _Run:
                 self.merger.suspects.discard(columns)
             live = [i for i in live if i not in found]
         self.columns[id(unit)] = columns
+        if len(live) > 1 and columns in self.merger.piecemeal and self.one_by_one and self._one_by_one(unit, live):
+            return  # rather than run the statement and two halves to their failure
         if live:
             self._try(unit, live)
 
@@ -498,6 +537,13 @@ class _Run:
                 indices = [i for i in indices if i not in new]
                 if not indices:
                     return
+        exc = self._attempt(unit, indices)
+        if exc is not None:
+            self._isolate(unit, indices, exc)
+
+    def _attempt(self, unit: _Unit, indices: list[int]) -> pymysql.err.MySQLError | None:
+        """Run ``unit`` on ``indices`` in a savepoint; the error that blames
+        their data, else None (then they are merged)."""
         self._savepoints += 1
         savepoint = f"syncwd_{self._savepoints}"
         self.cur.execute(f"SAVEPOINT {savepoint}")
@@ -509,10 +555,67 @@ class _Run:
             if not is_data_error(exc):
                 raise
             self.cur.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
-            self._isolate(unit, indices, exc)
-            return
+            return exc
         self.stale.update(stale)
         self.unchanged += unchanged
+        return None
+
+    def _one_by_one(self, unit: _Unit, indices: list[int]) -> bool:
+        """Merge ``indices`` one record at a time, server-side, in chunks
+        (one_by_one.py); False when no anonymous block runs here."""
+        columns = self.columns.get(id(unit), ())
+        failed: dict[int, str] = {}
+        for start in range(0, len(indices), self.ONE_BY_ONE_CHUNK):
+            chunk = indices[start : start + self.ONE_BY_ONE_CHUNK]
+            if not self.one_by_one:
+                if start == 0:
+                    return False
+                self._try(unit, chunk)  # halving, as before
+                continue
+            self._savepoints += 1
+            savepoint = f"syncwd_{self._savepoints}"
+            self.cur.execute(f"SAVEPOINT {savepoint}")
+            try:
+                self.cur.execute(CREATE_RESULTS)
+                self.cur.execute(
+                    block(
+                        self.merger.stage,
+                        self.merger.steps(unit),
+                        chunk,
+                        (*DATA, *JSON_ERRORS),
+                        (*TRANSIENT, *CONFIGURATION, *SCHEMA),
+                        DATA_CLASSES,
+                    )
+                )
+                self.cur.execute(READ_RESULTS)
+                rows = self.cur.fetchall()
+                self.cur.execute(CLEAR_RESULTS)
+            except pymysql.err.MySQLError as exc:
+                code = errno(exc)
+                if code in SCHEMA:
+                    raise SchemaChanged(describe(exc)) from exc
+                if is_transient(exc) or code in CONFIGURATION or is_data_error(exc):
+                    raise  # raised again from a record's handler: as from any statement
+                # No anonymous blocks here (MySQL), or one this server will not run.
+                self.cur.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                self.one_by_one = False
+                if start == 0:
+                    return False
+                self._try(unit, chunk)
+                continue
+            for i, what, code, message in rows:
+                if what == "f":
+                    failed[int(i)] = f"{str(message).strip()} [MySQL error {code}]"
+                elif what == "s":
+                    self.stale.add(int(i))
+                else:
+                    self.unchanged += 1
+        if failed:
+            self.merger.piecemeal.add(columns)
+        else:
+            self.merger.piecemeal.discard(columns)
+        self.dead.update(failed)
+        return True
 
     def _screen(self, unit: _Unit, indices: list[int], columns: tuple[str, ...]) -> set[int]:
         """Dead-letter the records the screen finds; their stage indices."""
@@ -559,5 +662,12 @@ class _Run:
             self.dead[indices[0]] = describe(exc)
             return
         middle = len(indices) // 2
-        self._try(unit, indices[:middle])
-        self._try(unit, indices[middle:])
+        left, right = indices[:middle], indices[middle:]
+        left_failed = self._attempt(unit, left)
+        right_failed = self._attempt(unit, right)
+        if left_failed and right_failed and self.one_by_one and self._one_by_one(unit, indices):
+            return  # two bad records at least: one by one costs less than halving on
+        if left_failed:
+            self._isolate(unit, left, left_failed)
+        if right_failed:
+            self._isolate(unit, right, right_failed)
