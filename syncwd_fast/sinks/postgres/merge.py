@@ -223,6 +223,7 @@ class Merger:
         self._units: dict[tuple[str, ...], _Unit] = {}
         self._each: dict[int, Each] = {}
         self._unresolved: dict[int, sql.Composed | None] = {}
+        self._order: dict[int, sql.Composed | None] = {}
         # units whose last screen found bad records: screened before their
         # statements run, while bad data keeps coming (screen.py)
         self.suspects: set[int] = set()
@@ -319,9 +320,11 @@ class Merger:
             run = _Run(self, cur, clock, items)
             # Deletes first: a new row after a delete replaces the old row whole.
             run.apply(self._delete, deleting, DELETE)
+            run.settle()
             self._note(cur, {rid: mark for rid, mark in marks.items() if rid not in run.dead_ids()})
             for g, indices in groups.items():
                 run.apply(self._unit(batch.columns[g]), indices, g)
+            run.settle()  # once every group is merged: a record may need one of another group
             run.blame(staged)
             run.finish()
             if not immediate:
@@ -609,6 +612,43 @@ class Merger:
         self._unresolved[id(unit)] = query
         return query
 
+    def dependency_order(self, unit: _Unit) -> sql.Composed | None:
+        """The query ordering stage rows ``%(idx)s`` of ``unit``'s group so
+        that each comes after those it references by the table's references
+        to itself (the group carrying their columns), the ones in a cycle
+        last; None when it carries no such reference."""
+        if id(unit) in self._order:
+            return self._order[id(unit)]
+        carried = set(unit.columns)
+        keys = [
+            k for k in self.schema.constraints.references if carried.issuperset((*k.columns, *k.referenced_columns))
+        ]
+        query = None
+        if keys:
+
+            def c(alias: str, column: str) -> sql.SQL:
+                return sql.SQL(f"{alias}.c{self._position[column]}")
+
+            refs = sql.SQL(" OR ").join(
+                sql.SQL("({})").format(
+                    sql.SQL(" AND ").join(
+                        sql.SQL("{} = {}").format(c("x", f), c("y", r)) for f, r in zip(k.columns, k.referenced_columns)
+                    )
+                )
+                for k in keys
+            )
+            query = sql.SQL(
+                "WITH RECURSIVE x AS MATERIALIZED (SELECT * FROM {source} WHERE s.i = ANY(%(idx)s)),"
+                " d(i, depth) AS (SELECT x.i, 0 FROM x"
+                " WHERE NOT EXISTS (SELECT FROM x AS y WHERE y.i <> x.i AND ({refs}))"
+                " UNION SELECT x.i, d.depth + 1 FROM d JOIN x AS y ON y.i = d.i JOIN x ON x.i <> y.i AND ({refs})"
+                " WHERE d.depth < %(limit)s)"
+                " SELECT x.i FROM x LEFT JOIN (SELECT i, max(depth) AS depth FROM d GROUP BY i) AS m ON m.i = x.i"
+                " ORDER BY m.depth NULLS LAST, x.i"
+            ).format(source=self._source(unit.columns), refs=refs)
+        self._order[id(unit)] = query
+        return query
+
     def _duplicates_sql(self) -> sql.Composed:
         """Stage rows (typed or not) whose keys PostgreSQL reads as one."""
         types = dict(self.schema.types)
@@ -638,8 +678,9 @@ class _Run:
     ONE_BY_ONE_AFTER = 4
     ONE_BY_ONE = True  # False: halving only (bench.bad_data --halving-only)
     # Rounds of setting aside records whose reference to their own table
-    # nothing can meet (each round, the records referencing those set aside).
-    UNRESOLVED_ROUNDS = 32
+    # nothing can meet (each round, the records referencing those set aside);
+    # past them, one by one in the order of the references finds the rest.
+    UNRESOLVED_ROUNDS = 8
     ONE_BY_ONE_CHUNK = 1000
 
     def __init__(self, merger: Merger, cur: psycopg.Cursor[Any], clock: Deadline, items: list[Item]) -> None:
@@ -657,9 +698,9 @@ class _Run:
         self.halved = 0  # records dead-lettered by halving
         self.one_by_one = self.ONE_BY_ONE  # False once PL/pgSQL proved not to be had, or not to serve
         self.defined: set[int] = set()  # units whose one_by_one function this run created
-        # unit -> {stage index: reason}: records that failed alone a reference
-        # to their own table, settled once the unit's other records are merged
-        self.linked: dict[int, dict[int, str]] = {}
+        # unit -> (unit, {stage index: reason}): records that failed alone a
+        # reference to their own table, settled once the other records are merged
+        self.linked: dict[int, tuple[_Unit, dict[int, str]]] = {}
         self.deferring = True
 
     def apply(self, unit: _Unit, indices: list[int], group: int) -> None:
@@ -686,7 +727,6 @@ class _Run:
                 live = []
         if live:
             self._try(unit, live, whole)
-        self._settle(unit)
 
     def dead_ids(self) -> set[str]:
         return {self.items[i][1] for i in self.dead}
@@ -819,12 +859,34 @@ class _Run:
     def _one_by_one(self, unit: _Unit, indices: list[int]) -> bool:
         """Merge ``indices`` one record per subtransaction, server-side, in
         chunks (one_by_one.py); False when PL/pgSQL is not to be had here."""
+        failed = self._each(unit, indices)
+        if failed is None:
+            return False
+        for i in [i for i, f in failed.items() if self._defer(unit, i, f.state, f.constraint, f.reason())]:
+            del failed[i]
+        if failed:
+            self.merger.piecemeal.add(id(unit))
+        else:
+            self.merger.piecemeal.discard(id(unit))
+        self._fail(failed)
+        return True
+
+    def _fail(self, failed: dict[int, Failure]) -> None:
+        for i, f in failed.items():
+            self.dead[i] = f.reason()
+            if f.state[:2] in AMBIGUOUS:
+                self.ambiguous[i] = _error(f.state, f.message)
+
+    def _each(self, unit: _Unit, indices: list[int]) -> dict[int, Failure] | None:
+        """Run ``unit`` on each of ``indices`` in a subtransaction of its own,
+        in that order; the records that failed. None when PL/pgSQL is not to
+        be had here."""
         each = self.merger.each(unit)
         if id(unit) not in self.defined:
             # Created in each run: a temp function may be gone with a reset session.
             self.one_by_one = self._define(each.create)
             if not self.one_by_one:
-                return False
+                return None
             self.defined.add(id(unit))
         failed: dict[int, Failure] = {}
         for start in range(0, len(indices), self.ONE_BY_ONE_CHUNK):
@@ -851,17 +913,7 @@ class _Run:
             self.stale.update(found.stale)
             self.unchanged += found.unchanged
             failed.update(found.failed)
-        for i in [i for i, f in failed.items() if self._defer(unit, i, f.state, f.constraint, f.reason())]:
-            del failed[i]
-        if failed:
-            self.merger.piecemeal.add(id(unit))
-        else:
-            self.merger.piecemeal.discard(id(unit))
-        for i, f in failed.items():
-            self.dead[i] = f.reason()
-            if f.state[:2] in AMBIGUOUS:
-                self.ambiguous[i] = _error(f.state, f.message)
-        return True
+        return failed
 
     def _defer(self, unit: _Unit, index: int, state: str, constraint: str, reason: str) -> bool:
         """Keep a record that failed alone a table's reference to itself for
@@ -871,24 +923,23 @@ class _Run:
             return False
         if constraint not in {k.name for k in self.merger.schema.constraints.references}:
             return False
-        self.linked.setdefault(id(unit), {})[index] = reason
+        self.linked.setdefault(id(unit), (unit, {}))[1][index] = reason
         return True
 
-    def _settle(self, unit: _Unit) -> None:
-        """Merge together the records of ``unit`` kept by ``_defer`` (a chain
-        of references, a cycle, which one statement meets); those whose
+    def settle(self) -> None:
+        """Merge together the records kept by ``_defer`` (a chain of
+        references, a cycle, which one statement meets); those whose
         reference nothing can meet are dead-lettered with their own error."""
-        linked = self.linked.pop(id(unit), None)
-        if not linked:
-            return
-        self.deferring = False
-        try:
-            settled = set(self._together(unit, sorted(linked)))
-        finally:
-            self.deferring = True
-        for i, reason in linked.items():
-            if i not in settled:
-                self.dead[i] = reason
+        while self.linked:
+            _, (unit, linked) = self.linked.popitem()
+            self.deferring = False
+            try:
+                settled = set(self._together(unit, sorted(linked)))
+            finally:
+                self.deferring = True
+            for i, reason in linked.items():
+                if i not in settled:
+                    self.dead[i] = reason
 
     def _together(self, unit: _Unit, linked: list[int]) -> list[int]:
         """Records that failed alone a table's reference to itself: each may
@@ -907,13 +958,43 @@ class _Run:
         if not together:
             return []
         exc = self._attempt(unit, together, None)
-        if exc is not None:
+        if exc is None:
+            return together
+        # Something else fails among them (a key mixing NULLs under MATCH FULL,
+        # a chain longer than the rounds): one by one, each after the records
+        # it references, then what still fails on a reference to its own
+        # table together once more (a cycle).
+        failed = self._each(unit, self._ordered(unit, together)) if self.one_by_one else None
+        if failed is None:  # no PL/pgSQL here: halving
             usable, self.one_by_one = self.one_by_one, False
             try:
                 self._isolate(unit, together, exc, None)
             finally:
                 self.one_by_one = usable
+            return together
+        own = {k.name for k in self.merger.schema.constraints.references}
+        cycle = [i for i, f in failed.items() if f.state == FOREIGN_KEY_VIOLATION and f.constraint in own]
+        if len(cycle) > 1 and self._attempt(unit, cycle, None) is None:
+            for i in cycle:
+                del failed[i]
+        self._fail(failed)
         return together
+
+    def _ordered(self, unit: _Unit, indices: list[int]) -> list[int]:
+        """``indices``, each after the records of them it references (by the
+        table's references to itself), those in a cycle last."""
+        query = self.merger.dependency_order(unit)
+        if query is None:
+            return indices
+        try:
+            with self.merger.conn.transaction():
+                self.cur.execute(query, {"idx": indices, "limit": len(indices)})
+                ordered = [row[0] for row in self.cur.fetchall()]
+        except psycopg.Error as exc:
+            if not is_data_error(exc) or self.merger.conn.broken:
+                raise
+            return indices
+        return ordered if sorted(ordered) == sorted(indices) else indices
 
     def _define(self, function: str) -> bool:
         """Create a temp PL/pgSQL function; False where that is refused (no

@@ -109,9 +109,10 @@ def constraint_screen(
         return None
     version = s.table.version_column if s.table.version_column in carried else None
     join = bool(version) or new_only  # the stored row: its version, or whether there is one
-    # Rows of the table itself, not of tables inheriting from it: its unique
-    # indexes and the conflict target cover its own rows only.
-    target = sql.SQL("ONLY {}").format(s.ident) if c.only else s.ident
+    # A unique index covers the table's own rows, not those of tables
+    # inheriting from it; the merge's other reads take the table whole, and
+    # so does the screen where it asks what they ask.
+    unique_target = sql.SQL("ONLY {}").format(s.ident) if c.only else s.ident
     used = tuple(
         dict.fromkeys(
             [*s.key, *(n for k in checks for n in k.columns), *(n for k in keys for n in k.columns)]
@@ -161,7 +162,7 @@ def constraint_screen(
                         # A value the row holds already is not checked again (a NOT
                         # VALID key may have let it in): looked up for the few left.
                         sql.SQL("NOT EXISTS (SELECT FROM {} AS o WHERE {} AND {})").format(
-                            target,
+                            s.ident,
                             _all([sql.SQL("o.{0} = {1}").format(Name(n), _x(n)) for n in s.key]),
                             _all([sql.SQL("o.{0} IS NOT DISTINCT FROM {1}").format(Name(n), _x(n)) for n in k.columns]),
                         ),
@@ -186,7 +187,7 @@ def constraint_screen(
                         sql.SQL(
                             "EXISTS (SELECT FROM {} AS o WHERE {} AND NOT ({}) AND ({}) NOT IN (SELECT {} FROM {}))"
                         ).format(
-                            target,
+                            unique_target,
                             _all([sql.SQL("o.{} = {}").format(Name(n), _x(n)) for n in u.columns]),
                             _all([sql.SQL("o.{} = {}").format(Name(n), _x(n)) for n in s.key]),
                             sql.SQL(", ").join(sql.SQL("o.{}").format(Name(n)) for n in s.key),
@@ -227,7 +228,7 @@ def constraint_screen(
             names=sql.SQL(" ").join(names or [sql.SQL("WHEN -1 THEN NULL")]),
             select=sql.SQL(", ").join(select),
             source=merger._source(used),
-            join=sql.SQL(" LEFT JOIN {} AS t ON {}").format(target, merger._key_match("t")) if join else sql.SQL(""),
+            join=sql.SQL(" LEFT JOIN {} AS t ON {}").format(s.ident, merger._key_match("t")) if join else sql.SQL(""),
             where=where,
             stage=merger.stage,
         )
