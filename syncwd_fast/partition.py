@@ -427,16 +427,9 @@ class PartitionDrain:
         # Every record unreadable: nothing for the sink to write.
         written = self._write(batch) if pairs else Written()
         merged = self._outcome(pairs, dict(batch.recreated), written, unreadable)
-        dead = merged.dead
-        gone = {rid for rid, _ in dead}
-        if dead:
-            at = round(time.time(), 3)
-            try:
-                holding = [number for number, ids in popped.pops if not gone.isdisjoint(ids)]
-                scripts.dead(self.redis, self.keys, run, self.token, dead, at, holding)
-            except redis.exceptions.RedisError:
-                self._unconfirmed.append((at, [rid for rid, _ in dead]))
-                raise
+        # Dead-lettered by the ack thread, before the batch's ack (_ack): off
+        # the merge's path, as acks are.
+        gone = {rid for rid, _ in merged.dead}
         r = self.result
         again = self._unacked
         if again:  # merged before, its ack failed: counted then
@@ -453,7 +446,6 @@ class PartitionDrain:
             r.upserted += len(merged.upserted) - merged.unchanged
             r.deleted += len(merged.deleted)
             r.skipped += len(merged.skipped) + merged.unchanged
-        r.dead_lettered += len(dead)
         r.already_landed += len(popped.done)
         if popped.repeated:
             r.repeated += sum(
@@ -619,6 +611,19 @@ class PartitionDrain:
                 size = n
         return calls
 
+    def _dead(self, run: str, popped: scripts.Popped, dead: list[tuple[str, str]], gone: set[str]) -> None:
+        """Dead-letter ``dead`` (id, reason), out of the pops holding them;
+        counted once the call passed (or, its reply lost, once its entries
+        are found: _confirm_dead)."""
+        at = round(time.time(), 3)
+        try:
+            holding = [number for number, ids in popped.pops if not gone.isdisjoint(ids)]
+            scripts.dead(self.redis, self.keys, run, self.token, dead, at, holding)
+        except redis.exceptions.RedisError:
+            self._unconfirmed.append((at, [rid for rid, _ in dead]))
+            raise
+        self.result.dead_lettered += len(dead)
+
     def _ack(self, run: str, popped: scripts.Popped, merged: Landed, gone: set[str]) -> None:
         """Short ack calls of a few pops each. The script reads the ids from the
         pops' in-flight records and gives every one the TTL but the kept and
@@ -626,6 +631,8 @@ class PartitionDrain:
         kept, deleted, done = set(merged.skipped), set(merged.deleted), {*popped.done, *popped.held}
         accounted = kept | deleted | done | set(merged.upserted) | gone
         try:
+            if merged.dead:
+                self._dead(run, popped, merged.dead, gone)
             for records in self._ack_calls(popped.pops):
                 every = [rid for _, ids in records for rid in ids]
                 missing = [rid for rid in every if rid not in accounted]

@@ -1,5 +1,5 @@
 """Review 19c, fixed since (records failing a reference to their own table
-are settled together, merge.py ``_Run._settle``): one by one retried the
+are settled together, merge.py ``_Run.settle``): one by one retried the
 records that failed while a pass landed any. A chain of records
 each referencing the NEXT record of the batch (a linked list, a tree staged
 child-first) lands one record per pass: n passes over up to n records, so

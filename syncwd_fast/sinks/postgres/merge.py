@@ -192,6 +192,7 @@ class _Unit:
     screen: ScreenSQL | None = None
     casts: ScreenSQL | None = None
     columns: tuple[str, ...] = ()  # the group's
+    check_screen: ScreenSQL | None = None  # ``screen``'s CHECKs alone
 
 
 class Merger:
@@ -225,8 +226,9 @@ class Merger:
         self._unresolved: dict[int, sql.Composed | None] = {}
         self._order: dict[int, sql.Composed | None] = {}
         # units whose last screen found bad records: screened before their
-        # statements run, while bad data keeps coming (screen.py)
-        self.suspects: set[int] = set()
+        # statements run, while bad data keeps coming (screen.py); True when
+        # those broke CHECKs only (then screened for CHECKs alone)
+        self.suspects: dict[int, bool] = {}
         # units whose last batch went one record at a time and found bad
         # ones: they start so, while bad data keeps coming (one_by_one.py)
         self.piecemeal: set[int] = set()
@@ -556,6 +558,13 @@ class Merger:
             ),
             cast_screen(self, columns),
             columns,
+            constraint_screen(
+                self,
+                columns,
+                guarded_update=bool(needs and updates and version),
+                new_only=bool(needs and not updates),
+                only_checks=True,
+            ),
         )
         return self._units[columns]
 
@@ -711,10 +720,17 @@ class _Run:
         if len(live) > 1 and id(unit) in self.merger.suspects:
             # The last batch of this group held bad records: look for them
             # first, rather than run the statement to its failure (a foreign
-            # key fails only once every row is written).
-            found = self._screen(unit, live, whole)
+            # key fails only once every row is written). If they broke CHECKs
+            # only, look for those alone: should others fail, the statement
+            # says so and the whole screen runs then.
+            if self.merger.suspects[id(unit)] and unit.check_screen is not None:
+                if whole is None:
+                    self._be_careful()
+                found = self._screened(unit.check_screen, live, whole, unit) or set()
+            else:
+                found = self._screen(unit, live, whole)
             if not found:
-                self.merger.suspects.discard(id(unit))
+                self.merger.suspects.pop(id(unit), None)
             live = [i for i in live if i not in found]
         if len(live) > 1 and id(unit) in self.merger.piecemeal and self.one_by_one:
             # Rather than run the statement and two halves to their failure.
@@ -917,7 +933,7 @@ class _Run:
 
     def _defer(self, unit: _Unit, index: int, state: str, constraint: str, reason: str) -> bool:
         """Keep a record that failed alone a table's reference to itself for
-        ``_settle``: another record of the group, maybe not merged yet, may be
+        ``settle``: another record of the batch, maybe not merged yet, may be
         what it needs. False when it failed otherwise (or is being settled)."""
         if not self.deferring or state != FOREIGN_KEY_VIOLATION:
             return False
@@ -945,9 +961,10 @@ class _Run:
         """Records that failed alone a table's reference to itself: each may
         need another record of the batch (a chain, a cycle), which one
         statement over them all meets. Those whose reference neither the table
-        nor the others can meet are set aside first, set-wise, until none is
-        left (they stay dead); the rest are merged together, or halved if that
-        still fails. Returns the records whose fate is settled here."""
+        nor the others can meet are set aside first, set-wise (they stay
+        dead); the rest are merged together, or one by one in the order of
+        their references if that still fails. Returns the records whose fate
+        is settled here."""
         unresolved = self.merger.unresolved(unit)
         together = linked
         for _ in range(self.UNRESOLVED_ROUNDS if unresolved is not None else 0):
@@ -1015,9 +1032,7 @@ class _Run:
         self.screened.add(id(unit))
         if whole is None:
             self._be_careful()  # the stage's rows picked by index
-        found = self._screened(unit.screen, indices, whole) if unit.screen else None
-        if found:
-            self.merger.suspects.add(id(unit))
+        found = self._screened(unit.screen, indices, whole, unit) if unit.screen else None
         if found is not None:
             return found
         if unit.casts is None:
@@ -1027,13 +1042,15 @@ class _Run:
         bad = self._screened(unit.casts, indices, whole) or set()
         rest = [i for i in indices if i not in bad]
         if bad:
-            self.merger.suspects.add(id(unit))
-        again = self._screened(unit.screen, rest, whole) if unit.screen and bad and rest else None
+            self.merger.suspects[id(unit)] = False
+        again = self._screened(unit.screen, rest, whole, unit) if unit.screen and bad and rest else None
         return bad | (again or set())
 
-    def _screened(self, screen: ScreenSQL, indices: list[int], whole: int | None) -> set[int] | None:
-        """Run one screen; None when it fails for the data (or is not allowed
-        to read a referenced table)."""
+    def _screened(
+        self, screen: ScreenSQL, indices: list[int], whole: int | None, unit: _Unit | None = None
+    ) -> set[int] | None:
+        """Run one screen (``unit``'s constraint screen, if given); None when
+        it fails for the data (or is not allowed to read a referenced table)."""
         try:
             with self.merger.conn.transaction():
                 self.cur.execute(screen.whole if whole is not None else screen.some, {"g": whole, "idx": indices})
@@ -1045,6 +1062,8 @@ class _Run:
         self.clock.renew()
         for i, number, values in rows:
             self.dead[i] = screen.reason(number, values)
+        if unit is not None and rows:  # what it found decides how the next batch is screened
+            self.merger.suspects[id(unit)] = all(number < screen.checks for _, number, _ in rows)
         return {row[0] for row in rows}
 
     def _refuse_duplicates(self, unit: _Unit, indices: list[int]) -> bool:

@@ -63,6 +63,7 @@ class ScreenSQL:
     whole: sql.Composed
     some: sql.Composed
     reasons: tuple[str, ...]  # "{}" stands for the values
+    checks: int = 0  # the first reasons are CHECKs'
 
     def reason(self, number: int, values: str | None) -> str:
         return self.reasons[number].replace("{}", values or "")
@@ -88,7 +89,7 @@ def _all(parts: list[sql.Composable] | tuple[sql.Composable, ...], glue: str = "
 
 
 def constraint_screen(
-    merger: Merger, columns: tuple[str, ...], guarded_update: bool, new_only: bool = False
+    merger: Merger, columns: tuple[str, ...], guarded_update: bool, new_only: bool = False, only_checks: bool = False
 ) -> ScreenSQL | None:
     """The screen of a group carrying ``columns``, as a ``DELETE`` of the rows
     it finds from the stage; None when no constraint it can judge applies.
@@ -96,15 +97,17 @@ def constraint_screen(
     lack a column) under a version guard, so a record the guard keeps out is
     checked by nothing. ``new_only``: the group only inserts the rows that
     are missing (key columns only, lacking a required one), so a record of
-    an existing row is checked by nothing."""
+    an existing row is checked by nothing. ``only_checks``: the CHECKs alone
+    (cheaper by far than looking up keys, for a group whose bad records
+    broke CHECKs only: merge.py screens it so before its statement)."""
     s = merger.schema
     c = s.constraints
     if c.before_triggers:
         return None
     carried = set(columns)
     checks = [k for k in c.checks if k.columns and carried.issuperset(k.columns)]
-    keys = [k for k in c.foreign_keys if carried.issuperset(k.columns)]
-    uniques = [u for u in c.uniques if carried.issuperset(u.columns)]
+    keys = [k for k in c.foreign_keys if carried.issuperset(k.columns)] if not only_checks else []
+    uniques = [u for u in c.uniques if carried.issuperset(u.columns)] if not only_checks else []
     if not (checks or keys or uniques):
         return None
     version = s.table.version_column if s.table.version_column in carried else None
@@ -233,7 +236,7 @@ def constraint_screen(
             stage=merger.stage,
         )
 
-    return ScreenSQL(statement(_WHERE[0]), statement(_WHERE[1]), tuple(reasons))
+    return ScreenSQL(statement(_WHERE[0]), statement(_WHERE[1]), tuple(reasons), len(checks))
 
 
 def cast_screen(merger: Merger, columns: tuple[str, ...]) -> ScreenSQL | None:
