@@ -625,9 +625,10 @@ class PartitionDrain:
         self.result.dead_lettered += len(dead)
 
     def _ack(self, run: str, popped: scripts.Popped, merged: Landed, gone: set[str]) -> None:
-        """Short ack calls of a few pops each. The script reads the ids from the
-        pops' in-flight records and gives every one the TTL but the kept and
-        deleted ones named here: so each id must have been merged or dead-lettered."""
+        """The batch's dead letters (``_dead``), then short ack calls of a few
+        pops each. The script reads the ids from the pops' in-flight records
+        and gives every one the TTL but the kept, deleted and done ones named
+        here: so each id must have been merged or dead-lettered."""
         kept, deleted, done = set(merged.skipped), set(merged.deleted), {*popped.done, *popped.held}
         accounted = kept | deleted | done | set(merged.upserted) | gone
         try:
@@ -645,9 +646,10 @@ class PartitionDrain:
                     self.token,
                     self.table.ttl,
                     [number for number, _ in records],
-                    kept=[rid for rid in every if rid in kept],
-                    deleted=[rid for rid in every if rid in deleted],
-                    done=[rid for rid in every if rid in done],
+                    # (per id only when there are any: the common batch has none)
+                    kept=[rid for rid in every if rid in kept] if kept else None,
+                    deleted=[rid for rid in every if rid in deleted] if deleted else None,
+                    done=[rid for rid in every if rid in done] if done else None,
                     recreated={rid: merged.recreated[rid] for rid in every if rid in merged.recreated},
                 )
         except Exception:

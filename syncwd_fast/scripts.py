@@ -208,31 +208,32 @@ def read_and_pop(
     return _values(got), _taken(result, keys)
 
 
-def _acked(client: Any, keys: PartitionKeys, raw: list[bytes], values: list[bytes | None]) -> list[bool]:
-    """Which values carry a TTL, or are gone since they were read: only an
-    ack gives a TTL (a write, and a dead letter, leave none) and deletes a
-    tombstone, so in a repeated pass those landed already. Read after the
-    values: a write in between clears the TTL, and the id, written again, is
-    merged with its newer value by the next run."""
+def _landed_or_dead(
+    client: Any, keys: PartitionKeys, run: str, raw: list[bytes], values: list[bytes | None]
+) -> tuple[list[bool], list[bool]]:
+    """In a repeated pass, in one round trip: which values carry a TTL or are
+    gone since they were read (only an ack gives a TTL, a write and a dead
+    letter leave none, and only an ack deletes a tombstone: landed already),
+    and which ids were dead-lettered in ``run`` (their entry names it: done,
+    not merged and dead-lettered again). The TTLs are read after the values:
+    a write in between clears the TTL, and the id, written again, is merged
+    with its newer value by the next run."""
     prefix = keys.value_prefix.encode()
     pipe = client.pipeline(transaction=False)
     for i, value in zip(raw, values):
         if value is not None:
             pipe.execute_command("PTTL", prefix + i)
-    ttls = iter(pipe.execute())
-    return [value is not None and int(next(ttls)) != -1 for value in values]
-
-
-def _dead_in(client: Any, keys: PartitionKeys, run: str, raw: list[bytes]) -> list[bool]:
-    """Which ids were dead-lettered in ``run`` already (their entry names it):
-    in a repeated pass they are done, not merged and dead-lettered again."""
-    out = []
-    for entry in client.hmget(keys.dead, raw) if raw else []:
+    pipe.hmget(keys.dead, raw)
+    *ttls, entries = pipe.execute()
+    left = iter(ttls)
+    landed = [value is not None and int(next(left)) != -1 for value in values]
+    dead = []
+    for entry in entries:
         try:
-            out.append(entry is not None and orjson.loads(entry).get("run") == run)
+            dead.append(entry is not None and orjson.loads(entry).get("run") == run)
         except (orjson.JSONDecodeError, AttributeError):
-            out.append(False)
-    return out
+            dead.append(False)
+    return landed, dead
 
 
 def _popped(
@@ -321,9 +322,8 @@ def _repeated(
     # Asked before the TTLs are read: an ack that ends in between has given
     # the TTL by then.
     ours = [redone is not None and not taken.redo and _id_text(i) in redone for i in taken.raw]
-    acked = _acked(client, keys, taken.raw, values)
-    dead = _dead_in(client, keys, run, taken.raw)
-    _popped(taken, values, seen, into, acked, redone, [a or b for a, b in zip(ours, dead)])
+    landed, dead = _landed_or_dead(client, keys, run, taken.raw, values)
+    _popped(taken, values, seen, into, landed, redone, [a or b for a, b in zip(ours, dead)])
 
 
 def pop(client: Any, keys: PartitionKeys, run: str, token: str, count: int, lease_ms: int) -> Popped:

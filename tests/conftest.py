@@ -215,6 +215,18 @@ def m(mysql_db: tuple[str, Any]) -> Any:
 
 
 @pytest.fixture
+def persistent_redis() -> Iterator[RedisServer]:
+    """A throwaway redis-server persisting every write (appendfsync always),
+    for tests that kill and restart it and expect nothing lost."""
+    try:
+        server = RedisServer(appendonly=True).start()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A throwaway redis-server of this test's own, for tests that flush,
     kill or restart it."""

@@ -102,17 +102,8 @@ def redo(r: Any, keys: PartitionKeys, run: str) -> list[str]:
 def merge_via(impl: str, dsn: str, table: str, batches: list[list[tuple[str, bytes]]]) -> set[str]:
     """Decode ("c" or "python") and merge each batch as the drain does, into
     ``table`` keyed by ``id``; the dead-lettered ids."""
-    from syncwd_fast.connection import connect
-    from syncwd_fast.sinks.postgres.decode import Decoder
-    from syncwd_fast.sinks.postgres.merge import Merger
-    from syncwd_fast.sinks.postgres.schema import load_schema
-    from syncwd_fast.table import Table
-
-    conn = connect(dsn)
+    conn, decoder, merger = merger_for(dsn, table, pure=impl == "python")
     try:
-        schema = load_schema(conn, Table(table, key="id"))
-        decoder = Decoder(schema, pure=impl == "python")
-        merger = Merger(conn, schema, (0, 0), lambda: True)
         dead: set[str] = set()
         for batch in batches:
             decoded = decoder.decode([rid for rid, _ in batch], [doc for _, doc in batch])
@@ -139,3 +130,28 @@ class Statements:
             return original(*args, **kwargs)
 
         return counted
+
+
+def merger_for(dsn: str, table: str, pure: bool = False, **options: Any) -> tuple[psycopg.Connection[Any], Any, Any]:
+    """A connection (``connect``'s options), and the PostgreSQL sink's
+    decoder (``pure``: the Python twin) and merger of ``table`` (keyed by
+    ``id``) on it."""
+    from syncwd_fast.connection import connect
+    from syncwd_fast.sinks.postgres.decode import Decoder
+    from syncwd_fast.sinks.postgres.merge import Merger
+    from syncwd_fast.sinks.postgres.schema import load_schema
+    from syncwd_fast.table import Table
+
+    conn = connect(dsn, **options)
+    schema = load_schema(conn, Table(table, key="id"))
+    return conn, Decoder(schema, pure=pure), Merger(conn, schema, (0, 0), lambda: True)
+
+
+def merge_records(dsn: str, table: str, records: list[dict[str, Any]]) -> Any:
+    """``records`` (with an ``id``) merged in one batch as the drain merges
+    them, into ``table``; the merge's result."""
+    conn, decoder, merger = merger_for(dsn, table)
+    try:
+        return merger.merge(decoder.decode([str(r["id"]) for r in records], [orjson.dumps(r) for r in records]))
+    finally:
+        conn.close()

@@ -11,12 +11,10 @@ import psycopg
 import pytest
 
 from syncwd_fast import FastDrainer, Syncwd, Table
-from syncwd_fast.connection import connect
 from syncwd_fast.sinks.postgres.decode import Decoder
-from syncwd_fast.sinks.postgres.merge import Merger, _Run
-from syncwd_fast.sinks.postgres.schema import load_schema
+from syncwd_fast.sinks.postgres.merge import _Run
 
-from .helpers import Statements, count, dead_of
+from .helpers import Statements, count, dead_of, merger_for
 
 N = 1000
 
@@ -152,12 +150,6 @@ def test_records_of_key_columns_only_whose_row_exists_are_counted_skipped(r, db,
     assert report.skipped == len(existing - refused), report.to_dict()
     assert report.upserted == 50 - len(refused - existing), report.to_dict()
     assert count(db, t.name) == 100 - len(refused - existing)
-
-
-def merger_for(dsn: str, table: str, **options: Any) -> tuple[psycopg.Connection[Any], Decoder, Merger]:
-    conn = connect(dsn, **options)
-    schema = load_schema(conn, Table(table, key="id"))
-    return conn, Decoder(schema), Merger(conn, schema, (0, 0), lambda: True)
 
 
 def batch(decoder: Decoder, values: dict[int, int]) -> Any:

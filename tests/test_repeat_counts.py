@@ -10,19 +10,8 @@ import pytest
 import redis as redis_lib
 
 from syncwd_fast import FastDrainer, Syncwd, Table
-from syncwd_fast.servers import RedisServer, ServerUnavailable
 
 from .helpers import rows
-
-
-@pytest.fixture
-def persistent_redis():
-    try:
-        server = RedisServer(appendonly=True).start()  # appendfsync always: no ack is lost
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.close()
 
 
 @pytest.mark.parametrize("ttl", [3600, 0])

@@ -19,8 +19,8 @@ import orjson
 
 from syncwd_fast.sinks.postgres import merge as merge_mod
 
-from .helpers import Statements, count
-from .test_one_by_one import merger_for, refusing
+from .helpers import Statements, count, merger_for
+from .test_one_by_one import refusing
 
 N = 300
 

@@ -25,7 +25,8 @@ import pytest
 
 from syncwd_fast.sinks.postgres import merge as merge_mod
 
-from .test_one_by_one import merger_for, refusing
+from .helpers import merger_for
+from .test_one_by_one import refusing
 
 A, B, C = 16, 17, 18
 REFUSED = {3, 25, 29}  # refused by the trigger

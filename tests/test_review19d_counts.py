@@ -8,23 +8,11 @@ counted once, skipped ones up to twice, within ``repeated``."""
 
 from __future__ import annotations
 
-import pytest
 import redis as redis_lib
 
 from syncwd_fast import FastDrainer, Syncwd, Table
-from syncwd_fast.servers import RedisServer, ServerUnavailable
 
 from .helpers import rows
-
-
-@pytest.fixture
-def persistent_redis():
-    try:
-        server = RedisServer(appendonly=True).start()  # appendfsync always: no ack is lost
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.close()
 
 
 def test_records_skipped_for_their_version_are_counted_within_repeated_across_a_restart(

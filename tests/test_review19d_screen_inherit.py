@@ -16,18 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from .test_one_by_one import merger_for
-
-
-def _merge(dsn: str, table: str, records: list[dict[str, Any]]) -> Any:
-    conn, decoder, merger = merger_for(dsn, table)
-    try:
-        batch = decoder.decode([str(r["id"]) for r in records], [orjson.dumps(r) for r in records])
-        return merger.merge(batch)
-    finally:
-        conn.close()
+from .helpers import merge_records
 
 
 def _tables(db: Any, schema: str) -> None:
@@ -42,7 +31,7 @@ def _tables(db: Any, schema: str) -> None:
 def test_postgres_accepts_the_record_alone(db, dsn, schema):
     """The baseline (passes): merged alone, record 5 is no new row, nothing fails."""
     _tables(db, schema)
-    result = _merge(dsn, f"{schema}.p", [{"id": 5}])
+    result = merge_records(dsn, f"{schema}.p", [{"id": 5}])
     assert not result.dead, result.dead
 
 
@@ -51,6 +40,6 @@ def test_a_key_only_record_of_a_row_in_a_child_table_is_not_screened_as_new(db, 
     v missing), the failed statement is screened and 5 is dead-lettered
     too, with a foreign-key reason PostgreSQL never gave."""
     _tables(db, schema)
-    result = _merge(dsn, f"{schema}.p", [{"id": 5}, {"id": 7}])
+    result = merge_records(dsn, f"{schema}.p", [{"id": 5}, {"id": 7}])
     assert {rid for rid, _ in result.dead} == {"7"}, result.dead
     assert db.execute(f"SELECT count(*) FROM {schema}.p").fetchone()[0] == 1

@@ -16,20 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 
-from .helpers import Statements, rows
-from .test_one_by_one import merger_for
-
-
-def _merge(dsn: str, table: str, records: list[dict[str, Any]]) -> Any:
-    conn, decoder, merger = merger_for(dsn, table)
-    try:
-        batch = decoder.decode([str(r["id"]) for r in records], [orjson.dumps(r) for r in records])
-        return merger.merge(batch)
-    finally:
-        conn.close()
+from .helpers import Statements, merge_records, rows
 
 
 def _dead(result: Any) -> set[int]:
@@ -58,7 +47,7 @@ def test_a_match_full_key_mixing_nulls_does_not_split_a_good_chain(db, dsn, sche
         {"id": 20, "sub": 0, "v": 1, "pid": 999, "psub": None},
         {"id": 21, "sub": 0, "v": 1, "pid": 998, "psub": 0},
     ]
-    result = _merge(dsn, f"{schema}.p", records)
+    result = merge_records(dsn, f"{schema}.p", records)
     assert _dead(result) == {20, 21}, result.dead
 
 
@@ -79,7 +68,7 @@ def test_a_record_breaking_a_reference_to_itself_does_not_split_a_good_chain(db,
         {"id": 5, "code": 51, "v": 1, "pcode": 50},
         {"id": 21, "code": 121, "v": 1, "pcode": 998},
     ]
-    result = _merge(dsn, f"{schema}.p", records)
+    result = merge_records(dsn, f"{schema}.p", records)
     assert _dead(result) == {5, 21}, result.dead
 
 
@@ -99,7 +88,7 @@ def test_a_group_not_carrying_every_self_reference_settles_chains(db, dsn, schem
         {"id": 20, "v": 1, "parent": 999},
         {"id": 21, "v": 1, "parent": 998},
     ]
-    result = _merge(dsn, f"{schema}.p", records)
+    result = merge_records(dsn, f"{schema}.p", records)
     assert _dead(result) == {20, 21}, result.dead
     assert [r[0] for r in rows(db, f"{schema}.p")] == [10, 11, 12, 13, 100]
 
@@ -111,7 +100,7 @@ def test_a_chain_longer_than_the_rounds_does_not_split_a_good_chain(db, dsn, sch
     together, and halving splits the good chain."""
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int, parent int REFERENCES {schema}.p (id))")
     db.execute(f"INSERT INTO {schema}.p VALUES (204, 0, NULL)")
-    result = _merge(dsn, f"{schema}.p", _chain(200, 4) + _chain(1, 40))
+    result = merge_records(dsn, f"{schema}.p", _chain(200, 4) + _chain(1, 40))
     assert _dead(result) == set(range(1, 41)), sorted(_dead(result))
 
 
@@ -122,7 +111,7 @@ def test_a_long_chain_ending_at_a_missing_row_costs_a_few_statements(db, dsn, sc
     records each referencing a missing row costs ~35."""
     db.execute(f"CREATE TABLE {schema}.p (id int PRIMARY KEY, v int, parent int REFERENCES {schema}.p (id))")
     statements = Statements(monkeypatch)
-    result = _merge(dsn, f"{schema}.p", _chain(0, 1000))
+    result = merge_records(dsn, f"{schema}.p", _chain(0, 1000))
     assert _dead(result) == set(range(1000))
     assert statements.count <= 100, statements.count
 
@@ -138,5 +127,5 @@ def test_a_reference_to_a_record_of_another_column_group_lands(db, dsn, schema, 
     records = [{"id": 10, "v": 1, "parent": 11}, {"id": 11, "parent": 100}]
     if first == "referenced":
         records.reverse()
-    result = _merge(dsn, f"{schema}.p", records)
+    result = merge_records(dsn, f"{schema}.p", records)
     assert not result.dead, result.dead

@@ -31,18 +31,7 @@ import pymysql
 
 from ...errors import LeaseLost
 from ..catalog import SchemaChanged
-from .faults import (
-    CONFIGURATION,
-    DATA,
-    DATA_CLASSES,
-    JSON_ERRORS,
-    SCHEMA,
-    TRANSIENT,
-    describe,
-    errno,
-    is_data_error,
-    is_transient,
-)
+from .faults import CONFIGURATION, SCHEMA, describe, errno, is_data_error, is_transient
 from .one_by_one import CLEAR_RESULTS, CREATE_RESULTS, READ_RESULTS, ROW, Step, block
 from .render import DELETE, Decoded, Item, Raw
 from .schema import MySQLSchema
@@ -577,16 +566,7 @@ class _Run:
             self.cur.execute(f"SAVEPOINT {savepoint}")
             try:
                 self.cur.execute(CREATE_RESULTS)
-                self.cur.execute(
-                    block(
-                        self.merger.stage,
-                        self.merger.steps(unit),
-                        chunk,
-                        (*DATA, *JSON_ERRORS),
-                        (*TRANSIENT, *CONFIGURATION, *SCHEMA),
-                        DATA_CLASSES,
-                    )
-                )
+                self.cur.execute(block(self.merger.stage, self.merger.steps(unit), chunk))
                 self.cur.execute(READ_RESULTS)
                 rows = self.cur.fetchall()
                 self.cur.execute(CLEAR_RESULTS)

@@ -15,8 +15,9 @@ blocks: there (or wherever the block cannot run) halving goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+
+from .faults import CONFIGURATION, DATA, DATA_CLASSES, JSON_ERRORS, SCHEMA, TRANSIENT
 
 # The stage row a statement's ``{idx}`` names inside the block.
 ROW = "syncwd_k"
@@ -81,17 +82,16 @@ class Step:
     query: str = ""
 
 
-def block(
-    stage: str,
-    steps: list[Step],
-    chunk: list[int],
-    data: Iterable[int],
-    not_data: Iterable[int],
-    classes: Iterable[str],
-) -> str:
-    """The compound statement merging the records ``chunk`` one by one.
-    An error numbered in ``data``, or of an SQLSTATE class in ``classes``
-    and not numbered in ``not_data``, is the record's."""
+# A record's error as faults.is_data_error judges one: by its number, else
+# by its SQLSTATE class unless the number is the link's, configuration's or
+# schema's.
+_DATA = ",".join(str(n) for n in sorted({*DATA, *JSON_ERRORS}))
+_NOT_DATA = ",".join(str(n) for n in sorted({*TRANSIENT, *CONFIGURATION, *SCHEMA}))
+_CLASSES = ",".join(f"'{c}'" for c in DATA_CLASSES)
+
+
+def block(stage: str, steps: list[Step], chunk: list[int]) -> str:
+    """The compound statement merging the records ``chunk`` one by one."""
     lines = []
     for step in steps:
         if step.kind == "stale":
@@ -105,9 +105,9 @@ def block(
     return _BLOCK.format(
         stage=stage,
         chunk=",".join(str(i) for i in chunk),
-        data=",".join(str(n) for n in sorted(data)),
-        not_data=",".join(str(n) for n in sorted(not_data)),
-        classes=",".join(f"'{c}'" for c in classes),
+        data=_DATA,
+        not_data=_NOT_DATA,
+        classes=_CLASSES,
         results=RESULTS,
         body="\n".join(lines),
     )
