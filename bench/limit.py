@@ -42,6 +42,20 @@ def load_values(client: Any, table: Table, prefix: str, records: int) -> list[tu
     return values
 
 
+def drain_order(client: Any, table: Table, prefix: str, batch: int) -> list[int]:
+    """The ids in the key order the drain gives PostgreSQL: the order its pops
+    read them (SSCAN of each partition's dirty set, which the drain's
+    snapshot renames to the run set it scans: the same hash table, so the
+    same order whatever the COUNT), cut into batches of ``batch``, each sorted
+    by key (merge.key_order). Read before the drain, untimed."""
+    order: list[int] = []
+    for number in range(table.partitions):
+        ids = [int(i) for i in client.sscan_iter(table.keys(number, prefix).dirty, count=1000)]
+        for start in range(0, len(ids), batch):
+            order.extend(sorted(ids[start : start + batch]))
+    return order
+
+
 def typed_rows(values: list[tuple[str, bytes]], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """The values as tuples of Python values of the columns' types, made
     before the clock starts: ints, str, datetime; a json column's value as its

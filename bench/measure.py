@@ -130,6 +130,26 @@ def per_row(seconds: dict[str, float | None], records: int) -> dict[str, float |
     return {k: (round(v * 1e6 / records, 2) if isinstance(v, (int, float)) else None) for k, v in seconds.items()}
 
 
+PROCESSES = ("drain", "bench", "redis", "postgres")
+
+
+def process_us(cpu: dict[str, Any], count: int) -> dict[str, float]:
+    """A phase's CPU seconds per process (CpuMeter's, and the drain
+    subprocess's) as microseconds per record, and ``total``: the client (the
+    drain; for the limits, this bench process), Redis and PostgreSQL."""
+    out = {k: cpu[k] / count * 1e6 for k in PROCESSES if isinstance(cpu.get(k), (int, float))}
+    client = "drain" if "drain" in out else "bench"
+    out["total"] = sum(out[k] for k in (client, "redis", "postgres") if k in out)
+    return out
+
+
+def core_each(us: dict[str, float]) -> float | None:
+    """The rows/s a phase would reach with a core per process: 1e6 / the
+    busiest one's us per row (``process_us``)."""
+    busiest = max((v for k, v in us.items() if k != "total"), default=0.0)
+    return round(1e6 / busiest, 1) if busiest else None
+
+
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Alternated runs of one side (each ``rows_per_second`` and
     ``cpu_us_per_row``) summed up by their medians, the runs kept."""

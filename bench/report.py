@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import psutil
 
+from .measure import core_each, process_us
 from .servers import versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -25,6 +26,10 @@ NOTES = {
     "limit": (
         "PostgreSQL's own bulk path: the final rows as typed tuples in memory, text COPY into a kept temp stage"
         " with the target's types, INSERT ... ON CONFLICT DO UPDATE, one connection, no Redis, no project code"
+    ),
+    "limit_drain_order": (
+        "the limit fed the key order the drain gives PostgreSQL: the order its pops read the ids (SSCAN of the dirty"
+        " set), cut into batches, each sorted by key; the limit itself runs in id order"
     ),
     "limit_merger": "an extra figure: the drain's own Merger on the final JSON values held in memory",
     "drain": "python -m syncwd_fast drain --json as a subprocess; rate = upserted / the report's seconds",
@@ -43,6 +48,7 @@ PHASES = [
     ("update_many", "update_many", "Syncwd.update_many of dicts (serializes on the clock)"),
     ("naive", "naive", "SPOP 500, then GET + upsert + COMMIT per row (sample)"),
     ("limit", "limit", "typed tuples: text COPY + INSERT ON CONFLICT, one connection"),
+    ("limit_drain_order", "limit (drain's order)", "the same, the rows in the key order the drain gives PostgreSQL"),
     ("limit_merger", "limit (Merger)", "the drain's Merger on in-memory JSON (extra)"),
     ("drain", "drain", "python -m syncwd_fast drain (subprocess), C speedup"),
     ("drain_pure", "drain (pure)", "the same drain with SYNCWD_FAST_PURE=1"),
@@ -79,12 +85,12 @@ def width_table(width: str, r: dict[str, Any]) -> str:
     lines = [
         f"{width}: {r['records']:,} records x {r['updates']} updates, batch {r['batch']}, "
         f"naive sample {r['naive_sample']:,}",
-        f"  {'phase':<12} {'records/s':>12} {'seconds':>9}  what",
+        f"  {'phase':<21} {'records/s':>12} {'seconds':>9}  what",
     ]
     for key, label, what in PHASES:
         if key not in r["rates"]:  # an extra figure, not run (--extras)
             continue
-        lines.append(f"  {label:<12} {r['rates'][key]:>12,.0f} {r['seconds'][key]:>9.2f}  {what}")
+        lines.append(f"  {label:<21} {r['rates'][key]:>12,.0f} {r['seconds'][key]:>9.2f}  {what}")
     ratios = r["ratios"]
     merger, bulk = ratios.get("drain_over_limit_merger"), ratios.get("update_many_over_write_bulk")
     lines.append(  # the extras' ratios only where they ran (--extras)
@@ -94,16 +100,23 @@ def width_table(width: str, r: dict[str, Any]) -> str:
         f"update_many/write-limit {_num(ratios['update_many_over_write_limit'], 2)}"
         + (f", update_many/write-bulk {_num(bulk, 2)}" if bulk is not None else "")
     )
-    for phase in ("limit", "drain", "drain_pure"):
+    for phase in ("limit", "limit_drain_order", "drain", "drain_pure"):
         cpu, count = r["cpu_seconds"].get(phase), r["counts"].get(phase)
         if not cpu or not count:
             continue
-        per_row = {k: cpu[k] / count * 1e6 for k in ("drain", "bench", "redis", "postgres") if cpu.get(k) is not None}
-        busiest = max(per_row.values(), default=0.0)
+        us = process_us(cpu, count)
+        each = core_each(us)
         lines.append(
-            f"  {phase + ' CPU us/row':<22} "
-            + ", ".join(f"{k} {v:.1f}" for k, v in per_row.items())
-            + (f"; a core each: {1e6 / busiest:,.0f} rows/s" if busiest else "")
+            f"  {phase + ' CPU us/row':<30} "
+            + ", ".join(f"{k} {v:.1f}" for k, v in us.items())
+            + (f"; a core each: {each:,.0f} rows/s" if each else "")
+        )
+    if ratios.get("core_each_drain_over_limit_drain_order") is not None:
+        each, pg = ratios["core_each_drain_over_limit_drain_order"], ratios["postgres_drain_over_limit_drain_order"]
+        lines.append(
+            f"  against the limit in the drain's order: a core each, drain/limit {_num(each, 2)};"
+            f" PostgreSQL us/row drain/limit {_num(pg, 2)} (id order: {_num(ratios['postgres_drain_over_limit'], 2)});"
+            f" total us/row drain/limit {_num(ratios['total_drain_over_limit_drain_order'], 2)}"
         )
     for phase, stats in r.get("get_latency", {}).items():
         if stats.get("count"):
@@ -124,10 +137,10 @@ def width_table(width: str, r: dict[str, Any]) -> str:
         lines.append(f"  drain C / drain pure: {_num(ratios['drain_over_drain_pure'], 2)} in rows/s")
     d = r["drain"]
     lines.append(f"  drain: peak RSS {d['peak_rss_mb']:.1f} MB, subprocess wall {d['wall_seconds']:.2f} s")
-    lines.append(f"  {'CPU seconds':<12} {'drain':>8} {'bench':>8} {'redis':>8} {'postgres':>9} {'wall':>8}")
+    lines.append(f"  {'CPU seconds':<17} {'drain':>8} {'bench':>8} {'redis':>8} {'postgres':>9} {'wall':>8}")
     for phase, cpu in r["cpu_seconds"].items():
         lines.append(
-            f"  {phase:<12} {_num(cpu.get('drain'), 2):>8} {_num(cpu['bench'], 2):>8} {_num(cpu['redis'], 2):>8}"
+            f"  {phase:<17} {_num(cpu.get('drain'), 2):>8} {_num(cpu['bench'], 2):>8} {_num(cpu['redis'], 2):>8}"
             f" {_num(cpu['postgres'], 2):>9} {_num(cpu['wall'], 2):>8}"
         )
     return "\n".join(lines)

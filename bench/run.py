@@ -20,7 +20,7 @@ from syncwd_fast.writer import Syncwd
 
 from . import data, drain_run, limit, naive, tables, write_side
 from .latency import GetLatency
-from .measure import CpuMeter
+from .measure import CpuMeter, core_each, process_us
 from .servers import clear_keys
 from .slowlog import ScriptCalls
 
@@ -92,15 +92,27 @@ def _write(
 
 
 def _limit(
-    s: Settings, client: Any, width: str, records: int, batch: int, merger: bool = False
+    s: Settings,
+    client: Any,
+    width: str,
+    records: int,
+    batch: int,
+    merger: bool = False,
+    order: list[int] | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """Merge the final values (read from the drain's prefix, untimed) into the
     empty target, then empty it again for the drain: typed tuples by text COPY
-    (the limit), or with ``merger`` the drain's own Merger on the JSON (extra)."""
+    (the limit), in id order or in ``order`` (of ids: the drain's,
+    limit.drain_order), or with ``merger`` the drain's own Merger on the JSON
+    (extra)."""
     table = s.table(width)
     values = limit.load_values(client, table, s.prefix(width), records)  # the limit's definition: all in memory
     columns = data.column_names(width)
     rows = None if merger else limit.typed_rows(values, columns)
+    if rows is not None and order is not None:
+        if sorted(order) != list(range(records)):
+            raise BenchError(f"the drain's order holds {len(order)} ids, not each of the {records} records once")
+        rows = [rows[i] for i in order]
     tables.checkpoint(s.dsn)
     with CpuMeter(client) as meter:
         if rows is None:
@@ -207,6 +219,14 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     latency["limit"] = probe.stats
     counts["limit"] = records
 
+    # The limit fed the key order the drain gives PostgreSQL (its pops' hash
+    # order, each batch sorted): in id order each row lands next to the last.
+    log(f"{width}: limit in the drain's key order, {records:,} typed rows")
+    order = limit.drain_order(client, s.table(width), s.prefix(width), batch)
+    seconds["limit_drain_order"], cpu["limit_drain_order"] = _limit(s, client, width, records, batch, order=order)
+    counts["limit_drain_order"] = records
+    del order
+
     if s.extras:
         log(f"{width}: limit by the drain's Merger (extra), {records:,} JSON values from memory")
         seconds["limit_merger"], cpu["limit_merger"] = _limit(s, client, width, records, batch, merger=True)
@@ -244,6 +264,8 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
         "counts": counts,
         "ratios": {
             "drain_over_limit": _ratio(rates["drain"], rates["limit"]),
+            "drain_over_limit_drain_order": _ratio(rates["drain"], rates["limit_drain_order"]),
+            **_per_row_ratios(cpu, counts),
             "drain_over_limit_merger": _ratio(rates["drain"], rates.get("limit_merger", 0.0)),
             "drain_over_drain_pure": _ratio(rates["drain"], rates["drain_pure"]),
             "drain_over_naive": _ratio(rates["drain"], rates["naive"]),
@@ -257,10 +279,32 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
             "peak_rss_mb": drained.peak_rss_mb,
         },
         "cpu_seconds": cpu,
+        # per process, in us per record, and their total (measure.process_us)
+        "cpu_us_per_row": {
+            phase: {k: round(v, 2) for k, v in process_us(c, counts[phase]).items()}
+            for phase, c in cpu.items()
+            if counts.get(phase)
+        },
         # an application's GET, every ms from a separate process, during the phase
         "get_latency": latency,
         # SLOWLOG: the phase's Redis calls over 0.5 ms, by script (or command)
         "redis_calls": calls,
+    }
+
+
+def _per_row_ratios(cpu: dict[str, dict[str, Any]], counts: dict[str, int]) -> dict[str, float | None]:
+    """What carries to another machine: the drain against the limit fed its
+    key order with a core per process, and PostgreSQL's CPU per row in each."""
+    us = {phase: process_us(cpu[phase], counts[phase]) for phase in ("limit", "limit_drain_order", "drain")}
+    return {
+        "core_each_drain_over_limit_drain_order": _ratio(
+            core_each(us["drain"]) or 0.0, core_each(us["limit_drain_order"]) or 0.0
+        ),
+        "postgres_drain_over_limit_drain_order": _ratio(
+            us["drain"].get("postgres", 0.0), us["limit_drain_order"].get("postgres", 0.0)
+        ),
+        "postgres_drain_over_limit": _ratio(us["drain"].get("postgres", 0.0), us["limit"].get("postgres", 0.0)),
+        "total_drain_over_limit_drain_order": _ratio(us["drain"]["total"], us["limit_drain_order"]["total"]),
     }
 
 

@@ -9,11 +9,28 @@ import uuid
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-RATES = ("write_naive", "write_limit", "update_many", "naive", "limit", "drain")
-RATIOS = ("drain_over_limit", "drain_over_naive", "update_many_over_write_limit")
+RATES = ("write_naive", "write_limit", "update_many", "naive", "limit", "limit_drain_order", "drain")
+# The processes a phase's total CPU per row sums: its client (the drain; the
+# limits run in the bench process), Redis and PostgreSQL.
+CLIENT = {
+    "limit": ("bench", "redis", "postgres"),
+    "limit_drain_order": ("bench", "redis", "postgres"),
+    "drain": ("drain", "redis", "postgres"),
+    "drain_pure": ("drain", "redis", "postgres"),
+}
+RATIOS = (
+    "drain_over_limit",
+    "drain_over_limit_drain_order",
+    "core_each_drain_over_limit_drain_order",
+    "postgres_drain_over_limit_drain_order",
+    "total_drain_over_limit_drain_order",
+    "drain_over_naive",
+    "update_many_over_write_limit",
+)
 
 
 def _bench(redis_url: str, base_dsn: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,6 +63,9 @@ def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
         for ratio in RATIOS:
             assert result["ratios"][ratio] is not None and result["ratios"][ratio] > 0, (width, ratio)
         assert result["drain"]["peak_rss_mb"] > 0
+        for phase in ("limit", "limit_drain_order", "drain", "drain_pure"):
+            us = result["cpu_us_per_row"][phase]
+            assert us["total"] == pytest.approx(sum(v for k, v in us.items() if k in CLIENT[phase]), abs=0.02), phase
         for phase in ("limit", "drain", "drain_pure"):
             assert result["get_latency"][phase]["count"] > 0, (width, phase)
         for phase in ("update_many", "drain", "drain_pure"):
@@ -54,6 +74,7 @@ def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
     for fact in ("cpu_count", "python", "redis", "postgres", "date"):
         assert doc["machine"][fact], fact
     assert "narrow:" in done.stdout and "drain/limit" in done.stdout and "Redis calls, drain" in done.stdout
+    assert "limit (drain's order)" in done.stdout and "a core each, drain/limit" in done.stdout
     config = redis.Redis.from_url(redis_url).config_get("slowlog-*")
     assert config == before, "the bench put the server's SLOWLOG settings back"
 

@@ -9,9 +9,13 @@
 
 #include "buffer.h"
 #include "json.h"
+#include "order.h"
 #include "render.h"
 
 #define DELETE_GROUP (-1)
+/* What decode() reports of the items it appended (decode.Decoder reads them). */
+#define DECODED_UNKNOWN 1 /* some record carries keys that are not columns */
+#define DECODED_JSONB 2   /* some line is on the jsonb path */
 #define MAX_KEY_DIGITS 18 /* an int key longer than this may not be an int to orjson */
 
 typedef struct {
@@ -351,7 +355,7 @@ static int jsonb_line(Decoder *self, Work *w, Py_ssize_t i, long g, int del, con
 
 /* One record: 1 appended to items, 0 for the Python decoder, -1 on error. */
 static int decode_record(Decoder *self, Work *w, PyObject *rid, PyObject *raw, PyObject *recreated, PyObject *items,
-                         PyObject *replace, int *unknown_seen)
+                         PyObject *replace, int *flags)
 {
     if (!PyUnicode_Check(rid) || !PyBytes_Check(raw))
         return 0;
@@ -387,8 +391,11 @@ static int decode_record(Decoder *self, Work *w, PyObject *rid, PyObject *raw, P
     rc = w->huge ? 0 : typed_line(self, w, i, group, again, deleting);
     if (rc < 0)
         return -1;
-    if (rc == 0 && jsonb_line(self, w, i, group, again, doc, doc_len) < 0)
-        return -1;
+    if (rc == 0) {
+        if (jsonb_line(self, w, i, group, again, doc, doc_len) < 0)
+            return -1;
+        *flags |= DECODED_JSONB;
+    }
     PyObject *line = PyBytes_FromStringAndSize((const char *)w->line.data, (Py_ssize_t)w->line.len);
     PyObject *docobj = deleting ? PyBytes_FromStringAndSize((const char *)doc, (Py_ssize_t)doc_len) : Py_NewRef(raw);
     PyObject *g = PyLong_FromLong(group);
@@ -403,7 +410,7 @@ static int decode_record(Decoder *self, Work *w, PyObject *rid, PyObject *raw, P
     if (rc < 0)
         return -1;
     if (!deleting && unknown)
-        *unknown_seen = 1;
+        *flags |= DECODED_UNKNOWN;
     return 1;
 }
 
@@ -421,7 +428,7 @@ static PyObject *Decoder_decode(Decoder *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "decode: one value per id");
         return NULL;
     }
-    int unknown = 0;
+    int flags = 0;
     Work w;
     if (work_init(&w, self) < 0)
         return NULL;
@@ -432,7 +439,7 @@ static PyObject *Decoder_decode(Decoder *self, PyObject *args)
         PyObject *rid = PyList_GET_ITEM(ids, k), *raw = PyList_GET_ITEM(values, k);
         Py_INCREF(rid);
         Py_INCREF(raw);
-        int rc = decode_record(self, &w, rid, raw, recreated, items, replace, &unknown);
+        int rc = decode_record(self, &w, rid, raw, recreated, items, replace, &flags);
         if (rc == 0) {
             PyObject *r = PyObject_CallFunctionObjArgs(slow, rid, raw, NULL);
             Py_XDECREF(r);
@@ -446,14 +453,14 @@ static PyObject *Decoder_decode(Decoder *self, PyObject *args)
         }
     }
     work_free(&w);
-    return PyBool_FromLong(unknown);
+    return PyLong_FromLong(flags);
 }
 
 static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_VARARGS,
-     "decode(ids, values, recreated, items, replace, slow) -> bool: append the batch's items; every record it\n"
-     "is not sure of goes to slow(id, value), which words dead letters. True when some record carries keys\n"
-     "that are not columns."},
+     "decode(ids, values, recreated, items, replace, slow) -> int: append the batch's items; every record it\n"
+     "is not sure of goes to slow(id, value), which words dead letters. Flags of the items it appended: 1 some\n"
+     "record carries keys that are not columns, 2 some line is on the jsonb path."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -504,6 +511,8 @@ static PyMethodDef module_methods[] = {
     {"render", render_value, METH_VARARGS,
      "render(kind, json) -> bytes | None | False: the COPY field of one JSON value; None when only the jsonb\n"
      "path is exact; False when the scanner refuses the text (the Python decoder then decides)."},
+    {"int_order", sw_int_order, METH_VARARGS,
+     "int_order(items, staged) -> list[int] | None: staged sorted by its items' ids as integers (merge.key_order)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -62,6 +62,7 @@ class Decoded:
     unknown: bool = False
     schema: TableSchema | None = None  # the schema it was decoded against
     jsonb_only: bool = False  # every item is on the jsonb path
+    jsonb: bool = False  # some item is on the jsonb path (else the merge reads the typed columns alone)
 
     def as_jsonb(self) -> Decoded:
         """The same records, every one on the jsonb path (when the typed COPY
@@ -70,7 +71,7 @@ class Decoded:
         items: list[Item] = []
         for i, (g, rid, doc, _) in enumerate(self.items):
             items.append((g, rid, doc, jsonb_line(i, g, g == DELETE or rid in self.replace, doc, n)))
-        return Decoded(self.columns, items, self.dead, self.replace, self.unknown, self.schema, True)
+        return Decoded(self.columns, items, self.dead, self.replace, self.unknown, self.schema, True, bool(items))
 
 
 def jsonb_line(i: int, g: int, delete: bool, doc: bytes, n: int) -> bytes:
@@ -220,7 +221,7 @@ class Decoder:
         recreated = recreated or {}
         if self._c is not None:
             try:
-                unknown = self._c.decode(
+                flags = self._c.decode(
                     ids,
                     values,
                     recreated,
@@ -232,7 +233,8 @@ class Decoder:
                 log.warning("the C decoder failed (%s: %s); decoding the batch in Python", type(exc).__name__, exc)
                 out = Decoded(self._columns, schema=self.schema)
             else:
-                out.unknown = out.unknown or unknown
+                out.unknown = out.unknown or bool(flags & 1)
+                out.jsonb = out.jsonb or bool(flags & 2)
                 return out
         for rid, raw in zip(ids, values):
             self.decode_one(out, rid, raw, recreated)
@@ -281,6 +283,7 @@ class Decoder:
             line = None
         if line is None:
             line = jsonb_line(i, group, again, doc, self.width)
+            out.jsonb = True
         if not deleting and rid in recreated:
             out.replace[rid] = recreated[rid]
         out.items.append((group, rid, doc, line))
