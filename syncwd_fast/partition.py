@@ -120,6 +120,19 @@ SINGLES_BEFORE_PROBE = 16
 PROBES = 8
 
 
+def tombstones(ids: list[str], values: list[bytes | None]) -> set[str]:
+    """The ids whose value is a tombstone. Most batches hold none: told by
+    one search of the values joined (a tombstone starts the text, or
+    follows a separator), not by a look at each."""
+    try:
+        joined = b"\n".join(values)  # type: ignore[arg-type]
+    except TypeError:  # a missing value
+        joined = None
+    if joined is not None and not joined.startswith(TOMBSTONE) and b"\n" + TOMBSTONE not in joined:
+        return set()
+    return {rid for rid, raw in zip(ids, values) if raw is not None and raw[:1] == TOMBSTONE}
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
@@ -419,14 +432,16 @@ class PartitionDrain:
         self, run: str, popped: scripts.Popped, batch: Batch, unreadable: list[tuple[str, str]]
     ) -> tuple[Landed, set[str]]:
         """The batch written by the sink, and the ids dead-lettered out of it."""
-        # What the batch holds, taken before the sink sees it (it gets a copy).
+        # What the batch holds, taken before the sink sees it (it gets a copy):
+        # its ids, and those of its deletes.
         if self.sink.raw:
-            pairs = [(rid, raw is not None and raw[:1] == TOMBSTONE) for rid, raw in zip(batch.ids, batch.values)]
+            ids, deleting = list(batch.ids), tombstones(batch.ids, batch.values)
         else:
-            pairs = [(r.id, False) for r in batch.upserts] + [(r.id, True) for r in batch.deletes]
+            ids = [r.id for r in batch.upserts] + [r.id for r in batch.deletes]
+            deleting = {r.id for r in batch.deletes}
         # Every record unreadable: nothing for the sink to write.
-        written = self._write(batch) if pairs else Written()
-        merged = self._outcome(pairs, dict(batch.recreated), written, unreadable)
+        written = self._write(batch) if ids else Written()
+        merged = self._outcome(ids, deleting, dict(batch.recreated), written, unreadable)
         # Dead-lettered by the ack thread, before the batch's ack (_ack): off
         # the merge's path, as acks are.
         gone = {rid for rid, _ in merged.dead}
@@ -559,28 +574,31 @@ class PartitionDrain:
 
     def _outcome(
         self,
-        pairs: list[tuple[str, bool]],
+        ids: list[str],
+        deleting: set[str],
         recreated: dict[str, str],
         written: Written,
         unreadable: list[tuple[str, str]],
     ) -> Landed:
         """Each record's outcome, from what the sink said of the batch
-        (``pairs``: its ids, and whether each is a delete)."""
+        (``ids``: its records; ``deleting``: those that are deletes)."""
         out = Landed(unchanged=written.unchanged)
         rejected = dict(unreadable)
         rejected.update(written.rejected)
         if not rejected and not written.skipped and not recreated:  # the common batch: every record written
-            out.upserted = [rid for rid, deleting in pairs if not deleting]
-            if len(out.upserted) < len(pairs):
-                out.deleted = [rid for rid, deleting in pairs if deleting]
+            if deleting:
+                out.upserted = [rid for rid in ids if rid not in deleting]
+                out.deleted = [rid for rid in ids if rid in deleting]
+            else:
+                out.upserted = ids
             return out
         skipped = set(written.skipped)
         known = set()
-        for rid, deleting in pairs:
+        for rid in ids:
             known.add(rid)
             if rid in rejected:
                 continue
-            if deleting:
+            if rid in deleting:
                 out.deleted.append(rid)
             elif rid in skipped:
                 out.skipped.append(rid)
@@ -635,10 +653,12 @@ class PartitionDrain:
             if merged.dead:
                 self._dead(run, popped, merged.dead, gone)
             for records in self._ack_calls(popped.pops):
-                every = [rid for _, ids in records for rid in ids]
-                missing = [rid for rid in every if rid not in accounted]
+                every: set[str] = set()
+                for _, ids in records:
+                    every.update(ids)
+                missing = every - accounted
                 if missing:  # never give a TTL to a value that did not land
-                    raise RuntimeError(f"{self.where}: ids neither merged nor dead-lettered: {missing[:5]}")
+                    raise RuntimeError(f"{self.where}: ids neither merged nor dead-lettered: {sorted(missing)[:5]}")
                 scripts.ack(
                     self.redis,
                     self.keys,
@@ -647,10 +667,10 @@ class PartitionDrain:
                     self.table.ttl,
                     [number for number, _ in records],
                     # (per id only when there are any: the common batch has none)
-                    kept=[rid for rid in every if rid in kept] if kept else None,
-                    deleted=[rid for rid in every if rid in deleted] if deleted else None,
-                    done=[rid for rid in every if rid in done] if done else None,
-                    recreated={rid: merged.recreated[rid] for rid in every if rid in merged.recreated},
+                    kept=list(every & kept) if kept else None,
+                    deleted=list(every & deleted) if deleted else None,
+                    done=list(every & done) if done else None,
+                    recreated={rid: merged.recreated[rid] for rid in every & merged.recreated.keys()},
                 )
         except Exception:
             self._unacked.update(merged.upserted, merged.deleted, merged.skipped)

@@ -19,6 +19,7 @@ from redis.exceptions import NoScriptError
 
 from .errors import LeaseLost
 from .keys import PartitionKeys
+from .wire import Wire, pack
 
 LEASE_LOST = -1
 
@@ -38,8 +39,14 @@ def script(name: str) -> Script:
 
 def call(client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
     s = script(name)
+    wire = Wire.of(client)
     try:
-        return client.evalsha(s.sha, len(keys), *keys, *args)
+        if wire is None:
+            return client.evalsha(s.sha, len(keys), *keys, *args)
+        (result,) = wire.send(pack(b"EVALSHA", s.sha, len(keys), *keys, *args), 1)
+        if isinstance(result, Exception):
+            raise result
+        return result
     except NoScriptError:
         return client.eval(s.source, len(keys), *keys, *args)
 
@@ -62,6 +69,16 @@ def _id_text(value: bytes | str) -> str:
 
 def id_wire(record_id: str) -> bytes:
     return record_id.encode("utf-8", "surrogateescape")
+
+
+def ids_text(raw: list[bytes]) -> list[str]:
+    """``_id_text`` of each id, in three calls of C rather than one of
+    Python per id: joined by NUL, decoded, split; an id holding a NUL (any
+    bytes may be an id) splits apart, and then each is decoded alone."""
+    if not raw:
+        return []
+    text = b"\0".join(raw).decode("utf-8", "surrogateescape").split("\0")
+    return text if len(text) == len(raw) else [_id_text(i) for i in raw]
 
 
 # --- write side ---------------------------------------------------------------
@@ -167,7 +184,8 @@ def _pop_call(keys: PartitionKeys, run: str, token: str, count: int, lease_ms: i
 
 def _taken(result: Any, keys: PartitionKeys) -> Taken:
     result = _fenced(result, keys, "pop")
-    raw: list[bytes] = [i if isinstance(i, bytes) else id_wire(i) for i in result[0]]
+    # Every id is bytes, or (a decode_responses client) every one is text.
+    raw: list[bytes] = result[0] if not result[0] or type(result[0][0]) is bytes else [id_wire(i) for i in result[0]]
     redo = len(result) > 5 and int(result[5]) == 1
     return Taken(raw, int(result[1]), list(result[2]), int(result[3]), int(result[4]) == 1, redo)
 
@@ -176,12 +194,22 @@ def _mget(client: Any, keys: PartitionKeys, raw: list[bytes]) -> Any:
     # execute_command: a cluster pipeline refuses its mget (and evalsha) methods,
     # though every key of a partition is in one slot.
     prefix = keys.value_prefix.encode()
+    wire = Wire.of(client)
+    if wire is not None:
+        (got,) = wire.send(pack(b"MGET", *[prefix + i for i in raw]), 1)
+        if isinstance(got, Exception):
+            raise got
+        return got
     return client.execute_command("MGET", *[prefix + i for i in raw])
 
 
 def _values(got: list[Any]) -> list[bytes | None]:
-    # Lua false comes back as None (a missing value); a str value means a decode_responses client.
-    return [v.encode() if isinstance(v, str) else v for v in got]
+    # Lua false comes back as None (a missing value); a str value means a
+    # decode_responses client, whose every value is text.
+    for value in got:
+        if value is not None:
+            return got if type(value) is bytes else [v.encode() if isinstance(v, str) else v for v in got]
+    return got
 
 
 def read_and_pop(
@@ -195,10 +223,19 @@ def read_and_pop(
     script_keys, args = _pop_call(keys, run, token, count, lease_ms)
     if not read:
         return [], _taken(call(client, "pop", script_keys, args), keys)
-    pipe = client.pipeline(transaction=False)
-    _mget(pipe, keys, read)
-    pipe.execute_command("EVALSHA", script("pop").sha, len(script_keys), *script_keys, *args)
-    got, result = pipe.execute(raise_on_error=False)
+    wire = Wire.of(client)
+    if wire is not None:
+        prefix = keys.value_prefix.encode()
+        got, result = wire.send(
+            pack(b"MGET", *[prefix + i for i in read])
+            + pack(b"EVALSHA", script("pop").sha, len(script_keys), *script_keys, *args),
+            2,
+        )
+    else:
+        pipe = client.pipeline(transaction=False)
+        _mget(pipe, keys, read)
+        pipe.execute_command("EVALSHA", script("pop").sha, len(script_keys), *script_keys, *args)
+        got, result = pipe.execute(raise_on_error=False)
     if isinstance(got, Exception):
         raise got
     if isinstance(result, NoScriptError):  # the script did not run: load it and run it now
@@ -245,7 +282,14 @@ def _popped(
     redone: Any = None,
     held: list[bool] | None = None,
 ) -> None:
-    ids = [_id_text(i) for i in taken.raw]
+    ids = ids_text(taken.raw)
+    fresh = set(ids) if not taken.again and not taken.recreated else None
+    if fresh is not None and len(fresh) == len(ids) and seen.isdisjoint(fresh):  # the common pop: all new
+        seen |= fresh
+        into.ids.extend(ids)
+        into.values.extend(values)
+        into.pops.append((taken.number, ids))
+        return
     for n, (rid, value, generation) in enumerate(zip(ids, values, taken.recreated or [None] * len(ids))):
         if rid in seen:  # should an id come out twice, it is merged once, its records acked with the batch
             continue
