@@ -98,32 +98,34 @@ def _limit(
     records: int,
     batch: int,
     merger: bool = False,
-    order: list[int] | None = None,
-) -> tuple[float, dict[str, Any]]:
+    orders: tuple[list[int] | None, ...] = (None,),
+) -> list[tuple[float, dict[str, Any]]]:
     """Merge the final values (read from the drain's prefix, untimed) into the
-    empty target, then empty it again for the drain: typed tuples by text COPY
-    (the limit), in id order or in ``order`` (of ids: the drain's,
-    limit.drain_order), or with ``merger`` the drain's own Merger on the JSON
-    (extra)."""
+    empty target, then empty it again for the drain, once per order of
+    ``orders`` (None: id order; else a list of ids, limit.drain_order): typed
+    tuples by text COPY (the limit), or with ``merger`` the drain's own
+    Merger on the JSON (extra). (seconds, CPU) of each."""
     table = s.table(width)
     values = limit.load_values(client, table, s.prefix(width), records)  # the limit's definition: all in memory
     columns = data.column_names(width)
     rows = None if merger else limit.typed_rows(values, columns)
-    if rows is not None and order is not None:
-        if sorted(order) != list(range(records)):
+    out = []
+    for order in orders:
+        if rows is not None and order is not None and sorted(order) != list(range(records)):
             raise BenchError(f"the drain's order holds {len(order)} ids, not each of the {records} records once")
-        rows = [rows[i] for i in order]
-    tables.checkpoint(s.dsn)
-    with CpuMeter(client) as meter:
-        if rows is None:
-            merged, seconds = limit.merge_all(s.dsn, table, values, batch)
-        else:
-            merged, seconds = limit.copy_merge_all(s.dsn, table, rows, columns, batch)
-    del values, rows
-    if merged != records or tables.count(s.dsn, table) != records:
-        raise BenchError(f"limit merged {merged} rows of {records}")
-    tables.truncate(s.dsn, table)
-    return seconds, meter.seconds
+        tables.checkpoint(s.dsn)
+        with CpuMeter(client) as meter:
+            if rows is None:
+                merged, seconds = limit.merge_all(s.dsn, table, values, batch)
+            else:
+                fed = rows if order is None else [rows[i] for i in order]
+                merged, seconds = limit.copy_merge_all(s.dsn, table, fed, columns, batch)
+                del fed
+        if merged != records or tables.count(s.dsn, table) != records:
+            raise BenchError(f"limit merged {merged} rows of {records}")
+        tables.truncate(s.dsn, table)
+        out.append((seconds, meter.seconds))
+    return out
 
 
 def _drain(
@@ -211,25 +213,26 @@ def run_width(s: Settings, client: Any, width: str, records: int, updates: int, 
     seconds["update_many"], cpu["update_many"], calls["update_many"] = _write(s, client, width, records, updates)
     counts["update_many"] = writes
 
-    log(f"{width}: limit, {records:,} typed rows by text COPY + INSERT ... ON CONFLICT, from memory")
+    log(
+        f"{width}: limit, {records:,} typed rows by text COPY + INSERT ... ON CONFLICT, from memory, in id order"
+        " and in the drain's"
+    )
     probe_key = s.prefix(width, "probe") + ":get"
     latency: dict[str, dict[str, Any]] = {}
-    with GetLatency(s.redis_url, probe_key) as probe:  # the control: the limit does not touch Redis
-        seconds["limit"], cpu["limit"] = _limit(s, client, width, records, batch)
-    latency["limit"] = probe.stats
-    counts["limit"] = records
-
-    # The limit fed the key order the drain gives PostgreSQL (its pops' hash
-    # order, each batch sorted): in id order each row lands next to the last.
-    log(f"{width}: limit in the drain's key order, {records:,} typed rows")
+    # In id order (each row lands next to the last), then the same rows in the
+    # key order the drain gives PostgreSQL: its pops' hash order, each batch sorted.
     order = limit.drain_order(client, s.table(width), s.prefix(width), batch)
-    seconds["limit_drain_order"], cpu["limit_drain_order"] = _limit(s, client, width, records, batch, order=order)
-    counts["limit_drain_order"] = records
+    with GetLatency(s.redis_url, probe_key) as probe:  # the control: the limit does not touch Redis
+        (seconds["limit"], cpu["limit"]), (seconds["limit_drain_order"], cpu["limit_drain_order"]) = _limit(
+            s, client, width, records, batch, orders=(None, order)
+        )
+    latency["limit"] = probe.stats
+    counts["limit"] = counts["limit_drain_order"] = records
     del order
 
     if s.extras:
         log(f"{width}: limit by the drain's Merger (extra), {records:,} JSON values from memory")
-        seconds["limit_merger"], cpu["limit_merger"] = _limit(s, client, width, records, batch, merger=True)
+        ((seconds["limit_merger"], cpu["limit_merger"]),) = _limit(s, client, width, records, batch, merger=True)
         counts["limit_merger"] = records
 
     log(f"{width}: drain subprocess, batch {batch}")
@@ -317,7 +320,7 @@ def drain_point(
     _write(s, client, width, records, updates)
     point: dict[str, Any] = {"width": width, "records": records, "updates": updates, "batch": batch}
     if with_limit:
-        limit_s, _ = _limit(s, client, width, records, batch)
+        ((limit_s, _),) = _limit(s, client, width, records, batch)
         point["limit"] = _rate(records, limit_s)
     drained, _, _ = _drain(s, client, width, records, batch)
     point["drain"] = round(drained.rate, 1)
