@@ -129,8 +129,16 @@ def width_table(width: str, r: dict[str, Any]) -> str:
             lines.append(f"  {'Redis calls, ' + phase:<22} not measured: {stats['error']}")
             continue
         top = ", ".join(f"{name} {c['max_ms']:.2f} ms" for name, c in list(stats["by_call"].items())[:4])
+        below = f"< {stats['threshold_ms']:.1f}"
+        quantiles = (
+            f", p99 {_num(stats['p99_ms'], 2) if stats.get('p99_ms') else below} ms,"
+            f" p99.9 {_num(stats['p99_9_ms'], 2) if stats.get('p99_9_ms') else below} ms of {stats['calls']:,}"
+            if stats.get("calls")
+            else ""
+        )
         lines.append(
             f"  {'Redis calls, ' + phase:<22} longest {stats['longest_ms']:.2f} ms, {stats['over_2ms']} over 2 ms"
+            + quantiles
             + (f" ({top})" if top else "")
         )
     if "drain_over_drain_pure" in ratios:

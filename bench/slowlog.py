@@ -5,7 +5,10 @@ For the phase, redis-server logs every call over ``threshold_us`` (CONFIG SET
 rolls off); afterwards both settings are put back as they were. Only the
 entries logged since the phase began (SLOWLOG ids grow) that touch the bench's
 own keys count: the server may be shared, and others' slow calls are not the
-phase's. Scripts are named by their SHA; the commands a script runs are
+phase's. With the number of calls the server took meanwhile (``INFO
+commandstats``: ``evalsha``, ``eval``, ``mget``), the logged durations give
+the p99 and p99.9 of those calls exactly when the log holds that share of
+them (else they are under the threshold). Scripts are named by their SHA; the commands a script runs are
 logged too (client "?:0"): they are kept apart, as part of the script's
 call, never counted as calls of their own. Where CONFIG is refused (a managed
 Redis), ``stats`` says so and the phase runs all the same.
@@ -16,6 +19,7 @@ Redis), ``stats`` says so and the phase runs all the same.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -42,6 +46,7 @@ class ScriptCalls:
         self.stats: dict[str, Any] = {}
         self._saved: dict[str, str] | None = None
         self._since = -1
+        self._calls = 0
 
     def __enter__(self) -> ScriptCalls:
         try:
@@ -54,13 +59,20 @@ class ScriptCalls:
             return self
         last = self.client.execute_command("SLOWLOG", "GET", "1")
         self._since = int(last[0][0]) if last else -1
+        self._calls = self._counted()
         return self
+
+    def _counted(self) -> int:
+        """Calls of the commands the drain and the write side send, so far."""
+        stats = self.client.info("commandstats")
+        return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval", "mget"))
 
     def __exit__(self, *exc: object) -> None:
         if self._saved is None:
             return
         try:
             entries = self.client.execute_command("SLOWLOG", "GET", "-1")
+            self._calls = self._counted() - self._calls
         finally:
             for name in ("slowlog-log-slower-than", "slowlog-max-len"):
                 self.client.config_set(name, self._saved[name])
@@ -72,6 +84,7 @@ class ScriptCalls:
         by_call: dict[str, dict[str, Any]] = {}  # the calls clients made
         inner_calls: dict[str, dict[str, Any]] = {}  # the commands scripts ran, for a profile
         over = 0
+        durations: list[float] = []  # of the calls clients made
         for entry in entries:
             if int(entry[0]) <= self._since:
                 continue
@@ -86,10 +99,25 @@ class ScriptCalls:
             call["count"] += 1
             call["max_ms"] = round(max(call["max_ms"], ms), 3)
             over += not inner and ms > BOUND_MS
+            if not inner:
+                durations.append(ms)
+        durations.sort(reverse=True)
         return {
             "threshold_ms": self.threshold_us / 1000,
             "by_call": dict(sorted(by_call.items(), key=lambda kv: -kv[1]["max_ms"])),
             "in_scripts": dict(sorted(inner_calls.items(), key=lambda kv: -kv[1]["max_ms"])),
             "longest_ms": max((c["max_ms"] for c in by_call.values()), default=0.0),
             "over_2ms": over,
+            "calls": self._calls,
+            "p99_ms": self._percentile(durations, 0.99),
+            "p99_9_ms": self._percentile(durations, 0.999),
         }
+
+    def _percentile(self, longest_first: list[float], q: float) -> float | None:
+        """The q-quantile of the window's calls: the k-th longest logged, k the
+        calls above it; None when that many were not logged (then it is under
+        the threshold) or no call was counted."""
+        if self._calls <= 0:
+            return None
+        k = max(1, math.ceil(self._calls * (1 - q)))
+        return longest_first[k - 1] if k <= len(longest_first) else None

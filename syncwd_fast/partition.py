@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import redis.exceptions
 
-from . import scripts
+from . import scripts, wire
 from .errors import ConfigurationError, DrainFault, RejectedRecords, SinkError, SyncwdError
 from .faults import configuration_problem, is_transient
 from .keys import TOMBSTONE
@@ -650,28 +650,29 @@ class PartitionDrain:
         kept, deleted, done = set(merged.skipped), set(merged.deleted), {*popped.done, *popped.held}
         accounted = kept | deleted | done | set(merged.upserted) | gone
         try:
-            if merged.dead:
-                self._dead(run, popped, merged.dead, gone)
-            for records in self._ack_calls(popped.pops):
-                every: set[str] = set()
-                for _, ids in records:
-                    every.update(ids)
-                missing = every - accounted
-                if missing:  # never give a TTL to a value that did not land
-                    raise RuntimeError(f"{self.where}: ids neither merged nor dead-lettered: {sorted(missing)[:5]}")
-                scripts.ack(
-                    self.redis,
-                    self.keys,
-                    run,
-                    self.token,
-                    self.table.ttl,
-                    [number for number, _ in records],
-                    # (per id only when there are any: the common batch has none)
-                    kept=list(every & kept) if kept else None,
-                    deleted=list(every & deleted) if deleted else None,
-                    done=list(every & done) if done else None,
-                    recreated={rid: merged.recreated[rid] for rid in every & merged.recreated.keys()},
-                )
+            with wire.held(self.redis):  # one connection for the batch's calls
+                if merged.dead:
+                    self._dead(run, popped, merged.dead, gone)
+                for records in self._ack_calls(popped.pops):
+                    every: set[str] = set()
+                    for _, ids in records:
+                        every.update(ids)
+                    missing = every - accounted
+                    if missing:  # never give a TTL to a value that did not land
+                        raise RuntimeError(f"{self.where}: ids neither merged nor dead-lettered: {sorted(missing)[:5]}")
+                    scripts.ack(
+                        self.redis,
+                        self.keys,
+                        run,
+                        self.token,
+                        self.table.ttl,
+                        [number for number, _ in records],
+                        # (per id only when there are any: the common batch has none)
+                        kept=list(every & kept) if kept else None,
+                        deleted=list(every & deleted) if deleted else None,
+                        done=list(every & done) if done else None,
+                        recreated={rid: merged.recreated[rid] for rid in every & merged.recreated.keys()},
+                    )
         except Exception:
             self._unacked.update(merged.upserted, merged.deleted, merged.skipped)
             raise

@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError
 
 from .errors import LeaseLost
 from .keys import PartitionKeys
-from .wire import Wire, pack
+from .wire import Wire, held, pack
 
 LEASE_LOST = -1
 
@@ -330,16 +330,17 @@ def pop_batch(
     seen: set[str] = set()
     taken: Taken | None = None
     remaining = 1
-    while True:
-        want = min(count, total - len(batch.ids) - (len(taken.raw) if taken else 0))
-        if not remaining or want <= 0:
-            break
-        values, after = read_and_pop(client, keys, run, token, want, lease_ms, taken.raw if taken else [])
+    with held(client):  # one connection for the batch's pops
+        while True:
+            want = min(count, total - len(batch.ids) - (len(taken.raw) if taken else 0))
+            if not remaining or want <= 0:
+                break
+            values, after = read_and_pop(client, keys, run, token, want, lease_ms, taken.raw if taken else [])
+            if taken is not None:
+                _repeated(client, keys, run, taken, values, seen, batch, redone)
+            taken, remaining = (after, after.remaining) if after.raw else (None, after.remaining)
         if taken is not None:
-            _repeated(client, keys, run, taken, values, seen, batch, redone)
-        taken, remaining = (after, after.remaining) if after.raw else (None, after.remaining)
-    if taken is not None:
-        _repeated(client, keys, run, taken, _values(_mget(client, keys, taken.raw)), seen, batch, redone)
+            _repeated(client, keys, run, taken, _values(_mget(client, keys, taken.raw)), seen, batch, redone)
     return Popped(
         batch.ids, batch.values, remaining, batch.recreated, batch.pops, batch.done, batch.held, batch.repeated
     )

@@ -71,6 +71,7 @@ def test_bench_smoke(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
         for phase in ("update_many", "drain", "drain_pure"):
             calls = result["redis_calls"][phase]
             assert calls["longest_ms"] >= 0 and calls["over_2ms"] >= 0, (width, phase, calls)
+            assert calls["calls"] > 0 and "p99_9_ms" in calls, (width, phase, calls)
     for fact in ("cpu_count", "python", "redis", "postgres", "date"):
         assert doc["machine"][fact], fact
     assert "narrow:" in done.stdout and "drain/limit" in done.stdout and "Redis calls, drain" in done.stdout
@@ -218,3 +219,17 @@ def test_mariadb_bench_runs_the_limit_and_the_drain_alternated(redis_url: str, m
     with conn.cursor() as cur:
         assert not cur.execute("SHOW DATABASES LIKE %s", (f"syncwd_{namespace}",))
     conn.close()
+
+
+def test_call_quantiles_are_the_kth_longest_logged_call() -> None:
+    from bench.slowlog import ScriptCalls
+
+    calls = ScriptCalls(None, "p")
+    calls._calls = 2000  # p99.9: the 2nd longest of 2000; p99: the 20th
+    logged = [9.0, 4.0, *[1.0] * 18, 0.6]
+    assert calls._percentile(logged, 0.999) == 4.0
+    assert calls._percentile(logged, 0.99) == 1.0
+    calls._calls = 5000  # the 50th longest was not logged: under the threshold
+    assert calls._percentile(logged, 0.99) is None
+    calls._calls = 0
+    assert calls._percentile(logged, 0.999) is None

@@ -104,3 +104,24 @@ def test_a_script_call_after_script_flush_loads_the_script_again(private_redis: 
     r.script_flush()
     assert scripts.lease(r, keys, "renew", "tok", 5000)
     assert r.script_exists(scripts.script("lease").sha) == [True]
+
+
+def test_calls_in_a_held_block_share_one_connection_given_back_at_its_end(redis_url: str, r: Any) -> None:
+    client = redis_lib.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 1))
+    wire = Wire.of(client)
+    assert wire is not None
+    pool = client.connection_pool
+    with wire.held():
+        ids = {wire.send(pack(b"CLIENT", b"ID"), 1)[0] for _ in range(5)}
+        with wire.held():  # nested: the same connection
+            ids.add(wire.send(pack(b"CLIENT", b"ID"), 1)[0])
+        assert len(ids) == 1 and len(pool._in_use_connections) == 1
+        # Closed by the server mid-block: the next call reconnects (the Retry).
+        r.client_kill_filter(_id=ids.pop())
+        assert wire.send(pack(b"ECHO", b"again"), 1) == [b"again"]
+    assert not pool._in_use_connections
+    with pytest.raises(RuntimeError), wire.held():
+        wire.send(pack(b"PING"), 1)
+        raise RuntimeError("a failure in the block")
+    assert not pool._in_use_connections
+    client.close()
