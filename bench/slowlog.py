@@ -114,10 +114,11 @@ class ScriptCalls:
         }
 
     def _percentile(self, longest_first: list[float], q: float) -> float | None:
-        """The q-quantile of the window's calls: the k-th longest logged, k the
-        calls above it; None when that many were not logged (then it is under
-        the threshold) or no call was counted."""
+        """The q-quantile of the window's calls (nearest rank: the call at
+        rank ceil(q x calls) from the shortest), found among the longest
+        logged; None when it was not logged (then it is under the threshold)
+        or no call was counted."""
         if self._calls <= 0:
             return None
-        k = max(1, math.ceil(self._calls * (1 - q)))
+        k = self._calls - math.ceil(round(q * self._calls, 6)) + 1  # its place from the longest
         return longest_first[k - 1] if k <= len(longest_first) else None

@@ -225,11 +225,11 @@ def test_call_quantiles_are_the_kth_longest_logged_call() -> None:
     from bench.slowlog import ScriptCalls
 
     calls = ScriptCalls(None, "p")
-    calls._calls = 2000  # p99.9: the 2nd longest of 2000; p99: the 20th
-    logged = [9.0, 4.0, *[1.0] * 18, 0.6]
-    assert calls._percentile(logged, 0.999) == 4.0
-    assert calls._percentile(logged, 0.99) == 1.0
-    calls._calls = 5000  # the 50th longest was not logged: under the threshold
+    calls._calls = 2000  # nearest rank: p99.9 is the 1998th shortest, the 3rd longest; p99 the 21st longest
+    logged = [9.0, 4.0, 3.0, *[1.0] * 17, 0.7, 0.6]
+    assert calls._percentile(logged, 0.999) == 3.0
+    assert calls._percentile(logged, 0.99) == 0.7
+    calls._calls = 5000  # p99: the 51st longest, not logged: under the threshold
     assert calls._percentile(logged, 0.99) is None
     calls._calls = 0
     assert calls._percentile(logged, 0.999) is None
