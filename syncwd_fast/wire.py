@@ -17,6 +17,7 @@ redirects commands itself, and keeps redis-py's path.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import Iterator
@@ -46,6 +47,14 @@ def held(client: Any) -> Iterator[None]:
             yield
 
 
+def _needs_command_name(pool: Any) -> bool:
+    try:
+        first = next(iter(inspect.signature(pool.get_connection).parameters.values()), None)
+    except (TypeError, ValueError):
+        return False
+    return first is not None and first.default is inspect.Parameter.empty and first.kind != first.VAR_POSITIONAL
+
+
 def pack(*args: bytes | str | int) -> bytes:
     """One command in the Redis protocol (str as UTF-8, int as its digits)."""
     return hiredis.pack_command(args)  # type: ignore[no-any-return]
@@ -57,6 +66,11 @@ class Wire:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
         self._held = threading.local()  # a connection this thread keeps for a run of calls (``held``)
+        # redis-py before 5.1 wants a command name (unused) to get a connection; later ones warn when given one
+        self._get_args: tuple[str, ...] = ("EVALSHA",) if _needs_command_name(pool) else ()
+
+    def _connection(self) -> Any:
+        return self.pool.get_connection(*self._get_args)
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -67,7 +81,7 @@ class Wire:
         if getattr(self._held, "conn", None) is not None:  # already held further up
             yield
             return
-        self._held.conn = self.pool.get_connection()
+        self._held.conn = self._connection()
         try:
             yield
         finally:
@@ -103,7 +117,7 @@ class Wire:
         ``raise_on_error=False``. A connection error is retried as the
         client's Retry says (the connection closed first)."""
         held = getattr(self._held, "conn", None)
-        conn = held if held is not None else self.pool.get_connection()
+        conn = held if held is not None else self._connection()
         try:
             return conn.retry.call_with_retry(  # type: ignore[no-any-return]
                 lambda: self._round_trip(conn, packed, replies), lambda _error: conn.disconnect()

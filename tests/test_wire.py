@@ -125,3 +125,22 @@ def test_calls_in_a_held_block_share_one_connection_given_back_at_its_end(redis_
         raise RuntimeError("a failure in the block")
     assert not pool._in_use_connections
     client.close()
+
+
+def test_a_pool_that_wants_a_command_name_gets_one(redis_url: str) -> None:
+    """redis-py before 5.1: get_connection(command_name, *keys, **options)."""
+    named: list[str] = []
+
+    class OldPool(redis_lib.ConnectionPool):
+        def get_connection(self, command_name, *keys, **options):  # type: ignore[no-untyped-def,override]
+            named.append(command_name)
+            return super().get_connection()
+
+    pool = OldPool.from_url(redis_url)
+    wire = Wire(pool)
+    assert wire.send(pack(b"ECHO", b"x"), 1) == [b"x"]
+    with wire.held():
+        assert wire.send(pack(b"ECHO", b"y"), 1) == [b"y"]
+    assert named == ["EVALSHA", "EVALSHA"]
+    assert Wire(redis_lib.ConnectionPool.from_url(redis_url))._get_args == ()  # this redis-py: no name, no warning
+    pool.disconnect()
