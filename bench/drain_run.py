@@ -41,12 +41,14 @@ def run(
     timeout: float = 3600,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> DrainRun:
     """``env``: set in the subprocess's environment (SYNCWD_FAST_PURE=1);
     ``cwd``: where it runs (``python -m`` imports the package found there
-    first: another checkout's, for bench.versions)."""
+    first: another checkout's, for bench.versions); ``extra``: more options
+    of ``drain`` (``--pop``)."""
     cmd = [sys.executable, "-m", "syncwd_fast", "drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix]
-    cmd += ["--batch", str(batch), "--workers", str(workers), "--json"]
+    cmd += ["--batch", str(batch), "--workers", str(workers), "--json", *extra]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, CpuMeter(client) as meter:
         t0 = time.perf_counter()
         proc = subprocess.Popen(

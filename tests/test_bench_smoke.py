@@ -186,6 +186,31 @@ def test_versions_compares_two_checkouts_in_one_run(redis_url: str, base_dsn: st
     assert "syncwd-before-" not in worktrees  # removed again
 
 
+def test_pop_sizes_drains_the_same_data_with_each_pop_size(redis_url: str, base_dsn: str, tmp_path: Path) -> None:
+    """bench.pop_sizes: a drain per size and round, each with its CPU per row
+    and its Redis calls counted."""
+    out = tmp_path / "pops.json"
+    namespace = "bp" + uuid.uuid4().hex[:10]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.pop_sizes", "--records", "2000", "--pops", "50,200", "--rounds", "2"]
+        + ["--batch", "500", "--namespace", namespace, "--json-out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": base_dsn},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    narrow = orjson.loads(out.read_bytes())["widths"]["narrow"]
+    assert set(narrow) == {"50", "200"}
+    for size in ("50", "200"):
+        assert len(narrow[size]["runs"]) == 2 and narrow[size]["rows_per_second"] > 0, size
+        assert narrow[size]["cpu_us_per_row"]["drain"] > 0, size
+        assert all(run["calls"]["calls"] > 0 for run in narrow[size]["runs"]), size
+    # Fewer, bigger calls: the server counted fewer of them.
+    assert narrow["200"]["runs"][0]["calls"]["calls"] < narrow["50"]["runs"][0]["calls"]["calls"]
+
+
 def tempfile_root() -> str:
     import tempfile
 

@@ -54,6 +54,7 @@ def test_exit_1_with_a_table_missing_in_postgresql(r, redis_url, dsn, prefix, sc
     "args, message",
     [
         (["--batch", "0"], "batch"),
+        (["--pop", "0"], "--pop"),
         (["--table", "bad;name"], "invalid table name"),
         (["--table", "never_written"], "not registered"),
         (["--prefix", "a b"], "invalid key prefix"),
@@ -66,6 +67,29 @@ def test_exit_2_on_usage_errors(redis_url, dsn, prefix, args, message):
     out = cli(*argv)
     assert out.returncode == 2, out
     assert message in out.stderr
+
+
+def test_pop_sets_the_ids_of_each_redis_call(r, db, redis_url, dsn, prefix, t, monkeypatch):
+    """--pop (SYNCWD_POP) reaches every pop of the drain, and its acks."""
+    from syncwd_fast import FastDrainer, scripts
+
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": i, "score": i} for i in range(300)])
+    counts = []
+    pop_batch = scripts.pop_batch
+
+    def spy(client, keys, run, token, count, *args, **kwargs):
+        counts.append(count)
+        return pop_batch(client, keys, run, token, count, *args, **kwargs)
+
+    monkeypatch.setattr(scripts, "pop_batch", spy)
+    argv = ["drain", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix, "--batch", "100", "--json"]
+    done = CliRunner().invoke(main, argv, env={"SYNCWD_POP": "9"})
+    assert done.exit_code == 0, done.output
+    assert count(db, t.name) == 300
+    assert counts and set(counts) == {9}
+    options = FastDrainer(r, dsn, prefix=prefix, pop=9).options
+    assert (options.pop, options.ack) == (9, 9)
+    assert FastDrainer(r, dsn, prefix=prefix).options.pop == 125
 
 
 def test_exit_2_without_a_dsn(redis_url):
