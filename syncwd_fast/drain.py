@@ -69,10 +69,11 @@ class FastDrainer:
     ``sinks`` maps table names to a Sink of their own (syncwd_fast.sinks);
     every other table goes to the built-in sink the DSN's scheme names.
 
-    ``pop``: ids per Redis call (each pop, each ack). The default keeps every
-    call well under 2 ms, so the application's own commands are never held
-    up long; 250 or 500 cost Redis and the drain process a tenth to a fifth
-    less CPU per record, with calls of 1-5 ms (bench/README.md "Issue 16").
+    ``pop``: ids per Redis call (each pop, each ack). The default keeps the
+    p99.9 of the calls under 2 ms, so the application's own commands are
+    never held up long; 500 costs the drain process a quarter less CPU per
+    record and Redis a tenth less, with calls of 2-5 ms at p99.9
+    (bench/README.md "Issue 16").
     """
 
     def __init__(
