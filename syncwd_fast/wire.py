@@ -68,6 +68,12 @@ class Wire:
         self._held = threading.local()  # a connection this thread keeps for a run of calls (``held``)
         # redis-py before 5.1 wants a command name (unused) to get a connection; later ones warn when given one
         self._get_args: tuple[str, ...] = ("EVALSHA",) if _needs_command_name(pool) else ()
+        # Held connections only from a pool that does not make a caller wait and is not
+        # small: from a blocking one, the lease's heartbeat could wait for a connection a
+        # batch holds (a drainer holds two per partition drained at once).
+        self._may_hold = (
+            not isinstance(pool, redis.BlockingConnectionPool) and (getattr(pool, "max_connections", 0) or 0) >= 32
+        )
 
     def _connection(self) -> Any:
         return self.pool.get_connection(*self._get_args)
@@ -78,7 +84,7 @@ class Wire:
         taken once and given back at the end (a batch's 40 pops or acks:
         taking and returning one per call, a poll of its socket each time,
         cost more than a tenth of the drain process's CPU)."""
-        if getattr(self._held, "conn", None) is not None:  # already held further up
+        if not self._may_hold or getattr(self._held, "conn", None) is not None:  # or already held further up
             yield
             return
         self._held.conn = self._connection()

@@ -144,3 +144,18 @@ def test_a_pool_that_wants_a_command_name_gets_one(redis_url: str) -> None:
     assert named == ["EVALSHA", "EVALSHA"]
     assert Wire(redis_lib.ConnectionPool.from_url(redis_url))._get_args == ()  # this redis-py: no name, no warning
     pool.disconnect()
+
+
+def test_a_small_or_blocking_pool_lends_a_connection_per_call(redis_url: str) -> None:
+    """A held connection could leave the heartbeat waiting on a pool that can
+    run short: such a pool lends one per call, held block or not."""
+    for pool in (
+        redis_lib.BlockingConnectionPool.from_url(redis_url, max_connections=4),
+        redis_lib.ConnectionPool.from_url(redis_url, max_connections=8),  # small
+    ):
+        wire = Wire(pool)
+        with wire.held():
+            assert wire.send(pack(b"PING"), 1) == [b"PONG"]
+            assert getattr(wire._held, "conn", None) is None  # none held: one lent per call
+        pool.disconnect()
+    assert Wire(redis_lib.ConnectionPool.from_url(redis_url))._may_hold  # redis-py's default pool (100)
