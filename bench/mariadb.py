@@ -33,6 +33,7 @@ from . import drain_run, write_side
 from .data import WIDTHS, column_names
 from .limit import load_values
 from .measure import medians, per_row
+from .report import emit
 from .run import log
 from .servers import clear_keys, redis_client, resolve
 
@@ -217,10 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         admin.close()
         for server in started:
             server.close()
-    text = json.dumps(results, indent=2)
-    if args.json_out:
-        args.json_out.write_text(text + "\n")
-    print(text)
+    emit(results, args.json_out)
 
 
 if __name__ == "__main__":

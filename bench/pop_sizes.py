@@ -10,7 +10,6 @@ less per row and hold other clients up longer per call (``--pop``).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from syncwd_fast.writer import Syncwd
 from . import drain_run, tables, write_side
 from .data import WIDTHS
 from .measure import per_row
+from .report import emit
 from .run import log
 from .servers import clear_keys, redis_client, resolve
 from .slowlog import ScriptCalls
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for server in started:
             server.close()
-    text = json.dumps(results, indent=2)
-    if args.json_out:
-        args.json_out.write_text(text + "\n")
-    print(text)
+    emit(results, args.json_out)
 
 
 if __name__ == "__main__":

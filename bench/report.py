@@ -4,6 +4,7 @@ machines (and for the plots)."""
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import sys
@@ -70,6 +71,14 @@ def machine(client: Any, dsn: str) -> dict[str, Any]:
 
 def default_json_path() -> Path:
     return RESULTS / f"bench-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def emit(results: dict[str, Any], path: Path | None) -> None:
+    """A side bench's result: printed as JSON, and written to ``path`` too when given."""
+    text = json.dumps(results, indent=2)
+    if path:
+        path.write_text(text + "\n")
+    print(text)
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

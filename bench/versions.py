@@ -15,7 +15,6 @@ so one writer (this checkout's ``update_many``) feeds both.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from syncwd_fast.writer import Syncwd
 from . import drain_run, tables, write_side
 from .data import WIDTHS
 from .measure import medians, per_row
+from .report import emit
 from .run import log
 from .servers import clear_keys, redis_client, resolve
 
@@ -154,10 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
             for server in started:
                 server.close()
-    text = json.dumps(results, indent=2)
-    if args.json_out:
-        args.json_out.write_text(text + "\n")
-    print(text)
+    emit(results, args.json_out)
 
 
 if __name__ == "__main__":

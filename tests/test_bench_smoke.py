@@ -33,15 +33,18 @@ RATIOS = (
 )
 
 
-def _bench(redis_url: str, base_dsn: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m bench`` under a namespace of its own (key prefix and schema, removed by the bench)."""
+def _bench(
+    redis_url: str, base_dsn: str, out: Path, *args: str, module: str = "bench", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m bench`` (or another ``module`` of it) under a namespace of
+    its own (key prefix and schema, removed by the bench)."""
     namespace = "bt" + uuid.uuid4().hex[:10]
     done = subprocess.run(
-        [sys.executable, "-m", "bench", *args, "--namespace", namespace, "--json-out", str(out)],
+        [sys.executable, "-m", module, *args, "--namespace", namespace, "--json-out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, "SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": base_dsn},
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -190,25 +193,15 @@ def test_pop_sizes_drains_the_same_data_with_each_pop_size(redis_url: str, base_
     """bench.pop_sizes: a drain per size and round, each with its CPU per row
     and its Redis calls counted."""
     out = tmp_path / "pops.json"
-    namespace = "bp" + uuid.uuid4().hex[:10]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.pop_sizes", "--records", "2000", "--pops", "50,200", "--rounds", "2"]
-        + ["--batch", "500", "--namespace", namespace, "--json-out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "SYNCWD_REDIS_URL": redis_url, "SYNCWD_DSN": base_dsn},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    args = ["--records", "2000", "--pops", "50,200", "--rounds", "2", "--batch", "500"]
+    _bench(redis_url, base_dsn, out, *args, module="bench.pop_sizes", timeout=300)
     narrow = orjson.loads(out.read_bytes())["widths"]["narrow"]
     assert set(narrow) == {"50", "200"}
     for size in ("50", "200"):
         assert len(narrow[size]["runs"]) == 2 and narrow[size]["rows_per_second"] > 0, size
         assert narrow[size]["cpu_us_per_row"]["drain"] > 0, size
+        # (the server's count: on a shared server other clients' calls too)
         assert all(run["calls"]["calls"] > 0 for run in narrow[size]["runs"]), size
-    # Fewer, bigger calls: the server counted fewer of them.
-    assert narrow["200"]["runs"][0]["calls"]["calls"] < narrow["50"]["runs"][0]["calls"]["calls"]
 
 
 def tempfile_root() -> str:
