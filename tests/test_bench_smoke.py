@@ -34,13 +34,13 @@ RATIOS = (
 
 
 def _bench(
-    redis_url: str, base_dsn: str, out: Path, *args: str, module: str = "bench", timeout: float = 120
+    redis_url: str, base_dsn: str, out: Path | None, *args: str, module: str = "bench", timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``python -m bench`` (or another ``module`` of it) under a namespace of
-    its own (key prefix and schema, removed by the bench)."""
+    its own (key prefix and schema, removed by the bench), its result in ``out``."""
     namespace = "bt" + uuid.uuid4().hex[:10]
     done = subprocess.run(
-        [sys.executable, "-m", module, *args, "--namespace", namespace, "--json-out", str(out)],
+        [sys.executable, "-m", module, *args, "--namespace", namespace, *(["--json-out", str(out)] if out else [])],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -251,3 +251,12 @@ def test_call_quantiles_are_the_kth_longest_logged_call() -> None:
     assert calls._percentile(logged, 0.99) is None
     calls._calls = 0
     assert calls._percentile(logged, 0.999) is None
+
+
+def test_in_process_drains_its_records_and_says_each_process_cpu(redis_url: str, base_dsn: str) -> None:
+    """bench.in_process (for profilers): the drain in this process, its CPU counted as the drain's."""
+    args = ["--records", "2000", "--pop", "50", "--batch", "500"]
+    done = _bench(redis_url, base_dsn, None, *args, module="bench.in_process")
+    result = orjson.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["records"], result["pop"]) == (2000, 50) and result["rows_per_second"] > 0
+    assert result["cpu_us_per_row"]["drain"] > 0 and "bench" not in result["cpu_us_per_row"]
