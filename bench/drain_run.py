@@ -13,7 +13,12 @@ from typing import Any
 
 import orjson
 
+from syncwd_fast.table import Table
+from syncwd_fast.writer import Syncwd
+
+from . import tables, write_side
 from .measure import CpuMeter
+from .servers import clear_keys
 
 
 @dataclass
@@ -111,3 +116,35 @@ def _wait(pid: int, timeout: float) -> tuple[int, Any, int | None]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"drain did not finish within {timeout:.0f}s")
         time.sleep(0.01)
+
+
+def written(
+    client: Any,
+    redis_url: str,
+    dsn: str,
+    namespace: str,
+    width: str,
+    records: int,
+    batch: int,
+    cwd: str | None = None,
+) -> tuple[Table, str]:
+    """A fresh table ``syncwd_<namespace>.<width>`` and ``records`` records
+    written once under the prefix ``<namespace>.<width>``, for a timed
+    drain: the table registered and drained once while empty first (by the
+    checkout in ``cwd``), so that the timed drain is a deployment's next one
+    (bench/run.py). Returns (table, prefix)."""
+    table = Table(f"syncwd_{namespace}.{width}", key="id", partitions=1)
+    prefix = f"{namespace}.{width}"
+    clear_keys(client, prefix)
+    tables.create(dsn, table, width)
+    Syncwd(client, prefix=prefix).register(table)
+    run(client, redis_url, dsn, prefix, batch, cwd=cwd)
+    write_side.update_many(client, table, prefix, width, records, 1, 10_000)
+    tables.checkpoint(dsn)
+    return table, prefix
+
+
+def landed(result: DrainRun, dsn: str, table: Table, records: int, what: str) -> None:
+    """Raise unless the drain exited 0 having upserted every record into ``table``."""
+    if result.exit_code != 0 or result.report.get("upserted") != records or tables.count(dsn, table) != records:
+        raise RuntimeError(f"{what}: exit {result.exit_code}: {result.report}\n{result.stderr_tail}")

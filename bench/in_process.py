@@ -18,10 +18,8 @@ import json
 from typing import Any
 
 from syncwd_fast import FastDrainer
-from syncwd_fast.table import Table
-from syncwd_fast.writer import Syncwd
 
-from . import tables, write_side
+from . import drain_run, tables
 from .data import WIDTHS
 from .measure import CpuMeter, per_row
 from .run import log
@@ -41,18 +39,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     redis_url, dsn, started = resolve(args.redis, args.dsn)
     client = redis_client(redis_url)
     schema = f"syncwd_{args.namespace}"
-    table = Table(f"{schema}.{args.width}", key="id", partitions=1)
-    prefix = f"{args.namespace}.{args.width}"
     try:
         tables.reset_schema(dsn, schema)
-        tables.create(dsn, table, args.width)
-        clear_keys(client, prefix)
-        # Registered and drained once empty: the measured drain is a deployment's next one (bench/run.py).
-        Syncwd(client, prefix=prefix).register(table)
-        FastDrainer(client, dsn, prefix=prefix, batch=args.batch).drain()
         log(f"writing {args.records:,} {args.width} records")
-        write_side.update_many(client, table, prefix, args.width, args.records, 1, 10_000)
-        tables.checkpoint(dsn)
+        _, prefix = drain_run.written(client, redis_url, dsn, args.namespace, args.width, args.records, args.batch)
         log(f"draining them in this process, pops of {args.pop}")
         with CpuMeter(client) as meter:
             report = FastDrainer(client, dsn, prefix=prefix, batch=args.batch, pop=args.pop).drain()

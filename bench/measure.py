@@ -137,7 +137,7 @@ def process_us(cpu: dict[str, Any], count: int) -> dict[str, float]:
     """A phase's CPU seconds per process (CpuMeter's, and the drain
     subprocess's) as microseconds per record, and ``total``: the client (the
     drain; for the limits, this bench process), Redis and PostgreSQL."""
-    out = {k: cpu[k] / count * 1e6 for k in PROCESSES if isinstance(cpu.get(k), (int, float))}
+    out = {k: v for k, v in per_row({k: cpu.get(k) for k in PROCESSES}, count).items() if v is not None}
     client = "drain" if "drain" in out else "bench"
     out["total"] = sum(out[k] for k in (client, "redis", "postgres") if k in out)
     return out

@@ -14,10 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from syncwd_fast.table import Table
-from syncwd_fast.writer import Syncwd
-
-from . import drain_run, tables, write_side
+from . import drain_run, tables
 from .data import WIDTHS
 from .measure import per_row
 from .report import emit
@@ -30,19 +27,10 @@ def one(
     client: Any, redis_url: str, dsn: str, namespace: str, width: str, records: int, batch: int, pop: int
 ) -> dict[str, Any]:
     """Write ``records`` afresh, then drain them with pops of ``pop`` ids."""
-    table = Table(f"syncwd_{namespace}.{width}", key="id", partitions=1)
-    prefix = f"{namespace}.{width}"
-    clear_keys(client, prefix)
-    tables.create(dsn, table, width)
-    # Registered and drained once empty: the timed drain is a deployment's next one (bench/run.py).
-    Syncwd(client, prefix=prefix).register(table)
-    drain_run.run(client, redis_url, dsn, prefix, batch)
-    write_side.update_many(client, table, prefix, width, records, 1, 10_000)
-    tables.checkpoint(dsn)
+    table, prefix = drain_run.written(client, redis_url, dsn, namespace, width, records, batch)
     with ScriptCalls(client, prefix) as calls:
         result = drain_run.run(client, redis_url, dsn, prefix, batch, extra=("--pop", str(pop)))
-    if result.exit_code != 0 or result.report.get("upserted") != records or tables.count(dsn, table) != records:
-        raise RuntimeError(f"drain with --pop {pop}: exit {result.exit_code}: {result.report}\n{result.stderr_tail}")
+    drain_run.landed(result, dsn, table, records, f"drain with --pop {pop}")
     clear_keys(client, prefix)
     stats = calls.stats
     return {
@@ -99,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
                 for pop, got in runs.items()
             }
             results["widths"][width] = summary
-            for pop, s in summary.items():
+            for size, s in summary.items():
                 log(
-                    f"{width}: pops of {pop}: {s['rows_per_second']:,.0f} rows/s, CPU us/row {s['cpu_us_per_row']},"
+                    f"{width}: pops of {size}: {s['rows_per_second']:,.0f} rows/s, CPU us/row {s['cpu_us_per_row']},"
                     f" Redis calls {s['calls']}"
                 )
         tables.drop_schema(dsn, schema)

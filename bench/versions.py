@@ -22,10 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from syncwd_fast.table import Table
-from syncwd_fast.writer import Syncwd
-
-from . import drain_run, tables, write_side
+from . import drain_run, tables
 from .data import WIDTHS
 from .measure import medians, per_row
 from .report import emit
@@ -72,19 +69,9 @@ def one(
     cwd: Path,
     name: str,
 ) -> dict[str, Any]:
-    schema = f"syncwd_{namespace}"
-    table = Table(f"{schema}.{width}", key="id", partitions=1)
-    prefix = f"{namespace}.{width}"
-    clear_keys(client, prefix)
-    tables.create(dsn, table, width)
-    # Registered and drained once empty: the timed drain is a deployment's next one (bench/run.py).
-    Syncwd(client, prefix=prefix).register(table)
-    drain_run.run(client, redis_url, dsn, prefix, batch, cwd=str(cwd))
-    write_side.update_many(client, table, prefix, width, records, 1, 10_000)
-    tables.checkpoint(dsn)
+    table, prefix = drain_run.written(client, redis_url, dsn, namespace, width, records, batch, cwd=str(cwd))
     result = drain_run.run(client, redis_url, dsn, prefix, batch, cwd=str(cwd))
-    if result.exit_code != 0 or result.report.get("upserted") != records or tables.count(dsn, table) != records:
-        raise RuntimeError(f"{name} drain of {width}: exit {result.exit_code}: {result.report}\n{result.stderr_tail}")
+    drain_run.landed(result, dsn, table, records, f"{name} drain of {width}")
     clear_keys(client, prefix)
     us = per_row(result.cpu, records)
     return {"rows_per_second": round(result.rate, 1), "cpu_us_per_row": us, "speedups": result.report.get("speedups")}

@@ -190,17 +190,21 @@ def _taken(result: Any, keys: PartitionKeys) -> Taken:
     return Taken(raw, int(result[1]), list(result[2]), int(result[3]), int(result[4]) == 1, redo)
 
 
+def _value_keys(keys: PartitionKeys, raw: list[bytes]) -> list[bytes]:
+    prefix = keys.value_prefix.encode()
+    return [prefix + i for i in raw]
+
+
 def _mget(client: Any, keys: PartitionKeys, raw: list[bytes]) -> Any:
     # execute_command: a cluster pipeline refuses its mget (and evalsha) methods,
     # though every key of a partition is in one slot.
-    prefix = keys.value_prefix.encode()
     wire = Wire.of(client)
     if wire is not None:
-        (got,) = wire.send(pack(b"MGET", *[prefix + i for i in raw]), 1)
+        (got,) = wire.send(pack(b"MGET", *_value_keys(keys, raw)), 1)
         if isinstance(got, Exception):
             raise got
         return got
-    return client.execute_command("MGET", *[prefix + i for i in raw])
+    return client.execute_command("MGET", *_value_keys(keys, raw))
 
 
 def _values(got: list[Any]) -> list[bytes | None]:
@@ -225,9 +229,8 @@ def read_and_pop(
         return [], _taken(call(client, "pop", script_keys, args), keys)
     wire = Wire.of(client)
     if wire is not None:
-        prefix = keys.value_prefix.encode()
         got, result = wire.send(
-            pack(b"MGET", *[prefix + i for i in read])
+            pack(b"MGET", *_value_keys(keys, read))
             + pack(b"EVALSHA", script("pop").sha, len(script_keys), *script_keys, *args),
             2,
         )

@@ -127,10 +127,8 @@ def stage_ddl(schema: TableSchema) -> sql.Composed:
     )
 
 
-def copy_payload(items: list[Item], staged: Iterable[int] | None = None) -> bytes:
-    """The stage lines of ``items`` (those at ``staged``, in its order; default all)."""
-    if staged is None:
-        return b"".join([item[3] for item in items])
+def copy_payload(items: list[Item], staged: Iterable[int]) -> bytes:
+    """The stage lines of the ``items`` at ``staged``, in its order."""
     return b"".join([items[i][3] for i in staged])
 
 
