@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 STRICT = os.environ.get("SYNCWD_FAST_STRICT_BUILD") == "1"
-SOURCES = ["decode.c", "json.c", "order.c", "render.c"]
+SOURCES = ["decode.c", "json.c", "order.c", "render.c", "wire.c"]
 
 
 class OptionalBuildExt(build_ext):
@@ -42,7 +42,7 @@ if os.environ.get("SYNCWD_FAST_NO_EXTENSIONS") != "1":
         Extension(
             "syncwd_fast._speedups",
             sources=[f"syncwd_fast/csrc/{name}" for name in SOURCES],
-            depends=[f"syncwd_fast/csrc/{name}" for name in ("buffer.h", "json.h", "order.h", "render.h")],
+            depends=[f"syncwd_fast/csrc/{name}" for name in ("buffer.h", "json.h", "order.h", "render.h", "wire.h")],
             extra_compile_args=["-std=c11", "-Wall", "-Wextra", *(["-Werror"] if STRICT else [])],
         )
     )

@@ -20,7 +20,7 @@ from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .faults import configuration_problem, is_transient
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix, validate_table_name
 from .masking import mask
-from .partition import Options, PartitionDrain, PartitionResult
+from .partition import Options, PartitionDrain, PartitionResult, ack_ids
 from .report import DrainReport, TableReport
 from .sinks import Sink, SinkOptions, builtin_sink
 from .table import Table
@@ -131,7 +131,7 @@ class FastDrainer:
             on_batch=on_batch,
             skip_busy=skip_busy,
             pop=pop,
-            ack=pop,
+            ack=ack_ids(pop),
         )
         self._used: list[Sink] = []  # sinks opened by the drain under way, closed at its end
         self._lock = threading.RLock()  # also taken by a signal handler on the main thread

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from redis.exceptions import NoScriptError
 
+from . import speedups
 from .errors import LeaseLost
 from .keys import PartitionKeys
 from .wire import Wire, held, pack
@@ -71,10 +72,13 @@ def id_wire(record_id: str) -> bytes:
     return record_id.encode("utf-8", "surrogateescape")
 
 
-def ids_text(raw: list[bytes]) -> list[str]:
-    """``_id_text`` of each id, in three calls of C rather than one of
+def ids_text(raw: list[bytes], pure: bool | None = None) -> list[str]:
+    """``_id_text`` of each id: in C where built (``pure`` False, or None as
+    ``speedups.ACTIVE`` says); else in three calls of C rather than one of
     Python per id: joined by NUL, decoded, split; an id holding a NUL (any
     bytes may be an id) splits apart, and then each is decoded alone."""
+    if not pure and (pure is False or speedups.ACTIVE == "c"):
+        return speedups.module().ids_text(raw)  # type: ignore[no-any-return]
     if not raw:
         return []
     text = b"\0".join(raw).decode("utf-8", "surrogateescape").split("\0")
@@ -195,12 +199,20 @@ def _value_keys(keys: PartitionKeys, raw: list[bytes]) -> list[bytes]:
     return [prefix + i for i in raw]
 
 
+def mget_command(prefix: bytes, raw: list[bytes], pure: bool | None = None) -> bytes:
+    """MGET of the values of the ids ``raw`` (``prefix``: the value key
+    prefix), packed for the wire: in C where built (as ``ids_text``)."""
+    if not pure and (pure is False or speedups.ACTIVE == "c"):
+        return speedups.module().mget_command(prefix, raw)  # type: ignore[no-any-return]
+    return pack(b"MGET", *[prefix + i for i in raw])
+
+
 def _mget(client: Any, keys: PartitionKeys, raw: list[bytes]) -> Any:
     # execute_command: a cluster pipeline refuses its mget (and evalsha) methods,
     # though every key of a partition is in one slot.
     wire = Wire.of(client)
     if wire is not None:
-        (got,) = wire.send(pack(b"MGET", *_value_keys(keys, raw)), 1)
+        (got,) = wire.send(mget_command(keys.value_prefix.encode(), raw), 1)
         if isinstance(got, Exception):
             raise got
         return got
@@ -230,7 +242,7 @@ def read_and_pop(
     wire = Wire.of(client)
     if wire is not None:
         got, result = wire.send(
-            pack(b"MGET", *_value_keys(keys, read))
+            mget_command(keys.value_prefix.encode(), read)
             + pack(b"EVALSHA", script("pop").sha, len(script_keys), *script_keys, *args),
             2,
         )

@@ -88,8 +88,9 @@ def test_pop_sets_the_ids_of_each_redis_call(r, db, redis_url, dsn, prefix, t, m
     assert count(db, t.name) == 300
     assert counts and set(counts) == {9}
     options = FastDrainer(r, dsn, prefix=prefix, pop=9).options
-    assert (options.pop, options.ack) == (9, 9)
-    assert FastDrainer(r, dsn, prefix=prefix).options.pop == 125
+    assert (options.pop, options.ack) == (9, 18)
+    assert (FastDrainer(r, dsn, prefix=prefix).options.pop, FastDrainer(r, dsn, prefix=prefix).options.ack) == (125, 250)
+    assert FastDrainer(r, dsn, prefix=prefix, pop=500).options.ack == 500
 
 
 def test_exit_2_without_a_dsn(redis_url):

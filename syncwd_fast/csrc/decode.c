@@ -11,6 +11,7 @@
 #include "json.h"
 #include "order.h"
 #include "render.h"
+#include "wire.h"
 
 #define DELETE_GROUP (-1)
 /* What decode() reports of the items it appended (decode.Decoder reads them). */
@@ -513,6 +514,12 @@ static PyMethodDef module_methods[] = {
      "path is exact; False when the scanner refuses the text (the Python decoder then decides)."},
     {"int_order", sw_int_order, METH_VARARGS,
      "int_order(items, staged) -> list[int] | None: staged sorted by its items' ids as integers (merge.key_order)."},
+    {"ordered_lines", sw_ordered_lines, METH_VARARGS,
+     "ordered_lines(items, order) -> bytes: the items' stage lines joined in that order (merge.copy_payload)."},
+    {"ids_text", sw_ids_text, METH_VARARGS,
+     "ids_text(raw) -> list[str]: ids as text, bytes that are not UTF-8 as surrogates (scripts.ids_text)."},
+    {"mget_command", sw_mget_command, METH_VARARGS,
+     "mget_command(prefix, raw) -> bytes: MGET of prefix + each id, packed (scripts.mget_command)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -103,3 +103,48 @@ done:
     PyMem_Free(keyed);
     return result;
 }
+
+PyObject *sw_ordered_lines(PyObject *module, PyObject *args)
+{
+    PyObject *items, *order;
+    (void)module;
+    if (!PyArg_ParseTuple(args, "O!O!:ordered_lines", &PyList_Type, &items, &PyList_Type, &order))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(order), count = PyList_GET_SIZE(items);
+    /* Checked and summed first, copied next: nothing runs Python between. */
+    Py_ssize_t total = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *index = PyList_GET_ITEM(order, k);
+        if (!PyLong_Check(index)) {
+            PyErr_SetString(PyExc_TypeError, "ordered_lines: an index is not an int");
+            return NULL;
+        }
+        Py_ssize_t i = PyLong_AsSsize_t(index);
+        if (i == -1 && PyErr_Occurred())
+            return NULL;
+        if (i < 0 || i >= count) {
+            PyErr_SetString(PyExc_IndexError, "ordered_lines: an index is not an item");
+            return NULL;
+        }
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 4 || !PyBytes_Check(PyTuple_GET_ITEM(item, 3))) {
+            PyErr_SetString(PyExc_TypeError, "ordered_lines: an item's line is not bytes");
+            return NULL;
+        }
+        Py_ssize_t len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 3));
+        if (len > PY_SSIZE_T_MAX - total)
+            return PyErr_NoMemory();
+        total += len;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    char *at = PyBytes_AS_STRING(out);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *line = PyTuple_GET_ITEM(PyList_GET_ITEM(items, PyLong_AsSsize_t(PyList_GET_ITEM(order, k))), 3);
+        Py_ssize_t len = PyBytes_GET_SIZE(line);
+        memcpy(at, PyBytes_AS_STRING(line), (size_t)len);
+        at += len;
+    }
+    return out;
+}

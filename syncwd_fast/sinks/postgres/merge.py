@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +127,11 @@ def stage_ddl(schema: TableSchema) -> sql.Composed:
     )
 
 
-def copy_payload(items: list[Item], staged: Iterable[int]) -> bytes:
-    """The stage lines of the ``items`` at ``staged``, in its order."""
+def copy_payload(items: list[Item], staged: list[int], pure: bool | None = None) -> bytes:
+    """The stage lines of the ``items`` at ``staged``, in its order (in C
+    where built: ``pure`` as in ``key_order``)."""
+    if not pure and (pure is False or speedups.ACTIVE == "c"):
+        return speedups.module().ordered_lines(items, staged)  # type: ignore[no-any-return]
     return b"".join([items[i][3] for i in staged])
 
 
