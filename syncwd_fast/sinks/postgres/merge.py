@@ -270,7 +270,10 @@ class Merger:
         with deadline(self.conn, self.deadline_s):
             self.conn.execute(stage_ddl(schema))
 
-    def merge(self, batch: Decoded) -> MergeResult:
+    def merge(self, batch: Decoded, ids: bool = True) -> MergeResult:
+        """Merge the batch in one transaction. ``ids`` False: the common batch
+        (every record written) leaves ``upserted`` and ``deleted`` empty, for
+        a caller that reads only what was not written (PostgresSink)."""
         result = MergeResult()
         if not batch.items:
             return result
@@ -293,6 +296,8 @@ class Merger:
         dead = {**rejected, **run.dead}
         result.unchanged = run.unchanged
         if not dead and not run.stale and not replace:  # the common batch: every record written
+            if not ids:
+                return result
             result.upserted = [item[1] for item in items if item[0] != DELETE]
             if len(result.upserted) < len(items):
                 result.deleted = [item[1] for item in items if item[0] == DELETE]

@@ -82,4 +82,4 @@ class PostgresSink(CatalogSink):
             merger.set_schema(schema)
         merger.still_leased = batch.still_leased
         merger.landing = lambda xid, marks: batch.note_landing(str(xid), marks)
-        return merger.merge(decoded)
+        return merger.merge(decoded, ids=False)  # write() reads only what was not written
