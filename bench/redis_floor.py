@@ -78,12 +78,12 @@ def _drain(client: Any, variant: str, pop: int, sha: str, batch: int) -> int:
                 pipe.execute_command("EVALSHA", sha, len(keys), *keys, at)
             elif variant == "read+ttl later":
                 later.append(keys)
-                done = cursor == 0 and started
-                while later and (done or len(later) > lag):
-                    chunk = later.popleft()
-                    pipe.execute_command("EVALSHA", sha, len(chunk), *chunk, at)
-        if cursor == 0 and started:  # read through: the last chunk's MGET went above
-            if keys:
+        done = cursor == 0 and started
+        while later and (done or len(later) > lag):
+            chunk = later.popleft()
+            pipe.execute_command("EVALSHA", sha, len(chunk), *chunk, str(int(time.time() * 1000) + TTL_MS))
+        if done:  # read through: the last chunk's MGET (and what waited to expire) went above
+            if len(pipe):
                 pipe.execute()
             return rows
         pipe.execute_command("SSCAN", KEYS.dirty, cursor, "COUNT", pop)
@@ -98,8 +98,10 @@ def _measure(meter: RedisMeter, variant: str, pop: int, sha: str, batch: int) ->
     meter.start()
     rows = _drain(meter.client, variant, pop, sha, batch)
     m = meter.stop()
+    keyspace = meter.client.info("keyspace")
     return {
         "rows": rows,
+        "expiring": sum(db.get("expires", 0) for db in keyspace.values() if isinstance(db, dict)),
         "rows_per_s": rows / m["seconds"],
         "redis_us_per_row": m["cpu_psutil_s"] * 1e6 / rows,
         "longest_call_ms": max((c["max_usec"] for c in m["calls"].values()), default=0) / 1000,
