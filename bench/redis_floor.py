@@ -117,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_floor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=_positive, default=1_000_000)
     parser.add_argument("--pop", type=_positive, default=125, help="ids per SSCAN/MGET (the drain's pop size)")
-    parser.add_argument("--batch", type=_positive, default=5000, help="rows read before a chunk is expired (read+ttl later)")
+    parser.add_argument(
+        "--batch", type=_positive, default=5000, help="rows read before a chunk is expired (read+ttl later)"
+    )
     parser.add_argument("--repeat", type=_positive, default=2)
     parser.add_argument("--width", choices=(*data.WIDTHS, "both"), default="both")
     parser.add_argument("--slowlog-us", type=int, default=1000)

@@ -89,7 +89,8 @@ def test_pop_sets_the_ids_of_each_redis_call(r, db, redis_url, dsn, prefix, t, m
     assert counts and set(counts) == {9}
     options = FastDrainer(r, dsn, prefix=prefix, pop=9).options
     assert (options.pop, options.ack) == (9, 18)
-    assert (FastDrainer(r, dsn, prefix=prefix).options.pop, FastDrainer(r, dsn, prefix=prefix).options.ack) == (125, 250)
+    default = FastDrainer(r, dsn, prefix=prefix).options
+    assert (default.pop, default.ack) == (125, 250)
     assert FastDrainer(r, dsn, prefix=prefix, pop=500).options.ack == 500
 
 

@@ -1,8 +1,9 @@
-"""Review of 43adb82: the typed-only statements (typed_whole / typed_all)
-and the key order must mean exactly what the full statements over the
-UNION ALL source in Redis's pop order mean. Each batch is merged twice, into
+"""Review of 43adb82: the typed-only statements (typed_whole / typed_all),
+the stage of the typed columns alone (Merger._typed_only) and the key order
+must mean exactly what the full statements over the UNION ALL source in
+Redis's pop order mean. Each batch is merged twice, into
 two identical tables: once as the commit merges it, once with both
-shortcuts off (the statements and the stage order of dc4f93b); the tables,
+shortcuts off (the statements, the stage and its order of dc4f93b); the tables,
 the dead letters and the skipped records must agree."""
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ def _mergers(dsn: str, table: str, version: str | None, pure: bool) -> tuple[Any
 
 
 class _Old:
-    """Both shortcuts off: _Run never typed, key_order the staged order."""
+    """The shortcuts off: _Run never typed, no typed-only stage, key_order the staged order."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.monkeypatch = monkeypatch
         self.real_run = merge_mod._Run.__init__
         self.real_order = merge_mod.key_order
+        self.real_typed_only = Merger._typed_only
 
     def __enter__(self) -> None:
         real_run = self.real_run
@@ -47,10 +49,12 @@ class _Old:
 
         self.monkeypatch.setattr(merge_mod._Run, "__init__", run_init)
         self.monkeypatch.setattr(merge_mod, "key_order", lambda items, staged, integer_key, pure=None: staged)
+        self.monkeypatch.setattr(Merger, "_typed_only", lambda merger, batch: None)
 
     def __exit__(self, *exc: object) -> None:
         self.monkeypatch.setattr(merge_mod._Run, "__init__", self.real_run)
         self.monkeypatch.setattr(merge_mod, "key_order", self.real_order)
+        self.monkeypatch.setattr(Merger, "_typed_only", self.real_typed_only)
 
 
 ROUNDS = int(os.environ.get("R16_ROUNDS", "60"))
@@ -93,6 +97,19 @@ def _record(rng: random.Random, rid: int) -> bytes:
     return orjson.dumps(doc)
 
 
+def _shaped(rng: random.Random, key: str) -> bytes:
+    """A value of ``key`` as _record draws them."""
+    choices: dict[str, list[Any]] = {
+        "name": ["a", "b", "c\n~x", "\u00e9", "t\tab\\"],
+        "v": [1, 2, 13, None, 7],
+        "email": ["x@", "y@", "z@", None],
+        "ver": [1, 2, 3, None],
+        "note": ["n", None],
+        "parent": [None, *range(-5, 25)],
+    }
+    return orjson.dumps(rng.choice(choices[key]))
+
+
 @pytest.mark.parametrize("pure", [False, True], ids=["c", "python"])
 @pytest.mark.parametrize("version", [None, "ver"])
 def test_typed_statements_and_key_order_agree_with_the_full_ones(
@@ -116,7 +133,11 @@ def test_typed_statements_and_key_order_agree_with_the_full_ones(
         for round_ in range(ROUNDS):
             n = rng.randrange(1, 12)
             ids = rng.sample(range(-5, 25), n)
-            values = [_record(rng, i) for i in ids]
+            if rng.random() < 0.35:  # the common batch: one shape, no tombstone (the typed-only stage)
+                shape = [k for k in ("name", "v", "email", "ver", "note", "parent") if rng.random() < 0.6]
+                values = [orjson.dumps({"id": i, **{k: orjson.loads(_shaped(rng, k)) for k in shape}}) for i in ids]
+            else:
+                values = [_record(rng, i) for i in ids]
             rids = [str(i) for i in ids]
             recreated = {rid: "g1" for rid in rids if rng.random() < 0.1}
             before = db.execute(f"SELECT * FROM {new_t} ORDER BY id").fetchall()

@@ -100,13 +100,16 @@ def test_fuzz_the_c_helpers_with_random_lists() -> None:
     rng = random.Random(16)
     junk: list[object] = [b"", b"\xff" * 3, "text", 7, None, (0, "1", b"{}", b"x"), (0,), 2**64, -1]
     for _ in range(ROUNDS):
-        values = [rng.choice(junk) if rng.random() < 0.2 else rng.randbytes(rng.randrange(6)) for _ in range(rng.randrange(8))]
-        for call in (
-            lambda: c.ids_text(values),
-            lambda: c.mget_command(rng.randbytes(3), values),
-            lambda: c.ordered_lines([v if isinstance(v, tuple) else (0, "1", b"", v) for v in values], [rng.randrange(-2, 10) for _ in values]),
+        n = rng.randrange(8)
+        values = [rng.choice(junk) if rng.random() < 0.2 else rng.randbytes(rng.randrange(6)) for _ in range(n)]
+        items = [v if isinstance(v, tuple) else (0, "1", b"", v) for v in values]
+        order = [rng.randrange(-2, 10) for _ in values]
+        for name, args in (
+            ("ids_text", (values,)),
+            ("mget_command", (rng.randbytes(3), values)),
+            ("ordered_lines", (items, order, rng.randrange(0, 3))),
         ):
             try:
-                call()
-            except (TypeError, IndexError, OverflowError):
+                getattr(c, name)(*args)
+            except (TypeError, IndexError, OverflowError, ValueError):
                 pass

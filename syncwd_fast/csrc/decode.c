@@ -515,7 +515,8 @@ static PyMethodDef module_methods[] = {
     {"int_order", sw_int_order, METH_VARARGS,
      "int_order(items, staged) -> list[int] | None: staged sorted by its items' ids as integers (merge.key_order)."},
     {"ordered_lines", sw_ordered_lines, METH_VARARGS,
-     "ordered_lines(items, order) -> bytes: the items' stage lines joined in that order (merge.copy_payload)."},
+     "ordered_lines(items, order, skip=0) -> bytes: the items' stage lines joined in that order, each past its\n"
+     "first skip fields (merge.copy_payload)."},
     {"ids_text", sw_ids_text, METH_VARARGS,
      "ids_text(raw) -> list[str]: ids as text, bytes that are not UTF-8 as surrogates (scripts.ids_text)."},
     {"mget_command", sw_mget_command, METH_VARARGS,

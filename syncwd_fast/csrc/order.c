@@ -104,47 +104,81 @@ done:
     return result;
 }
 
+/* Where a line's field ``skip`` starts (past ``skip`` tabs: COPY text
+ * escapes a tab inside a value, so every raw tab ends a field); -1 when the
+ * line has fewer fields. */
+static Py_ssize_t field_start(const char *line, Py_ssize_t len, int skip)
+{
+    Py_ssize_t at = 0;
+    for (int k = 0; k < skip; k++) {
+        const char *tab = memchr(line + at, '\t', (size_t)(len - at));
+        if (tab == NULL)
+            return -1;
+        at = tab - line + 1;
+    }
+    return at;
+}
+
 PyObject *sw_ordered_lines(PyObject *module, PyObject *args)
 {
     PyObject *items, *order;
+    int skip = 0;
     (void)module;
-    if (!PyArg_ParseTuple(args, "O!O!:ordered_lines", &PyList_Type, &items, &PyList_Type, &order))
+    if (!PyArg_ParseTuple(args, "O!O!|i:ordered_lines", &PyList_Type, &items, &PyList_Type, &order, &skip))
         return NULL;
+    if (skip < 0) {
+        PyErr_SetString(PyExc_ValueError, "ordered_lines: skip < 0");
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(order), count = PyList_GET_SIZE(items);
-    /* Checked and summed first, copied next: nothing runs Python between. */
+    Py_ssize_t *starts = PyMem_Malloc((size_t)(n > 0 ? n : 1) * sizeof(Py_ssize_t));
+    if (starts == NULL)
+        return PyErr_NoMemory();
+    PyObject *out = NULL;
+    /* Checked and measured first, copied next: nothing runs Python between. */
     Py_ssize_t total = 0;
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *index = PyList_GET_ITEM(order, k);
         if (!PyLong_Check(index)) {
             PyErr_SetString(PyExc_TypeError, "ordered_lines: an index is not an int");
-            return NULL;
+            goto done;
         }
         Py_ssize_t i = PyLong_AsSsize_t(index);
         if (i == -1 && PyErr_Occurred())
-            return NULL;
+            goto done;
         if (i < 0 || i >= count) {
             PyErr_SetString(PyExc_IndexError, "ordered_lines: an index is not an item");
-            return NULL;
+            goto done;
         }
         PyObject *item = PyList_GET_ITEM(items, i);
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 4 || !PyBytes_Check(PyTuple_GET_ITEM(item, 3))) {
             PyErr_SetString(PyExc_TypeError, "ordered_lines: an item's line is not bytes");
-            return NULL;
+            goto done;
         }
-        Py_ssize_t len = PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 3));
-        if (len > PY_SSIZE_T_MAX - total)
-            return PyErr_NoMemory();
-        total += len;
+        PyObject *line = PyTuple_GET_ITEM(item, 3);
+        Py_ssize_t len = PyBytes_GET_SIZE(line);
+        starts[k] = field_start(PyBytes_AS_STRING(line), len, skip);
+        if (starts[k] < 0) {
+            PyErr_SetString(PyExc_ValueError, "ordered_lines: a line has fewer fields than it skips");
+            goto done;
+        }
+        if (len - starts[k] > PY_SSIZE_T_MAX - total) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        total += len - starts[k];
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL)
-        return NULL;
+        goto done;
     char *at = PyBytes_AS_STRING(out);
     for (Py_ssize_t k = 0; k < n; k++) {
         PyObject *line = PyTuple_GET_ITEM(PyList_GET_ITEM(items, PyLong_AsSsize_t(PyList_GET_ITEM(order, k))), 3);
-        Py_ssize_t len = PyBytes_GET_SIZE(line);
-        memcpy(at, PyBytes_AS_STRING(line), (size_t)len);
+        Py_ssize_t len = PyBytes_GET_SIZE(line) - starts[k];
+        memcpy(at, PyBytes_AS_STRING(line) + starts[k], (size_t)len);
         at += len;
     }
+done:
+    PyMem_Free(starts);
     return out;
 }

@@ -11,8 +11,10 @@
  * -?[0-9]+ within int64 (the Python twin then decides). */
 PyObject *sw_int_order(PyObject *module, PyObject *args);
 
-/* ordered_lines(items, order) -> bytes: the stage lines (element 3, bytes)
- * of the items at ``order``, joined in that order (merge.copy_payload). */
+/* ordered_lines(items, order, skip=0) -> bytes: the stage lines (element 3,
+ * bytes) of the items at ``order``, joined in that order, each without its
+ * first ``skip`` tab-separated fields (merge.copy_payload); ValueError when a
+ * line has fewer. */
 PyObject *sw_ordered_lines(PyObject *module, PyObject *args);
 
 #endif
