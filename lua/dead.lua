@@ -14,7 +14,7 @@
     KEYS[3] lease key           P:{T:n}:lease
     ARGV[1] owner token         must hold the lease
     ARGV[2] value key prefix    P:{T:n}:v:
-    ARGV[3] time                unix seconds
+    ARGV[3] time                unix seconds (with ARGV[4], tells this call sent again from a new failure)
     ARGV[4] run id              the run the ids were read from, kept in each entry (purge.lua:
                                 an id dead-lettered in the active run was read from its set)
     ARGV[5] p                   how many pop numbers follow: the records holding the ids
@@ -42,7 +42,12 @@ for i = 6 + n_pops, #ARGV, 2 do
   if previous then
     local ok, entry = pcall(cjson.decode, previous)
     if ok and type(entry) == "table" and tonumber(entry.attempts) then
-      attempts = tonumber(entry.attempts) + 1
+      attempts = tonumber(entry.attempts)
+      -- The same call sent again (its reply was lost) finds its own entry:
+      -- same time, same run. Only a new failure counts another attempt.
+      if entry.at ~= now or entry.run ~= run_id then
+        attempts = attempts + 1
+      end
     end
   end
   local value = rcall("GET", prefix .. id)

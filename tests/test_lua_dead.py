@@ -43,10 +43,21 @@ def test_takes_the_ids_out_of_their_record(r, keys):
 
 def test_counts_attempts(r, keys):
     r.set(keys.value("1"), b"x")
-    scripts.dead(r, keys, "R", "tok", [("1", "first")])
-    scripts.dead(r, keys, "R", "tok", [("1", "second")])
+    scripts.dead(r, keys, "R", "tok", [("1", "first")], at=1765000000.125)
+    scripts.dead(r, keys, "R", "tok", [("1", "second")], at=1765000001.5)
     assert dead_entries(r, keys)["1"]["attempts"] == 2
     assert dead_entries(r, keys)["1"]["error"] == "second"
+    scripts.dead(r, keys, "R2", "tok", [("1", "third")], at=1765000001.5)  # another run, the same second
+    assert dead_entries(r, keys)["1"]["attempts"] == 3
+
+
+def test_the_same_call_sent_again_counts_no_second_attempt(r, keys):
+    """A call whose reply was lost is sent again (the client's Retry): same
+    time, same run. Its entry is written again, not counted twice."""
+    r.set(keys.value("1"), b"x")
+    for _ in range(2):
+        scripts.dead(r, keys, "R", "tok", [("1", "first")], at=1765000000.123)
+    assert dead_entries(r, keys)["1"]["attempts"] == 1
 
 
 def test_fenced_when_the_lease_is_lost(r, keys):
