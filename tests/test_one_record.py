@@ -136,10 +136,10 @@ def test_a_record_the_postgresql_sink_raises_on_is_a_dead_letter(impl, r, db, ds
     some records trigger and others do not, is pinned on them."""
     real = Merger.merge
 
-    def merge(self, batch):
+    def merge(self, batch, **options):
         if any(item[1] == "13" for item in batch.items):
             raise TypeError("an injected fault while merging")
-        return real(self, batch)
+        return real(self, batch, **options)
 
     monkeypatch.setattr(Merger, "merge", merge)
     good(r, t, prefix)
