@@ -385,7 +385,9 @@ class Merger:
                 with cur.copy(self._typed_copy) as copy:
                     copy.write(payload)
                 cur.execute(_LOCK, self.lock_key)  # as _transaction takes it, after the COPY
-                cur.execute(statement.narrow)
+                # With (empty) parameters: names carry "%" doubled (schema.Name), as in every statement
+                # here, and only a query with parameters has "%%" read as "%".
+                cur.execute(statement.narrow, {})
                 run = _Run(self, cur, clock, items, typed=True, staged=len(items))
                 if statement.counts_unchanged:
                     run.unchanged = len(items) - max(cur.rowcount, 0)
