@@ -135,7 +135,9 @@ def _outcome(merger: Merger, decoder: Decoder, rids: list[str], values: list[byt
     except Exception as exc:  # noqa: BLE001
         merger.conn.rollback()
         return ("raised", type(exc).__name__)
-    dead = sorted((rid, reason.replace(name, "T").replace(name.split(".")[-1], "T")) for rid, reason in [*decoded.dead, *r.dead])
+    dead = sorted(
+        (rid, reason.replace(name, "T").replace(name.split(".")[-1], "T")) for rid, reason in [*decoded.dead, *r.dead]
+    )
     return (sorted(r.upserted), sorted(r.skipped), dead, r.unchanged)
 
 
@@ -184,9 +186,7 @@ def test_common_batches_agree(
             rows_old = db.execute(f"SELECT * FROM {old_t} ORDER BY id").fetchall()
             extra = []
             if shape == "triggers":
-                extra = [
-                    db.execute(f"SELECT * FROM {t}_audit ORDER BY 1, 2").fetchall() for t in (new_t, old_t)
-                ]
+                extra = [db.execute(f"SELECT * FROM {t}_audit ORDER BY 1, 2").fetchall() for t in (new_t, old_t)]
             assert (got_new, rows_new) == (got_old, rows_old), (round_, list(zip(rids, docs)))
             if extra:
                 assert extra[0] == extra[1], (round_, list(zip(rids, docs)))

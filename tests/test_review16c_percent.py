@@ -77,4 +77,3 @@ def test_a_column_with_a_percent_is_merged_the_typed_only_way(
     assert not result.dead
     assert db.execute(f'SELECT id, "rate%" FROM {table} ORDER BY id').fetchall() == [(1, 1), (2, 2), (3, 3)]
     assert not refused, "the common batch of a table with a % in a column's name never merges the typed-only way"
-
