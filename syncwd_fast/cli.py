@@ -273,8 +273,7 @@ def drain_options(f: Any) -> Any:
             type=click.IntRange(1, 5000),
             default=125,
             show_default=True,
-            help="Ids per Redis call (each pop; an ack takes two pops' worth, up to 250 ids). The default keeps the"
-            " p99.9 of the calls under 2 ms; 500"
+            help="Ids per Redis call (each pop, each ack). The default keeps the p99.9 of the calls under 2 ms; 500"
             " costs Redis and the drain less CPU per record, with calls of 2-5 ms at p99.9 that hold other clients up"
             " longer.",
         ),

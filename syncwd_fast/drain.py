@@ -20,7 +20,7 @@ from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .faults import configuration_problem, is_transient
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix, validate_table_name
 from .masking import mask
-from .partition import Options, PartitionDrain, PartitionResult, ack_ids
+from .partition import Options, PartitionDrain, PartitionResult
 from .report import DrainReport, TableReport
 from .sinks import Sink, SinkOptions, builtin_sink
 from .table import Table
@@ -69,8 +69,7 @@ class FastDrainer:
     ``sinks`` maps table names to a Sink of their own (syncwd_fast.sinks);
     every other table goes to the built-in sink the DSN's scheme names.
 
-    ``pop``: ids per Redis call (each pop; an ack takes two pops' worth, up
-    to 250 ids, or one pop when bigger: ``partition.ack_ids``). The default keeps the
+    ``pop``: ids per Redis call (each pop, each ack). The default keeps the
     p99.9 of the calls under 2 ms, so the application's own commands are
     never held up long; 500 costs the drain process a quarter less CPU per
     record and Redis a tenth less, with calls of 2-5 ms at p99.9
@@ -132,7 +131,7 @@ class FastDrainer:
             on_batch=on_batch,
             skip_busy=skip_busy,
             pop=pop,
-            ack=ack_ids(pop),
+            ack=pop,
         )
         self._used: list[Sink] = []  # sinks opened by the drain under way, closed at its end
         self._lock = threading.RLock()  # also taken by a signal handler on the main thread

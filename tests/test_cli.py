@@ -88,9 +88,9 @@ def test_pop_sets_the_ids_of_each_redis_call(r, db, redis_url, dsn, prefix, t, m
     assert count(db, t.name) == 300
     assert counts and set(counts) == {9}
     options = FastDrainer(r, dsn, prefix=prefix, pop=9).options
-    assert (options.pop, options.ack) == (9, 18)
+    assert (options.pop, options.ack) == (9, 9)
     default = FastDrainer(r, dsn, prefix=prefix).options
-    assert (default.pop, default.ack) == (125, 250)
+    assert (default.pop, default.ack) == (125, 125)
     assert FastDrainer(r, dsn, prefix=prefix, pop=500).options.ack == 500
 
 
