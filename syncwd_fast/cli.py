@@ -571,8 +571,10 @@ def dead_letter_purge(
     from .deadletter import purge_dead
 
     what = f"{'ids ' + ', '.join(ids) if ids else 'all dead letters'} of {', '.join(tables) or 'every table'}"
-    if not yes:
-        click.confirm(f"Purge {what} under prefix {prefix!r}?", abort=True)
+    if not yes and not click.confirm(f"Purge {what} under prefix {prefix!r}?"):
+        # Declining is no failure: exit 0, as nothing was asked of Redis (1 is the drain's "dead letters").
+        click.echo("Nothing purged.", err=True)
+        return
     n = purge_dead(open_redis(redis_url, cluster), prefix, tables or None, ids or None)
     click.echo(f"{n} dead letters purged")
 

@@ -329,8 +329,15 @@ class FastDrainer:
         report.seconds = time.perf_counter() - self._started
         return report
 
+    def __enter__(self) -> FastDrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Close what the drain opened (each sink's connections)."""
+        """Close what the drain opened (each sink's connections). ``with
+        FastDrainer(...) as drainer:`` calls it on leaving the block."""
         with self._lock:
             used, self._used = self._used, []
         for sink in used:
