@@ -501,10 +501,22 @@ def dead_letter_list(redis_url: str, cluster: bool, prefix: str, tables: tuple[s
             )
 
 
+def what_tables(tables: tuple[str, ...]) -> str:
+    return ", ".join(tables) if tables else "any table"
+
+
 @dead_letter.command("retry")
 @dead_letter_options
 @id_option
-@option("--dsn", env="SYNCWD_DSN", default=None, help="Drain the retried tables at once.")
+@option("--dsn", env="SYNCWD_DSN", default=None, help="Drain the retried tables (only those) at once.")
+@option(
+    "--pop",
+    env="SYNCWD_POP",
+    type=click.IntRange(1, 5000),
+    default=125,
+    show_default=True,
+    help="With --dsn: ids per Redis call of the drain (as drain --pop).",
+)
 @json_option("With --dsn: print the drain report as JSON.")
 def dead_letter_retry(
     redis_url: str,
@@ -513,17 +525,19 @@ def dead_letter_retry(
     tables: tuple[str, ...],
     ids: tuple[str, ...],
     dsn: str | None,
+    pop: int,
     as_json: bool,
 ) -> None:
     """Put dead letters back in the dirty set with their current values (fix
-    the cause first); with --dsn, drain them at once. An entry leaves the
-    dead-letter list when its record lands.
+    the cause first); with --dsn, drain the tables that had any at once. An
+    entry leaves the dead-letter list when its record lands. An --id that is
+    no dead letter of the tables asked for is named in a warning.
 
     \b
     Example:
         syncwd-fast dead-letter retry --redis redis://localhost:6379/0 --dsn "dbname=app"
     """
-    from .deadletter import retry_dead
+    from .deadletter import retry_dead_records
 
     if dsn:  # a DSN that cannot work is said before anything is marked dirty
         if scheme(dsn) in ("", *POSTGRES_SCHEMES):
@@ -534,20 +548,29 @@ def dead_letter_retry(
         else:
             builtin_sink(dsn)
     client = open_redis(redis_url, cluster)
-    n = retry_dead(client, prefix, tables or None, ids or None)
-    click.echo(f"{n} dead letters marked dirty again", err=as_json)
+    retried = retry_dead_records(client, prefix, tables or None, ids or None)
+    click.echo(f"{retried.count} dead letters marked dirty again", err=as_json)
+    if retried.not_found:
+        shown = ", ".join(retried.not_found[:10]) + (" ..." if len(retried.not_found) > 10 else "")
+        missing = len(retried.not_found)
+        log.warning("%d id(s) asked for are no dead letters of %s: %s", missing, what_tables(tables), shown)
     if dsn:
+        if not retried.tables:  # nothing marked: a drain would take every table's backlog instead
+            click.echo("nothing to drain", err=True)
+            emit(DrainReport(), as_json)
+            return
         drainer = make_drainer(
             redis_url=redis_url,
             cluster=cluster,
             prefix=prefix,
             dsn=dsn,
             batch=5000,
-            tables=tables,
+            tables=tuple(retried.tables),
             workers=1,
             lease_seconds=30.0,
             strict=False,
             retries=5,
+            pop=pop,
         )
         report = run_drain(drainer, as_json)
         emit(report, as_json)

@@ -86,14 +86,44 @@ def _per_partition(
             yield table, table.keys(number, prefix), part_ids
 
 
+@dataclass
+class Retried:
+    """What ``retry_dead_records`` marked dirty again: how many per table, and
+    the ids asked for that no table asked for holds as a dead letter."""
+
+    tables: dict[str, int]
+    not_found: list[str]
+
+    @property
+    def count(self) -> int:
+        return sum(self.tables.values())
+
+
+def retry_dead_records(
+    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
+) -> Retried:
+    """Mark dead-lettered records dirty again (all, or ``ids``, of ``tables``
+    or every table); their entries stay until they land."""
+    wanted = list(dict.fromkeys(ids or []))
+    out = Retried({}, [])
+    found: set[str] = set()
+    for table, keys, part_ids in _per_partition(redis_client, prefix, tables, wanted):
+        n = int(scripts.call(redis_client, "retry", [keys.dead, keys.dirty], part_ids))
+        if n:
+            out.tables[table.name] = out.tables.get(table.name, 0) + n
+        if part_ids and n:
+            # Entries stay until their record lands: those there now were marked.
+            present = redis_client.hmget(keys.dead, [scripts.id_wire(i) for i in part_ids])
+            found.update(rid for rid, entry in zip(part_ids, present) if entry is not None)
+    out.not_found = [rid for rid in wanted if rid not in found]
+    return out
+
+
 def retry_dead(
     redis_client: Any, prefix: str, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
 ) -> int:
     """Mark dead-lettered records dirty again; returns how many."""
-    return sum(
-        int(scripts.call(redis_client, "retry", [keys.dead, keys.dirty], part_ids))
-        for _, keys, part_ids in _per_partition(redis_client, prefix, tables, ids)
-    )
+    return retry_dead_records(redis_client, prefix, tables, ids).count
 
 
 def purge_dead(

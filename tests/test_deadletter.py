@@ -57,6 +57,38 @@ def test_retry_without_dsn_marks_dirty_only_the_ids_asked(r, redis_url, dsn, pre
     assert dirty == {b"2"}
 
 
+def test_retry_names_the_ids_that_are_no_dead_letters(r, redis_url, dsn, prefix, t):
+    Syncwd(r, prefix=prefix).update_many(t, [{"id": 1, "score": -1}, {"id": 2, "score": 5}])
+    FastDrainer(r, dsn, prefix=prefix).drain()  # 1 dead, 2 landed
+    args = ("dead-letter", "retry", "--redis", redis_url, "--prefix", prefix, "--table", t.name)
+    out = cli(*args, "--id", "1", "--id", "2", "--id", "77")
+    assert out.returncode == 0 and "1 dead letters marked dirty again" in out.stdout
+    assert "2 id(s) asked for are no dead letters of " + t.name + ": 2, 77" in out.stderr
+    assert {x for p in range(2) for x in r.smembers(t.keys(p, prefix).dirty)} == {b"1"}
+    out = cli(*args, "--id", "1")
+    assert out.returncode == 0 and "no dead letters" not in out.stderr
+
+
+def test_retry_with_dsn_drains_only_the_retried_tables(r, db, redis_url, dsn, prefix, schema, t):
+    db.execute(f"CREATE TABLE {schema}.other (id int PRIMARY KEY, v int)")
+    other = Table(f"{schema}.other")
+    sw = Syncwd(r, prefix=prefix)
+    sw.update_many(t, [{"id": 1, "score": -1}, {"id": 2, "score": 3}])
+    FastDrainer(r, dsn, prefix=prefix).drain()
+    db.execute(f"ALTER TABLE {t.name} DROP CONSTRAINT score_positive")
+    sw.update_many(other, [{"id": i, "v": i} for i in range(5)])  # waiting for the next drain, not the retry
+    base = ("dead-letter", "retry", "--redis", redis_url, "--prefix", prefix, "--dsn", dsn, "--json")
+    out = cli(*base, "--pop", "7")
+    assert out.returncode == 0, out.stderr
+    assert last_json(out.stdout)["upserted"] == 1 and count(db, t.name) == 2
+    assert count(db, other.name) == 0 and r.scard(other.keys(0, prefix).dirty) == 5
+    # Nothing to retry: no drain at all (it would take every table's backlog).
+    out = cli(*base)
+    assert out.returncode == 0 and "nothing to drain" in out.stderr
+    assert last_json(out.stdout)["upserted"] == 0 and count(db, other.name) == 0
+    assert cli(*base, "--pop", "0").returncode == 2
+
+
 def test_purge_asks_unless_yes(r, redis_url, dsn, prefix, t):
     sw = Syncwd(r, prefix=prefix)
     sw.update_many(t, [{"id": 1, "score": -1}, {"id": 2, "score": -1}])
