@@ -59,10 +59,18 @@ REDIS_CONFIG = (
 # Redis replies that no retry can change: a database index the server lacks,
 # a login or a command refused.
 _REDIS_CONFIG_MESSAGES = re.compile(r"DB index is out of range|invalid DB index|NOAUTH|WRONGPASS|NOPERM", re.I)
+# A cluster client pointed at a plain server (redis-py's words).
+_NOT_A_CLUSTER = re.compile(r"cluster mode is not enabled|cluster support disabled", re.I)
+_CLUSTER_DB = re.compile(r"db.{0,4} querystring option can only be 0 in cluster mode", re.I)
 
 
 def configuration_problem(exc: BaseException) -> str | None:
     """The reason ``exc`` is a configuration error, or None."""
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        if _NOT_A_CLUSTER.search(str(exc)):
+            return "--cluster (SYNCWD_REDIS_CLUSTER) names a Redis that is no cluster node: drop it for a plain server"
+        if _CLUSTER_DB.search(str(exc)):
+            return "--cluster (SYNCWD_REDIS_CLUSTER) with a database index in the URL: a cluster has database 0 only"
     if isinstance(exc, REDIS_CONFIG) or (
         isinstance(exc, redis.exceptions.ResponseError) and _REDIS_CONFIG_MESSAGES.search(str(exc))
     ):

@@ -99,6 +99,19 @@ def test_exit_2_without_a_dsn(redis_url):
     assert out.returncode == 2 and "--dsn" in out.stderr
 
 
+def test_cluster_flag_on_a_plain_server_is_a_usage_error(r, redis_url, dsn, prefix):
+    if r.info("server").get("redis_mode") == "cluster":
+        pytest.skip("the test Redis is a cluster")
+    node = redis_url.rsplit("/", 1)[0] + "/0"  # a cluster URL names database 0
+    for args in (("status",), ("dead-letter", "list"), ("drain", "--dsn", dsn, "--json")):
+        out = cli(*args, "--redis", node, "--prefix", prefix, "--cluster")
+        assert out.returncode == 2, (args, out.stderr)
+        assert "names a Redis that is no cluster node" in out.stderr and "unexpected" not in out.stderr
+    assert last_json(out.stdout)["exit_code"] == 2
+    out = cli("status", "--redis", node.rsplit("/", 1)[0] + "/3", "--prefix", prefix, "--cluster")
+    assert out.returncode == 2 and "a cluster has database 0 only" in out.stderr
+
+
 def test_exit_3_when_redis_is_unreachable(dsn):
     from syncwd_fast.servers import free_port
 
