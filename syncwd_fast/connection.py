@@ -3,6 +3,7 @@ keepalives and user timeout, statement/lock/idle-transaction timeouts."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -13,6 +14,8 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import ConfigurationError
 
 _DEFAULTS = {
     "connect_timeout": "10",
@@ -99,6 +102,20 @@ def deadline(conn: psycopg.Connection[Any], seconds: float) -> Iterator[Deadline
     """A `Deadline` for the duration of the block."""
     with Deadline(conn, seconds) as d:
         yield d
+
+
+def require_sync(client: Any, who: str) -> None:
+    """Refuse an asyncio Redis client at once (its methods return coroutines,
+    which would fail later as "Input must be bytes" and never-awaited
+    warnings): the writer and the drain call Redis synchronously, the drain
+    from threads of its own."""
+    execute = getattr(client, "execute_command", None)
+    if execute is not None and inspect.iscoroutinefunction(execute):
+        kind = f"{type(client).__module__}.{type(client).__qualname__}"
+        raise ConfigurationError(
+            f"{who} needs a synchronous Redis client (redis.Redis or redis.RedisCluster), not {kind}; from asyncio"
+            " code, run its calls in a thread: await asyncio.to_thread(...)"
+        )
 
 
 def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:

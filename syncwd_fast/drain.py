@@ -15,6 +15,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .checks import eviction_warnings, nothing_registered_warning
+from .connection import require_sync
 from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .faults import configuration_problem, is_transient
@@ -105,6 +106,7 @@ class FastDrainer:
             # Shorter, and one pop or decode of a large batch can outlast the
             # heartbeat's beat: a live drainer would be taken for a dead one.
             raise ConfigurationError(f"lease_seconds must be in 1..3600, got {lease_seconds!r}")
+        require_sync(redis, "FastDrainer")
         self.redis = redis
         self.dsn = dsn
         self.sinks = {validate_table_name(name): sink for name, sink in (sinks or {}).items()}

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from . import rows, scripts
+from .connection import require_sync
 from .errors import ConfigurationError
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, TOMBSTONE, canonical_id, new_epoch, registry_key, validate_prefix
 from .table import Table
@@ -65,6 +66,7 @@ class Syncwd:
     """
 
     def __init__(self, redis: Any, prefix: str = DEFAULT_PREFIX) -> None:
+        require_sync(redis, "Syncwd")
         self.redis = redis
         self.prefix = validate_prefix(prefix)
         self._tables: dict[str, Table] = {}

@@ -88,3 +88,14 @@ def test_fastdrainer_is_a_context_manager_that_closes_what_it_opened(r: Any, pre
     with pytest.raises(KeyboardInterrupt), drainer as entered:
         entered.drain()
     assert sink.closed == 1
+
+
+def test_an_asyncio_client_is_refused_at_once_with_what_to_do(redis_url: str) -> None:
+    import redis.asyncio
+
+    from syncwd_fast.errors import ConfigurationError
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    for make in (lambda: Syncwd(client), lambda: FastDrainer(client, "dbname=x")):
+        with pytest.raises(ConfigurationError, match=r"synchronous Redis client .*redis\.asyncio.*asyncio\.to_thread"):
+            make()
