@@ -479,19 +479,62 @@ def id_option(f: Any) -> Any:
 
 @dead_letter.command("list")
 @dead_letter_options
-@json_option("One JSON object per line: table, partition, id, error, value, at, attempts.")
-def dead_letter_list(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], as_json: bool) -> None:
-    """Show each dead letter with the reason it was refused.
+@option(
+    "--error",
+    "error_text",
+    env="SYNCWD_ERROR",
+    default=None,
+    help="Only dead letters whose reason contains this text (any case).",
+)
+@option(
+    "--limit",
+    env="SYNCWD_LIMIT",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Show at most this many (the count says how many match).",
+)
+@option(
+    "--count",
+    "count_only",
+    env="SYNCWD_COUNT",
+    is_flag=True,
+    help="Print only how many dead letters match, per table and in all.",
+)
+@json_option(
+    "One JSON object per line: table, partition, id, error, value (the record's JSON, or its text when it is no"
+    " JSON: value_is_json says which), at, attempts. With --count: one object {total, tables}."
+)
+def dead_letter_list(
+    redis_url: str,
+    cluster: bool,
+    prefix: str,
+    tables: tuple[str, ...],
+    error_text: str | None,
+    limit: int | None,
+    count_only: bool,
+    as_json: bool,
+) -> None:
+    """Show each dead letter with the reason it was refused, then how many
+    there are.
 
     \b
     Example:
         syncwd-fast dead-letter list --redis redis://localhost:6379/0 --table player_progress --json
+        syncwd-fast dead-letter list --error "check constraint" --limit 20
     """
     from .deadletter import list_dead
 
+    wanted = error_text.casefold() if error_text else None
+    shown, per_table = 0, dict[str, int]()
     for entry in list_dead(open_redis(redis_url, cluster), prefix, tables or None):
+        if wanted is not None and wanted not in entry.error.casefold():
+            continue
+        per_table[entry.table] = per_table.get(entry.table, 0) + 1
+        if count_only or (limit is not None and shown >= limit):
+            continue
+        shown += 1
         if as_json:
-            click.echo(orjson.dumps(entry.to_dict()).decode())
+            click.echo(orjson.dumps(dead_letter_json(entry)).decode())
         else:
             value = entry.value if entry.value is None or len(entry.value) <= 80 else entry.value[:77] + "..."
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
@@ -499,6 +542,30 @@ def dead_letter_list(redis_url: str, cluster: bool, prefix: str, tables: tuple[s
                 f"{entry.table} id={entry.id} attempts={entry.attempts} at={when}\n"
                 f"  error: {entry.error}\n  value: {value}"
             )
+    total = sum(per_table.values())
+    if count_only:
+        if as_json:
+            click.echo(orjson.dumps({"total": total, "tables": per_table}).decode())
+        else:
+            for name, n in per_table.items():
+                click.echo(f"{name}: {n}")
+            click.echo(f"total: {total}")
+    elif not as_json:
+        click.echo(f"{total} dead letters" + (f", {shown} shown" if shown < total else ""))
+
+
+def dead_letter_json(entry: Any) -> dict[str, Any]:
+    """A dead letter for --json: its value as the record's JSON where it is
+    JSON (not a string holding JSON), else as its text."""
+    out: dict[str, Any] = entry.to_dict()
+    out["value_is_json"] = False
+    if entry.value is not None:
+        try:
+            out["value"] = orjson.loads(entry.value)
+            out["value_is_json"] = True
+        except orjson.JSONDecodeError:
+            pass
+    return out
 
 
 def what_tables(tables: tuple[str, ...]) -> str:

@@ -30,7 +30,7 @@ def test_list_retry_after_fixing_the_cause_and_the_hash_empties(r, db, redis_url
     assert sorted(int(e["id"]) for e in entries) == [1, 2, 3, 4, 5]
     one = next(e for e in entries if e["id"] == "3")
     assert 'violates check constraint "score_positive"' in one["error"]
-    assert orjson.loads(one["value"]) == {"id": 3, "score": -2}
+    assert one["value"] == {"id": 3, "score": -2} and one["value_is_json"]  # the record's JSON, not a string of it
     assert one["attempts"] == 1 and one["table"] == t.name
 
     # Retried before the fix: dead again, one more attempt counted.
@@ -108,6 +108,29 @@ def test_purge_asks_unless_yes(r, redis_url, dsn, prefix, t):
 def test_unknown_table_is_a_usage_error(redis_url, prefix):
     out = cli("dead-letter", "list", "--redis", redis_url, "--prefix", prefix, "--table", "nope")
     assert out.returncode == 2 and "not registered" in out.stderr
+
+
+def test_list_filters_limits_and_counts(r, redis_url, dsn, prefix, t, schema, db):
+    db.execute(f"CREATE TABLE {schema}.q (id int PRIMARY KEY, v int)")
+    q = Table(f"{schema}.q")
+    sw = Syncwd(r, prefix=prefix)
+    sw.update_many(t, [{"id": i, "score": -i} for i in range(1, 6)])  # 5 break the CHECK
+    sw.update_many(q, [{"id": 1, "v": "one"}])  # 1 not an int
+    r.set(q.keys(0, prefix).value("2"), b"{not json")
+    r.sadd(q.keys(0, prefix).dirty, "2")
+    FastDrainer(r, dsn, prefix=prefix).drain()
+    base = ("dead-letter", "list", "--redis", redis_url, "--prefix", prefix)
+
+    out = cli(*base, "--count", "--json")
+    assert orjson.loads(out.stdout) == {"total": 7, "tables": {t.name: 5, q.name: 2}}
+    out = cli(*base, "--count", "--error", "CHECK CONSTRAINT")
+    assert out.stdout.splitlines() == [f"{t.name}: 5", "total: 5"]
+    assert len(dead_list(redis_url, prefix, "--error", "check constraint", "--limit", "2")) == 2
+    out = cli(*base, "--limit", "1")
+    assert out.returncode == 0 and out.stdout.count(" id=") == 1 and out.stdout.endswith("7 dead letters, 1 shown\n")
+    unreadable = next(e for e in dead_list(redis_url, prefix, "--table", q.name) if e["id"] == "2")
+    assert unreadable["value"] == "{not json" and not unreadable["value_is_json"]
+    assert dead_list(redis_url, prefix, "--error", "no such reason") == []
 
 
 def test_helper_dead_entries_match_the_listing(r, redis_url, dsn, prefix, t):
