@@ -1,6 +1,8 @@
 """syncwd-fast: keep hot records in Redis, drain them to PostgreSQL or MariaDB/MySQL (or a sink of
 one's own) in bulk."""
 
+from .admin import dead_letters, purge_dead_letters, retry_dead_letters, status
+from .deadletter import DeadLetter, Retried
 from .drain import FastDrainer, registered_tables
 from .errors import (
     ConfigurationError,
@@ -20,6 +22,7 @@ from .writer import Syncwd
 __all__ = [
     "Batch",
     "ConfigurationError",
+    "DeadLetter",
     "DrainFault",
     "DrainReport",
     "SPEEDUPS",
@@ -30,12 +33,17 @@ __all__ = [
     "LeaseLost",
     "Record",
     "RejectedRecords",
+    "Retried",
     "Syncwd",
     "SyncwdError",
     "Table",
     "TableMissing",
     "TableReport",
     "Written",
+    "dead_letters",
+    "purge_dead_letters",
     "registered_tables",
+    "retry_dead_letters",
+    "status",
 ]
 __version__ = "0.1.0"

@@ -522,11 +522,11 @@ def dead_letter_list(
         syncwd-fast dead-letter list --redis redis://localhost:6379/0 --table player_progress --json
         syncwd-fast dead-letter list --error "check constraint" --limit 20
     """
-    from .deadletter import list_dead
+    from .admin import dead_letters
 
     wanted = error_text.casefold() if error_text else None
     shown, per_table = 0, dict[str, int]()
-    for entry in list_dead(open_redis(redis_url, cluster), prefix, tables or None):
+    for entry in dead_letters(open_redis(redis_url, cluster), prefix=prefix, tables=tables or None):
         if wanted is not None and wanted not in entry.error.casefold():
             continue
         per_table[entry.table] = per_table.get(entry.table, 0) + 1
@@ -604,7 +604,7 @@ def dead_letter_retry(
     Example:
         syncwd-fast dead-letter retry --redis redis://localhost:6379/0 --dsn "dbname=app"
     """
-    from .deadletter import retry_dead_records
+    from .admin import retry_dead_letters
 
     if dsn:  # a DSN that cannot work is said before anything is marked dirty
         if scheme(dsn) in ("", *POSTGRES_SCHEMES):
@@ -615,7 +615,7 @@ def dead_letter_retry(
         else:
             builtin_sink(dsn)
     client = open_redis(redis_url, cluster)
-    retried = retry_dead_records(client, prefix, tables or None, ids or None)
+    retried = retry_dead_letters(client, prefix=prefix, tables=tables or None, ids=ids or None)
     click.echo(f"{retried.count} dead letters marked dirty again", err=as_json)
     if retried.not_found:
         shown = ", ".join(retried.not_found[:10]) + (" ..." if len(retried.not_found) > 10 else "")
@@ -658,14 +658,14 @@ def dead_letter_purge(
     Example:
         syncwd-fast dead-letter purge --redis redis://localhost:6379/0 --table player_progress --yes
     """
-    from .deadletter import purge_dead
+    from .admin import purge_dead_letters
 
     what = f"{'ids ' + ', '.join(ids) if ids else 'all dead letters'} of {', '.join(tables) or 'every table'}"
     if not yes and not click.confirm(f"Purge {what} under prefix {prefix!r}?"):
         # Declining is no failure: exit 0, as nothing was asked of Redis (1 is the drain's "dead letters").
         click.echo("Nothing purged.", err=True)
         return
-    n = purge_dead(open_redis(redis_url, cluster), prefix, tables or None, ids or None)
+    n = purge_dead_letters(open_redis(redis_url, cluster), prefix=prefix, tables=tables or None, ids=ids or None)
     click.echo(f"{n} dead letters purged")
 
 
@@ -688,9 +688,9 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
     Example:
         syncwd-fast status --redis redis://localhost:6379/0
     """
-    from .status import status_report
+    from .admin import status as table_status
 
-    result = status_report(open_redis(redis_url, cluster), prefix, tables or None, discover)
+    result = table_status(open_redis(redis_url, cluster), prefix=prefix, tables=tables or None, discover=discover)
     for warning in result["warnings"]:
         log.warning("%s", warning)
     if as_json:
