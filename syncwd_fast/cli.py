@@ -19,14 +19,14 @@ import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from . import speedups
+from . import logs, speedups
 from .connection import redis_from_url
 from .drain import FastDrainer
 from .errors import ConfigurationError, DrainFault
 from .faults import configuration_problem, is_transient
 from .interrupts import Interrupts
 from .keys import DEFAULT_PREFIX
-from .masking import Masker, MaskingFilter
+from .masking import Masker
 from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
 from .servers import DEFAULT_REDIS_URL
 from .sinks import POSTGRES_SCHEMES, Sink, SinkOptions, builtin_sink, load_factory, scheme
@@ -75,7 +75,14 @@ def emit_error(kind: str, message: str, exit_code: int) -> None:
         emit(error_report(message, exit_code), True)
 
 
+def quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and isinstance(ctx.find_root().obj, dict) and ctx.find_root().obj.get("quiet"))
+
+
 def emit(report: DrainReport, as_json: bool) -> None:
+    if not as_json and quiet():
+        return
     text = orjson.dumps(report.to_dict()).decode() if as_json else report.summary()
     click.echo(masker(text))
     sys.stdout.flush()
@@ -175,15 +182,38 @@ class Progress:
     package_name="syncwd-fast",
     message=f"%(prog)s %(version)s (speedups: {speedups.describe()})",
 )
-def main() -> None:
-    """Keep hot records in Redis and drain them to PostgreSQL in bulk."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("syncwd-fast: %(levelname)s: %(message)s"))
-    handler.addFilter(MaskingFilter(masker))
-    if not log.handlers:
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
+@option(
+    "--log-level",
+    env="SYNCWD_LOG_LEVEL",
+    type=click.Choice(logs.LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="Messages at this level and above (stderr).",
+)
+@option(
+    "--log-format",
+    env="SYNCWD_LOG_FORMAT",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="text: a line with the time; json: one object a line (time, level, logger, message, and table, partition,"
+    " run, rows, seconds where known). Passwords are masked in both.",
+)
+@option(
+    "--quiet",
+    "-q",
+    env="SYNCWD_QUIET",
+    is_flag=True,
+    help="Errors only: no warnings, no progress line, no summary (--json output is printed all the same).",
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str, log_format: str, quiet: bool) -> None:
+    """Keep hot records in Redis and drain them to PostgreSQL in bulk.
+
+    These options go before the command (syncwd-fast --quiet drain ...), or
+    in their environment variables."""
+    ctx.obj = {"quiet": quiet}
+    logs.configure("error" if quiet else log_level, log_format, masker)
 
 
 def discover_option(what: str) -> Callable[[F], F]:
@@ -386,7 +416,7 @@ def drain(as_json: bool, **options: Any) -> None:
     Example:
         syncwd-fast drain --redis redis://localhost:6379/0 --dsn "dbname=app" --batch 5000
     """
-    progress = Progress(enabled=not as_json and sys.stderr.isatty())
+    progress = Progress(enabled=not as_json and not quiet() and sys.stderr.isatty())
     report = run_drain(make_drainer(**options, on_batch=progress), as_json, progress)
     emit(report, as_json)
     sys.exit(report.exit_code)
