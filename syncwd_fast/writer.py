@@ -58,6 +58,14 @@ def table_of(obj: Any) -> Table:
     )
 
 
+def describe(table: Table) -> str:
+    """A table's registered options, as an operator reads them."""
+    return (
+        f"key={','.join(table.key_columns)} partitions={table.partitions} ttl={table.ttl}"
+        f" version_column={table.version_column}"
+    )
+
+
 class Syncwd:
     """Write hot records to Redis and mark them dirty for the next drain.
 
@@ -74,8 +82,13 @@ class Syncwd:
 
     # --- tables -------------------------------------------------------------
 
-    def register(self, table: Table) -> Table:
-        """Record the table in ``P:tables`` (done on first write anyway)."""
+    def register(self, table: Table, replace: bool = False) -> Table:
+        """Record the table in ``P:tables`` (done on first write anyway). A
+        table registered with other options (another program's ``Table``, or
+        this one's before a change) is refused with a ConfigurationError naming
+        both, unless ``replace``: a silent last-writer-wins would switch, say,
+        another writer's version guard off. The partition count cannot be
+        replaced so (the records' partitions follow from it)."""
         known = self._tables.get(table.name)
         if known == table:
             return table
@@ -86,6 +99,12 @@ class Syncwd:
                 raise ConfigurationError(
                     f"table {table.name!r} is registered with {existing.partitions} partitions, not "
                     f"{table.partitions}: drain it completely before changing the partition count"
+                )
+            if existing != table and not replace:
+                raise ConfigurationError(
+                    f"table {table.name!r} is registered as {describe(existing)}, this writer has it as "
+                    f"{describe(table)}: make them agree, or replace the entry once with "
+                    "Syncwd.register(table, replace=True)"
                 )
         if current is None or Table.from_registry(table.name, current) != table:
             self.redis.hset(registry_key(self.prefix), table.name, table.to_registry())

@@ -13,7 +13,7 @@ import pytest
 import redis as redis_lib
 from redis.cluster import RedisCluster
 
-from syncwd_fast import FastDrainer, Syncwd, Table, writer
+from syncwd_fast import ConfigurationError, FastDrainer, Syncwd, Table, writer
 from syncwd_fast.discover import discover_tables, restore_registry
 from syncwd_fast.keys import registry_key
 from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
@@ -264,3 +264,24 @@ def test_cluster_failover_before_the_registry_replicated(cluster, db, dsn, schem
     assert drainer_client.hget(registry, t.name) == t.to_registry()
     rc.close()
     drainer_client.close()
+
+
+def test_a_writer_with_other_options_is_refused_unless_it_replaces_the_entry(r, prefix):
+    """Two programs writing one table with different options: the second is
+    refused, naming both, so that it cannot switch the first's version guard
+    off behind its back; replace=True replaces the entry on purpose."""
+    guarded = Table("reg_g", partitions=2, version_column="ver")
+    Syncwd(r, prefix=prefix).update(guarded, {"id": 1, "ver": 1})
+    other = Syncwd(r, prefix=prefix)
+    plain = Table("reg_g", partitions=2)
+    with pytest.raises(
+        ConfigurationError, match=r"registered as .*version_column=ver.*this writer has it as .*version_column=None"
+    ):
+        other.update(plain, {"id": 2})
+    assert Table.from_registry("reg_g", r.hget(registry_key(prefix), "reg_g")) == guarded
+    assert not r.exists(plain.keys(plain.partition("2"), prefix).value("2"))  # nothing written
+    other.register(plain, replace=True)
+    other.update(plain, {"id": 2})
+    assert Table.from_registry("reg_g", r.hget(registry_key(prefix), "reg_g")) == plain
+    with pytest.raises(ConfigurationError, match="partition count"):
+        other.register(Table("reg_g", partitions=3), replace=True)
