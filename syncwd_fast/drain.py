@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from . import layout
 from .checks import eviction_warnings, nothing_registered_warning
 from .connection import require_sync
 from .discover import find_unregistered, registry_epoch, restore_registry
@@ -166,6 +167,7 @@ class FastDrainer:
         raise AssertionError("unreachable")
 
     def _tables(self, report: DrainReport) -> list[Table]:
+        self._with_retries("reading the key layout", lambda: layout.check(self.redis, self.prefix))
         registry = self._with_retries("reading the table registry", lambda: registered_tables(self.redis, self.prefix))
         epoch = self._with_retries("reading the registry epoch", lambda: registry_epoch(self.redis, self.prefix))
         lost = self._with_retries(

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from . import rows, scripts
+from . import layout, rows, scripts
 from .connection import require_sync
 from .errors import ConfigurationError
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, TOMBSTONE, canonical_id, new_epoch, registry_key, validate_prefix
@@ -92,6 +92,8 @@ class Syncwd:
         known = self._tables.get(table.name)
         if known == table:
             return table
+        if not self._tables:  # this writer's first table: the prefix's key layout, once
+            layout.claim(self.redis, self.prefix)
         current = self.redis.hget(registry_key(self.prefix), table.name)
         if current is not None:
             existing = Table.from_registry(table.name, current)

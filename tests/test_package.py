@@ -46,6 +46,7 @@ def test_the_sdist_carries_the_licence_the_types_the_c_sources_and_the_tests(tmp
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     expected = {
         "LICENSE",
+        "CHANGELOG.md",
         "syncwd_fast/py.typed",
         "syncwd_fast/csrc/wire.c",
         "syncwd_fast/csrc/buffer.h",
