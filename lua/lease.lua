@@ -8,11 +8,15 @@
     KEYS[2] meta hash           P:{T:n}:meta (optional) records who holds the
                                 lease in field "holder" (acquire) and clears
                                 it (release)
-    ARGV[1] operation           "acquire" | "renew" | "release"
+    ARGV[1] operation           "acquire" | "takeover" | "renew" | "release"
     ARGV[2] owner token         random, one per drainer and partition
-    ARGV[3] lease time in ms    (acquire, renew)
-    ARGV[4] holder              (acquire, optional) "host pid N since T", for
+    ARGV[3] lease time in ms    (acquire, takeover, renew)
+    ARGV[4] holder              (acquire, takeover; optional) "host pid N since T", for
                                 status and messages
+    ARGV[5] holder id           (acquire, takeover; optional) JSON (holder.py), kept in
+                                meta field "holder_id": whether that holder died
+    ARGV[6] dead token          (takeover) the token of a holder the caller found
+                                dead: the lease is taken only if it still holds it
 
   Output:
     1 when the caller holds the lease after the call (acquire, renew) or has
@@ -30,6 +34,27 @@ if op == "acquire" then
   if rcall("SET", key, token, "NX", "PX", ARGV[3]) then
     if meta and ARGV[4] then
       rcall("HSET", meta, "holder", ARGV[4])
+      if ARGV[5] then
+        rcall("HSET", meta, "holder_id", ARGV[5])
+      else
+        rcall("HDEL", meta, "holder_id")
+      end
+    end
+    return 1
+  end
+  return 0
+elseif op == "takeover" then
+  -- Compare and set: a holder found dead that still holds the lease. Had it
+  -- renewed or released it, or another drainer taken it, the token differs.
+  if holder and holder == ARGV[6] then
+    rcall("SET", key, token, "PX", ARGV[3])
+    if meta and ARGV[4] then
+      rcall("HSET", meta, "holder", ARGV[4])
+      if ARGV[5] then
+        rcall("HSET", meta, "holder_id", ARGV[5])
+      else
+        rcall("HDEL", meta, "holder_id")
+      end
     end
     return 1
   end
@@ -44,7 +69,7 @@ elseif op == "release" then
   if holder == token then
     rcall("DEL", key)
     if meta then
-      rcall("HDEL", meta, "holder")
+      rcall("HDEL", meta, "holder", "holder_id")
     end
     return 1
   end

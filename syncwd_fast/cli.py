@@ -733,7 +733,8 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
             f"({t['partitions']} partitions{lost})"
         )
         for number, holder in sorted(t["leases"].items()):
-            click.echo(f"  partition {number}: held by {holder}")
+            dead = " (no longer running: the next drain takes it over at once)" if number in t["dead_holders"] else ""
+            click.echo(f"  partition {number}: held by {holder}{dead}")
 
 
 @main.command()

@@ -5,8 +5,6 @@ the current one."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -18,7 +16,7 @@ from typing import Any
 import orjson
 import redis.exceptions
 
-from . import scripts, wire
+from . import holder, scripts, wire
 from .errors import ConfigurationError, DrainFault, RejectedRecords, SinkError, SyncwdError
 from .faults import configuration_problem, is_transient
 from .keys import TOMBSTONE
@@ -140,9 +138,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
-def holder_text() -> str:
-    """Who holds a lease, for status and messages."""
-    return f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+WATCH_S = 0.05  # how often a drainer watching another's lease looks at it
 
 
 class Heartbeat:
@@ -275,37 +271,71 @@ class PartitionDrain:
     # --- the lease ------------------------------------------------------------
 
     def _acquire(self) -> bool:
-        if scripts.lease(self.redis, self.keys, "acquire", self.token, self.opts.lease_ms, holder_text()):
+        if self._lease("acquire"):
             return True
         if self.opts.skip_busy:
             return False
         return self._wait_for_lease()
 
+    def _lease(self, op: str, dead_token: bytes | None = None) -> bool:
+        me = holder.identity()
+        return scripts.lease(
+            self.redis,
+            self.keys,
+            op,
+            self.token,
+            self.opts.lease_ms,
+            holder.text(me),
+            holder.encoded(me),
+            dead_token,
+        )
+
     def _wait_for_lease(self) -> bool:
-        """Another token holds the lease. A live holder renews it (its
-        heartbeat), so the partition is busy; a dead or stalled one does not,
-        and its lease runs out within the lease time: take it over then, and
-        adopt its run. True when the lease is ours."""
+        """Another token holds the lease. A holder that provably died (on
+        this machine: holder.py) is replaced at once. A live holder renews it
+        (its heartbeat), so the partition is busy; a dead or stalled one does
+        not, and its lease runs out within the lease time: take it over then,
+        and adopt its run. True when the lease is ours."""
         seen: tuple[bytes, int] | None = None
         while not (self.stop.is_set() or self.interrupt.is_set()):
             pipe = self.redis.pipeline(transaction=False)
             pipe.get(self.keys.lease)
             pipe.pttl(self.keys.lease)
-            token, ttl = pipe.execute()
+            pipe.hmget(self.keys.meta, "holder", "holder_id")
+            token, ttl, (who, who_id) = pipe.execute()
+            who_text = who.decode("utf-8", "replace") if who else "another drainer"
             if token is None or ttl == -2:  # gone (perhaps between the two reads)
-                if scripts.lease(self.redis, self.keys, "acquire", self.token, self.opts.lease_ms, holder_text()):
-                    if seen is not None:
+                if self._lease("acquire"):
+                    if seen is not None and seen[1] <= WATCH_S * 2000:
                         log.warning("%s: its drainer stopped renewing the lease; taking the partition over", self.where)
+                    elif seen is not None:  # released well before it would have expired: a hand-off
+                        log.info("%s: the drainer before this one finished; taking the partition", self.where)
                     return True
                 seen = None  # someone else was quicker: watch the new holder
                 continue
+            if seen is None and holder.is_dead(who_id):
+                if self._lease("takeover", token):
+                    log.warning(
+                        "%s: the lease's holder (%s) is no longer running on this machine; taking the partition"
+                        " over at once",
+                        self.where,
+                        who_text,
+                    )
+                    return True
+                continue  # it changed hands meanwhile: look again
             if ttl < 0 or (seen is not None and (token != seen[0] or ttl > seen[1])):
                 # renewed, or taken over by another live drainer (or set with no expiry by hand)
-                holder = self.redis.hget(self.keys.meta, "holder")
-                log.info("%s: busy, held by %s", self.where, holder.decode() if holder else "another drainer")
+                log.info("%s: busy, held by %s", self.where, who_text)
                 return False
+            if seen is None:
+                log.info(
+                    "%s: the lease is held by %s; waiting up to %.1f s to see whether it is renewed",
+                    self.where,
+                    who_text,
+                    ttl / 1000,
+                )
             seen = (token, ttl)
-            time.sleep(min(0.05, ttl / 1000))
+            time.sleep(min(WATCH_S, ttl / 1000))
         return False
 
     def release(self) -> None:

@@ -102,10 +102,28 @@ def write_args(keys: PartitionKeys, entry: bytes, items: list[tuple[str, bytes]]
 # --- drain side ---------------------------------------------------------------
 
 
-def lease(client: Any, keys: PartitionKeys, op: str, token: str, ms: int = 0, holder: str | None = None) -> bool:
+def lease(
+    client: Any,
+    keys: PartitionKeys,
+    op: str,
+    token: str,
+    ms: int = 0,
+    holder: str | None = None,
+    holder_id: bytes | None = None,
+    dead_token: bytes | None = None,
+) -> bool:
+    """``op``: "acquire", "takeover" (of the lease ``dead_token`` holds, its
+    holder found dead), "renew" or "release"; ``holder`` and ``holder_id``
+    name the caller in meta (holder.py)."""
     if op == "renew":
         return bool(call(client, "lease", [keys.lease], [op, token, ms]))
-    args = [op, token, ms] if holder is None else [op, token, ms, holder]
+    args: list[Any] = [op, token, ms]
+    if holder is not None:
+        args.append(holder)
+        if holder_id is not None:
+            args.append(holder_id)
+            if dead_token is not None:
+                args.append(dead_token)
     return bool(call(client, "lease", [keys.lease, keys.meta], args))
 
 

@@ -12,13 +12,13 @@ from typing import Any
 
 from redis.client import NEVER_DECODE
 
-from . import scripts
+from . import holder, scripts
 from .checks import eviction_warnings, nothing_registered_warning
 from .discover import find_unregistered, registry_epoch
 from .drain import registered_tables
 from .errors import ConfigurationError
 
-W = 5  # replies per partition in the first pipeline
+W = 6  # replies per partition in the first pipeline
 
 
 def _text(value: bytes | str) -> str:
@@ -57,6 +57,7 @@ def table_status(
             pipe.hlen(keys.dead)
             pipe.exists(keys.lease)
             pipe.hget(keys.meta, "holder")
+            pipe.hget(keys.meta, "holder_id")
         raw = pipe.execute()
         runs = [(keys, raw[W * i + 1]) for i, keys in enumerate(parts)]
         leases = {
@@ -64,6 +65,10 @@ def table_status(
             for i, keys in enumerate(parts)
             if raw[W * i + 3]
         }
+        # Holders that died on this machine (holder.py): their leases run out, or the next drain takes them at once.
+        dead_holders = [
+            keys.number for i, keys in enumerate(parts) if raw[W * i + 3] and holder.is_dead(raw[W * i + 5])
+        ]
         pipe = redis_client.pipeline(transaction=False)
         active = [(keys, run.decode() if isinstance(run, bytes) else run) for keys, run in runs if run]
         for keys, run in active:
@@ -88,6 +93,7 @@ def table_status(
             "dead": sum(raw[W * i + 2] for i in range(len(parts))),
             "active_runs": {keys.number: run for keys, run in active},
             "leases": leases,  # partition -> who holds its lease now (host, pid, since)
+            "dead_holders": dead_holders,  # partitions whose lease holder is known to have died
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
         }
     return result

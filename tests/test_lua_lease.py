@@ -32,3 +32,20 @@ def test_an_expired_lease_goes_to_the_next_drainer(r, prefix):
     time.sleep(0.1)
     assert not scripts.lease(r, keys, "renew", "a", 1000)
     assert scripts.lease(r, keys, "acquire", "b", 1000)
+
+
+def test_takeover_replaces_only_the_holder_named(r, prefix):
+    """A drainer that found the holder dead takes the lease only if that
+    holder still has it: compare and set, with the new holder's names."""
+    keys = PartitionKeys(prefix, "t", 0)
+    assert scripts.lease(r, keys, "acquire", "a", 60_000, "host pid 1 since x", b'{"pid": 1}')
+    assert r.hmget(keys.meta, "holder", "holder_id") == [b"host pid 1 since x", b'{"pid": 1}']
+    assert not scripts.lease(r, keys, "takeover", "b", 1000, "host pid 2 since y", b'{"pid": 2}', b"someone-else")
+    assert r.get(keys.lease) == b"a"
+    assert scripts.lease(r, keys, "takeover", "b", 1000, "host pid 2 since y", b'{"pid": 2}', b"a")
+    assert r.get(keys.lease) == b"b" and 0 < r.pttl(keys.lease) <= 1000
+    assert r.hmget(keys.meta, "holder", "holder_id") == [b"host pid 2 since y", b'{"pid": 2}']
+    assert scripts.lease(r, keys, "release", "b")
+    assert r.hmget(keys.meta, "holder", "holder_id") == [None, None]
+    assert not scripts.lease(r, keys, "takeover", "c", 1000, "h", b"{}", b"b")  # nothing to take over
+    assert not r.exists(keys.lease)
