@@ -699,6 +699,15 @@ def dead_letter_purge(
     click.echo(f"{n} dead letters purged")
 
 
+def ago(at: int) -> str:
+    """How long ago ``at`` (unix seconds) was, as an operator reads it."""
+    seconds = max(0, int(time.time()) - at)
+    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 @main.command()
 @redis_options
 @table_option
@@ -732,6 +741,9 @@ def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], 
             f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
             f"({t['partitions']} partitions{lost})"
         )
+        if t["last_drained_at"] is not None:
+            every = "" if t["all_drained_at"] is None else f", every partition within {ago(t['all_drained_at'])}"
+            click.echo(f"  last drained {ago(t['last_drained_at'])} ago{every}")
         for number, holder in sorted(t["leases"].items()):
             dead = " (no longer running: the next drain takes it over at once)" if number in t["dead_holders"] else ""
             click.echo(f"  partition {number}: held by {holder}{dead}")

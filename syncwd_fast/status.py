@@ -18,7 +18,7 @@ from .discover import find_unregistered, registry_epoch
 from .drain import registered_tables
 from .errors import ConfigurationError
 
-W = 6  # replies per partition in the first pipeline
+W = 7  # replies per partition in the first pipeline
 
 
 def _text(value: bytes | str) -> str:
@@ -58,6 +58,7 @@ def table_status(
             pipe.exists(keys.lease)
             pipe.hget(keys.meta, "holder")
             pipe.hget(keys.meta, "holder_id")
+            pipe.hget(keys.meta, "last_finished_at")
         raw = pipe.execute()
         runs = [(keys, raw[W * i + 1]) for i, keys in enumerate(parts)]
         leases = {
@@ -65,6 +66,7 @@ def table_status(
             for i, keys in enumerate(parts)
             if raw[W * i + 3]
         }
+        finished = [int(raw[W * i + 6]) for i in range(len(parts)) if raw[W * i + 6]]
         # Holders that died on this machine (holder.py): their leases run out, or the next drain takes them at once.
         dead_holders = [
             keys.number for i, keys in enumerate(parts) if raw[W * i + 3] and holder.is_dead(raw[W * i + 5])
@@ -94,6 +96,11 @@ def table_status(
             "active_runs": {keys.number: run for keys, run in active},
             "leases": leases,  # partition -> who holds its lease now (host, pid, since)
             "dead_holders": dead_holders,  # partitions whose lease holder is known to have died
+            # When a drain last finished a partition (unix seconds): the latest, and the oldest of the
+            # partitions' last (None while a partition was never drained): every record written
+            # before that one was drained, so nothing waiting is older unless written since.
+            "last_drained_at": max(finished, default=None),
+            "all_drained_at": min(finished) if len(finished) == len(parts) else None,
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
         }
     return result

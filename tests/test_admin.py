@@ -51,3 +51,14 @@ def test_a_bad_prefix_or_an_unknown_table_is_a_configuration_error(r: Any, prefi
         syncwd_fast.status(r, prefix="bad prefix")
     with pytest.raises(ConfigurationError, match="not registered"):
         list(syncwd_fast.dead_letters(r, prefix=prefix, tables=["no.such"]))
+
+
+def test_status_says_when_each_table_was_last_drained(r: Any, dsn: str, prefix: str, drained: Table) -> None:
+    import time
+
+    t = syncwd_fast.status(r, prefix=prefix)["tables"][drained.name]
+    assert abs(t["last_drained_at"] - time.time()) < 60 and t["all_drained_at"] <= t["last_drained_at"]
+    fresh = Table("adm.fresh", partitions=2)
+    Syncwd(r, prefix=prefix).update(fresh, {"id": 1})
+    t = syncwd_fast.status(r, prefix=prefix)["tables"][fresh.name]
+    assert t["last_drained_at"] is None and t["all_drained_at"] is None
