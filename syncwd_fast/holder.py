@@ -36,22 +36,42 @@ def _pid_namespace() -> int:
         return 0
 
 
+GONE = -1  # _state: the process does not run (or is a zombie)
+UNKNOWN = -2  # _state: this process cannot tell (/proc hides it, hidepid)
+
+
 def start_ticks(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot), None when it does not
-    run (or /proc cannot say)."""
+    run, is a zombie, or /proc cannot say."""
+    state = _state(pid)
+    return state if state >= 0 else None
+
+
+def _state(pid: int) -> int:
+    """``pid``'s start ticks, or GONE, or UNKNOWN. kill(pid, 0) says whether
+    it exists whatever /proc shows (hidepid hides other users' processes:
+    their /proc entry is missing though they run)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return GONE
+    except PermissionError:
+        pass  # it exists, another user's
+    except OSError:
+        return UNKNOWN
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return None
+        return UNKNOWN
     # The command name (field 2) may hold spaces and parentheses: fields follow the last ")".
     fields = stat[stat.rfind(b")") + 2 :].split()
     if fields[:1] in ([b"Z"], [b"X"]):  # a zombie: it ended, its parent has not reaped it yet
-        return None
+        return GONE
     try:
         return int(fields[19])  # field 22 of stat
     except (IndexError, ValueError):
-        return None
+        return UNKNOWN
 
 
 def identity() -> dict[str, Any]:
@@ -71,22 +91,34 @@ def text(ident: dict[str, Any]) -> str:
     return f"{ident['host']} pid {ident['pid']} since {ident['since']}"
 
 
-def encoded(ident: dict[str, Any]) -> bytes:
-    return orjson.dumps(ident)
+def encoded(ident: dict[str, Any], token: str | None = None) -> bytes:
+    """``ident`` as meta.holder_id, naming the lease ``token`` it holds: an id
+    left by an earlier holder never speaks for a later one."""
+    return orjson.dumps(ident if token is None else {**ident, "token": token})
 
 
-def is_dead(raw: bytes | str | None) -> bool | None:
+def is_dead(raw: bytes | str | None, token: bytes | str | None = None) -> bool | None:
     """True when the holder ``raw`` (a ``holder_id``) ran on this machine and
     pid namespace and its process is gone; False when it still runs; None
-    when this process cannot tell (another host or namespace, no id)."""
+    when this process cannot tell (another host or namespace, /proc hiding
+    it, no id, or an id written for another lease than ``token``'s: a
+    drainer of an older version, which writes none, may hold the lease now)."""
     if raw is None:
         return None
     try:
         ident = orjson.loads(raw)
         pid, start = int(ident["pid"]), int(ident["start"])
-        boot, pidns = str(ident["boot"]), int(ident["pidns"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        boot, pidns, host = str(ident["boot"]), int(ident["pidns"]), str(ident["host"])
+        owner = ident.get("token")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if token is not None and owner != (token.decode("utf-8", "replace") if isinstance(token, bytes) else token):
         return None
     if not boot or not pidns or not start or boot != _boot_id() or pidns != _pid_namespace():
         return None
-    return start_ticks(pid) != start
+    if host != socket.gethostname():
+        return None
+    state = _state(pid)
+    if state == UNKNOWN:
+        return None
+    return state != start

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from .errors import ConfigurationError
 
 LAYOUT = 1
@@ -31,13 +33,30 @@ def claim(redis: Any, prefix: str) -> None:
     pipe = redis.pipeline(transaction=False)
     pipe.setnx(layout_key(prefix), LAYOUT)
     pipe.get(layout_key(prefix))
-    _, found = pipe.execute()
+    try:
+        _, found = pipe.execute()
+    except ResponseError as exc:
+        _refuse_wrong_type(prefix, exc)
+        raise
     if found is not None and found not in (str(LAYOUT).encode(), str(LAYOUT)):
         raise _refuse(prefix, found)
 
 
 def check(redis: Any, prefix: str) -> None:
     """A drainer's check: refuse a prefix of another layout (none recorded: layout 1)."""
-    found = redis.get(layout_key(prefix))
+    try:
+        found = redis.get(layout_key(prefix))
+    except ResponseError as exc:
+        _refuse_wrong_type(prefix, exc)
+        raise
     if found is not None and found not in (str(LAYOUT).encode(), str(LAYOUT)):
         raise _refuse(prefix, found)
+
+
+def _refuse_wrong_type(prefix: str, exc: ResponseError) -> None:
+    """A key of another type where the layout should be: configuration, not a fault."""
+    if "WRONGTYPE" in str(exc):
+        raise ConfigurationError(
+            f"{layout_key(prefix)} is not the string this syncwd-fast keeps there (another program's key under"
+            f" prefix {prefix!r}?): {str(exc).strip()}"
+        ) from exc

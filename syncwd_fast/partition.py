@@ -286,7 +286,7 @@ class PartitionDrain:
             self.token,
             self.opts.lease_ms,
             holder.text(me),
-            holder.encoded(me),
+            holder.encoded(me, self.token),
             dead_token,
         )
 
@@ -306,14 +306,15 @@ class PartitionDrain:
             who_text = who.decode("utf-8", "replace") if who else "another drainer"
             if token is None or ttl == -2:  # gone (perhaps between the two reads)
                 if self._lease("acquire"):
-                    if seen is not None and seen[1] <= WATCH_S * 2000:
+                    # Seen close to its end: it ran out. Seen far from it: released, a hand-off.
+                    if seen is not None and seen[1] <= min(1000, self.opts.lease_ms // 2):
                         log.warning("%s: its drainer stopped renewing the lease; taking the partition over", self.where)
                     elif seen is not None:  # released well before it would have expired: a hand-off
                         log.info("%s: the drainer before this one finished; taking the partition", self.where)
                     return True
                 seen = None  # someone else was quicker: watch the new holder
                 continue
-            if seen is None and holder.is_dead(who_id):
+            if seen is None and holder.is_dead(who_id, token):
                 if self._lease("takeover", token):
                     log.warning(
                         "%s: the lease's holder (%s) is no longer running on this machine; taking the partition"

@@ -55,7 +55,7 @@ def table_status(
             pipe.scard(keys.dirty)
             pipe.hget(keys.meta, "run")
             pipe.hlen(keys.dead)
-            pipe.exists(keys.lease)
+            pipe.get(keys.lease)
             pipe.hget(keys.meta, "holder")
             pipe.hget(keys.meta, "holder_id")
             pipe.hget(keys.meta, "last_finished_at")
@@ -69,7 +69,9 @@ def table_status(
         finished = [int(raw[W * i + 6]) for i in range(len(parts)) if raw[W * i + 6]]
         # Holders that died on this machine (holder.py): their leases run out, or the next drain takes them at once.
         dead_holders = [
-            keys.number for i, keys in enumerate(parts) if raw[W * i + 3] and holder.is_dead(raw[W * i + 5])
+            keys.number
+            for i, keys in enumerate(parts)
+            if raw[W * i + 3] and holder.is_dead(raw[W * i + 5], raw[W * i + 3])
         ]
         pipe = redis_client.pipeline(transaction=False)
         active = [(keys, run.decode() if isinstance(run, bytes) else run) for keys, run in runs if run]

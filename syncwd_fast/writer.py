@@ -94,23 +94,33 @@ class Syncwd:
             return table
         if not self._tables:  # this writer's first table: the prefix's key layout, once
             layout.claim(self.redis, self.prefix)
-        current = self.redis.hget(registry_key(self.prefix), table.name)
-        if current is not None:
-            existing = Table.from_registry(table.name, current)
-            if existing.partitions != table.partitions:
+        # Read and written in one script: no other writer's entry slips in between.
+        status, *current = scripts.call(
+            self.redis,
+            "register",
+            [registry_key(self.prefix)],
+            [
+                table.name,
+                table.to_registry(),
+                table.partitions,
+                "replace" if replace else "",
+                REGISTRY_EPOCH,
+                new_epoch(),
+            ],
+        )
+        if int(status) != 0:
+            existing = Table.from_registry(table.name, current[0])
+            if int(status) == 2:
                 raise ConfigurationError(
                     f"table {table.name!r} is registered with {existing.partitions} partitions, not "
                     f"{table.partitions}: drain it completely before changing the partition count"
                 )
-            if existing != table and not replace:
+            if existing != table:  # the same options spelled otherwise are no conflict
                 raise ConfigurationError(
                     f"table {table.name!r} is registered as {describe(existing)}, this writer has it as "
                     f"{describe(table)}: make them agree, or replace the entry once with "
                     "Syncwd.register(table, replace=True)"
                 )
-        if current is None or Table.from_registry(table.name, current) != table:
-            self.redis.hset(registry_key(self.prefix), table.name, table.to_registry())
-            self.redis.hsetnx(registry_key(self.prefix), REGISTRY_EPOCH, new_epoch())
         self._tables[table.name] = table
         self._asserted[table.name] = time.monotonic()
         return table
