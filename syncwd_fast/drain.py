@@ -163,7 +163,18 @@ class FastDrainer:
                     raise
                 if attempt == self.options.retries:
                     raise DrainFault(f"{what}: {type(exc).__name__}: {str(exc).strip()}") from exc
-                time.sleep(min(self.options.backoff * 2**attempt, 10.0))
+                wait = min(self.options.backoff * 2**attempt, 10.0)
+                # Said as it happens: a wrong port must not look like a long silence.
+                log.warning(
+                    "%s: %s: %s; retry %d of %d in %.1f s",
+                    what,
+                    type(exc).__name__,
+                    mask(str(exc).strip()),
+                    attempt + 1,
+                    self.options.retries,
+                    wait,
+                )
+                time.sleep(wait)
         raise AssertionError("unreachable")
 
     def _tables(self, report: DrainReport) -> list[Table]:

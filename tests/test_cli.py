@@ -118,6 +118,8 @@ def test_exit_3_when_redis_is_unreachable(dsn):
     out = cli("drain", "--redis", f"redis://127.0.0.1:{free_port()}/0", "--dsn", dsn, "--retries", "1", "--json")
     assert out.returncode == 3, out
     assert "ConnectionError" in last_json(out.stdout)["aborted"]
+    # Each retry is said as it happens, with what failed: no long silence before exit 3.
+    assert "ConnectionError" in out.stderr and "retry 1 of 1 in 0.5 s" in out.stderr
 
 
 def test_status(r, redis_url, prefix, t):
