@@ -53,3 +53,57 @@ def test_the_python_quick_start_runs_as_pasted(private_redis: Any, base_dsn: str
     finally:
         with psycopg.connect(base_dsn, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def _commands() -> dict[str, Any]:
+    """Each command of the CLI by its name as typed ("dead-letter list"), and "" for the group."""
+    import click
+
+    from syncwd_fast.cli import main
+
+    out: dict[str, Any] = {"": main}
+    for name, command in main.commands.items():
+        if isinstance(command, click.Group):
+            out.update({f"{name} {sub}": c for sub, c in command.commands.items()})
+        else:
+            out[name] = command
+    return out
+
+
+def _options(command: Any) -> set[str]:
+    import click
+
+    return {o for p in command.params if isinstance(p, click.Option) for o in p.opts if o.startswith("--")}
+
+
+def test_the_readme_cli_synopsis_matches_the_commands() -> None:
+    """Every option the synopsis shows exists, and every option of a command is
+    in its synopsis line (schedule's drain options by "[drain options]")."""
+    text = README.read_text()
+    block = text.split("## CLI", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    lines: dict[str, str] = {}
+    current = None
+    for line in block.splitlines():
+        if line.startswith("syncwd-fast "):
+            words = line.split()[1:]
+            name = " ".join(words[:2]) if words[0] == "dead-letter" else ("" if words[0].startswith("[") else words[0])
+            current = name
+            lines[current] = line.split("#", 1)[0]
+        elif current is not None and line.startswith(" "):
+            lines[current] += " " + line.split("#", 1)[0]
+    commands = _commands()
+    assert set(lines) == set(commands), set(lines) ^ set(commands)
+    drain_options = _options(commands["drain"])
+    for name, line in lines.items():
+        shown = set(re.findall(r"--[a-z][a-z-]*", line))
+        have = _options(commands[name]) - {"--help", "--version"}
+        assert shown <= have | {"--every", "--cron"}, (name, shown - have)
+        missing = have - shown - (drain_options if "[drain options]" in line else set())
+        assert not missing, (name, missing)
+
+
+def test_the_readme_names_every_environment_variable() -> None:
+    text = README.read_text()
+    variables = {p.envvar for command in _commands().values() for p in command.params if getattr(p, "envvar", None)}
+    missing = sorted(v for v in variables if f"`{v}`" not in text)
+    assert not missing, missing
