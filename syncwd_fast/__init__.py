@@ -1,7 +1,7 @@
 """syncwd-fast: keep hot records in Redis, drain them to PostgreSQL or MariaDB/MySQL (or a sink of
 one's own) in bulk."""
 
-from .admin import dead_letters, purge_dead_letters, retry_dead_letters, status
+from .admin import dead_letters, purge_dead_letters, record, retry_dead_letters, status
 from .deadletter import DeadLetter, Retried
 from .drain import FastDrainer, registered_tables
 from .errors import (
@@ -42,6 +42,7 @@ __all__ = [
     "Written",
     "dead_letters",
     "purge_dead_letters",
+    "record",
     "registered_tables",
     "retry_dead_letters",
     "status",

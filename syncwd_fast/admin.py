@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+from redis.client import NEVER_DECODE
+
+from . import scripts
 from .connection import require_sync
-from .deadletter import DeadLetter, Retried, list_dead, purge_dead, retry_dead_records
-from .keys import DEFAULT_PREFIX, validate_prefix
+from .deadletter import DeadLetter, Retried, find_tables, list_dead, purge_dead, retry_dead_records
+from .keys import DEFAULT_PREFIX, TOMBSTONE, canonical_id, validate_prefix
 from .status import status_report
 
 
@@ -47,3 +51,61 @@ def purge_dead_letters(
     TTL unless a newer value waits to be drained. Returns how many."""
     require_sync(redis, "purge_dead_letters")
     return purge_dead(redis, validate_prefix(prefix), tables, ids)
+
+
+def record(redis: Any, table: str, record_id: Any, *, prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
+    """One record's state in Redis (``syncwd-fast get``): its value (the JSON,
+    or {"deleted": true} for a tombstone, None when gone) and its cache TTL in
+    ms (None: no TTL, as while it is not durable), whether it waits to be
+    drained (``dirty``), is in the active run's set (``in_run``), in an
+    in-flight record (``in_flight``: popped, not yet committed and acked), and
+    its dead letter if it has one. ``record_id``: the id's text, or the key's
+    value (a tuple or list for several key columns), as ``Syncwd.get`` takes it."""
+    require_sync(redis, "record")
+    (t,) = find_tables(redis, validate_prefix(prefix), [table])
+    rid = (
+        record_id
+        if isinstance(record_id, str)
+        else canonical_id(record_id if isinstance(record_id, (list, tuple)) else [record_id])
+    )
+    wire = scripts.id_wire(rid)
+    number = t.partition(rid)
+    keys = t.keys(number, prefix)
+    pipe = redis.pipeline(transaction=False)
+    pipe.get(keys.value(rid))
+    pipe.pttl(keys.value(rid))
+    pipe.sismember(keys.dirty, wire)
+    pipe.hget(keys.meta, "run")
+    pipe.hget(keys.dead, wire)
+    raw, ttl, dirty, run, dead = pipe.execute()
+    run = run.decode() if isinstance(run, bytes) else run
+    in_run = in_flight = False
+    if run:
+        pipe = redis.pipeline(transaction=False)
+        pipe.sismember(keys.run(run), wire)
+        pipe.execute_command("HVALS", keys.inflight(run), **{NEVER_DECODE: []})
+        pipe.execute_command("LRANGE", scripts.redo_key(keys, run), 0, -1, **{NEVER_DECODE: []})
+        member, records, redo = pipe.execute()
+        in_run = bool(member)
+        in_flight = any(wire in scripts.packed_ids(r) for r in [*records, *redo])
+    value: Any = None
+    if raw is not None:
+        raw = raw.encode() if isinstance(raw, str) else raw
+        if raw[:1] == TOMBSTONE:
+            value = {"deleted": True}
+        else:
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                value = raw.decode("utf-8", "replace")
+    return {
+        "table": t.name,
+        "partition": number,
+        "id": rid,
+        "value": value,
+        "ttl_ms": ttl if ttl is not None and ttl >= 0 else None,
+        "dirty": bool(dirty),
+        "in_run": in_run,
+        "in_flight": in_flight,
+        "dead_letter": orjson.loads(dead) if dead else None,
+    }

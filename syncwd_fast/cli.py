@@ -699,6 +699,25 @@ def dead_letter_purge(
     click.echo(f"{n} dead letters purged")
 
 
+@main.command("get")
+@redis_options
+@click.argument("table")
+@click.argument("record_id", metavar="ID")
+def get_record(redis_url: str, cluster: bool, prefix: str, table: str, record_id: str) -> None:
+    """Show one record's state in Redis, as JSON: its value and cache TTL,
+    whether it waits to be drained (dirty), is in the run under way or in
+    flight (popped, not yet committed), and its dead letter if any.
+
+    \b
+    Example:
+        syncwd-fast get player_progress 7 --redis redis://localhost:6379/0
+    """
+    from .admin import record
+
+    state = record(open_redis(redis_url, cluster), table, record_id, prefix=prefix)
+    click.echo(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())
+
+
 def ago(at: int) -> str:
     """How long ago ``at`` (unix seconds) was, as an operator reads it."""
     seconds = max(0, int(time.time()) - at)

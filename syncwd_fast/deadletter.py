@@ -29,7 +29,7 @@ class DeadLetter:
         return asdict(self)
 
 
-def _tables(redis_client: Any, prefix: str, tables: Iterable[str] | None) -> list[Table]:
+def find_tables(redis_client: Any, prefix: str, tables: Iterable[str] | None) -> list[Table]:
     """The tables asked for, or every one; with an empty registry, or a table
     asked for that it lacks, also those only their partitions' meta knows."""
     registry = registered_tables(redis_client, prefix)
@@ -51,7 +51,7 @@ def _text(value: bytes | str) -> str:
 
 
 def list_dead(redis_client: Any, prefix: str, tables: Iterable[str] | None = None) -> Iterator[DeadLetter]:
-    for table in _tables(redis_client, prefix, tables):
+    for table in find_tables(redis_client, prefix, tables):
         for number in range(table.partitions):
             keys = table.keys(number, prefix)
             for record_id, raw in redis_client.hscan_iter(keys.dead, count=1000):
@@ -74,7 +74,7 @@ def _per_partition(
     redis_client: Any, prefix: str, tables: Iterable[str] | None, ids: Iterable[str] | None
 ) -> Iterator[tuple[Table, Any, list[str]]]:
     wanted = list(ids or [])
-    for table in _tables(redis_client, prefix, tables):
+    for table in find_tables(redis_client, prefix, tables):
         if not wanted:
             for number in range(table.partitions):
                 yield table, table.keys(number, prefix), []

@@ -162,6 +162,30 @@ def packed_count(record: bytes) -> int:
     raise ValueError(f"not an in-flight record: {record[:8]!r}")
 
 
+def packed_ids(record: bytes) -> list[bytes]:
+    """The ids of an in-flight record (a cmsgpack array of strings), read
+    with every length checked: ValueError for anything else."""
+    n = packed_count(record)  # checks the array's header
+    at = 3 if record[0] == 0xDC else 5 if record[0] == 0xDD else 1
+    ids: list[bytes] = []
+    for _ in range(n):
+        if at >= len(record):
+            raise ValueError("an in-flight record ends early")
+        head = record[at]
+        if 0xA0 <= head <= 0xBF:
+            size, at = head & 0x1F, at + 1
+        elif head in (0xD9, 0xDA, 0xDB, 0xC4, 0xC5, 0xC6):
+            width = {0xD9: 1, 0xDA: 2, 0xDB: 4, 0xC4: 1, 0xC5: 2, 0xC6: 4}[head]
+            size, at = int.from_bytes(record[at + 1 : at + 1 + width], "big"), at + 1 + width
+        else:
+            raise ValueError(f"an in-flight record holds a {head:#x}, not a string")
+        if at + size > len(record):
+            raise ValueError("an in-flight record ends early")
+        ids.append(record[at : at + size])
+        at += size
+    return ids
+
+
 @dataclass(frozen=True)
 class Popped:
     ids: list[str]

@@ -62,3 +62,30 @@ def test_status_says_when_each_table_was_last_drained(r: Any, dsn: str, prefix: 
     Syncwd(r, prefix=prefix).update(fresh, {"id": 1})
     t = syncwd_fast.status(r, prefix=prefix)["tables"][fresh.name]
     assert t["last_drained_at"] is None and t["all_drained_at"] is None
+
+
+def test_get_shows_one_records_state_through_its_life(
+    r: Any, redis_url: str, dsn: str, prefix: str, drained: Table
+) -> None:
+    from syncwd_fast import scripts
+
+    name = drained.name
+    state = syncwd_fast.record(r, name, 5, prefix=prefix)  # landed by the fixture's drain
+    assert state["value"] == {"id": 5, "v": 2} and state["ttl_ms"] > 0 and not state["dirty"]
+    assert state["dead_letter"] is None and not state["in_run"] and not state["in_flight"]
+    state = syncwd_fast.record(r, name, "1", prefix=prefix)  # refused by the CHECK
+    assert state["dead_letter"]["error"].startswith("new row") or "check" in state["dead_letter"]["error"]
+    assert state["ttl_ms"] is None  # a dead letter's value never expires
+    state = syncwd_fast.record(r, name, 20, prefix=prefix)  # written after the drain
+    assert state["dirty"] and state["ttl_ms"] is None
+    keys = drained.keys(drained.partition("20"), prefix)
+    scripts.lease(r, keys, "acquire", "tok", 60_000)
+    snap = scripts.snapshot(r, keys, "tok", "RUN1")
+    scripts.pop(r, keys, snap.run, "tok", 100, 60_000)
+    state = syncwd_fast.record(r, name, 20, prefix=prefix)
+    assert (state["dirty"], state["in_run"], state["in_flight"]) == (False, True, True)
+    out = cli("get", name, "20", "--redis", redis_url, "--prefix", prefix)
+    assert out.returncode == 0 and orjson.loads(out.stdout) == orjson.loads(orjson.dumps(state))
+    Syncwd(r, prefix=prefix).delete(drained, 20)
+    assert syncwd_fast.record(r, name, 20, prefix=prefix)["value"] == {"deleted": True}
+    assert cli("get", "no.such", "1", "--redis", redis_url, "--prefix", prefix).returncode == 2

@@ -213,3 +213,14 @@ def test_a_batch_survives_a_script_flush_between_its_pops(private_redis, monkeyp
         if not batch.remaining:
             break
     assert len(calls) > 5 and sorted(got, key=int) == ids and len(got) == len(set(got))
+
+
+def test_packed_ids_reads_what_pop_recorded(r, prefix):
+    """scripts.packed_ids (for `get` and status) reads cmsgpack arrays as
+    pop.lua writes them, of every string length, and refuses what is not one."""
+    for ids in ([b"1"], [b"x" * 31, b"y" * 32, b"z" * 300, b"", b"\xff\x00"], [str(i).encode() for i in range(70_000)]):
+        packed = r.eval("return cmsgpack.pack(ARGV)", 0, *ids)
+        assert scripts.packed_ids(packed) == ids
+    for bad in (b"\x91", b"\x92\xa1a", b"\x91\x01", b"\x91\xd9\x05ab"):
+        with pytest.raises(ValueError):
+            scripts.packed_ids(bad)
