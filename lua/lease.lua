@@ -6,8 +6,8 @@
   Input:
     KEYS[1] lease key           P:{T:n}:lease
     KEYS[2] meta hash           P:{T:n}:meta (optional) records who holds the
-                                lease in field "holder" (acquire) and clears
-                                it (release)
+                                lease in fields "holder" and "holder_id"
+                                (acquire, takeover) and clears them (release)
     ARGV[1] operation           "acquire" | "takeover" | "renew" | "release"
     ARGV[2] owner token         random, one per drainer and partition
     ARGV[3] lease time in ms    (acquire, takeover, renew)
@@ -19,8 +19,9 @@
                                 dead: the lease is taken only if it still holds it
 
   Output:
-    1 when the caller holds the lease after the call (acquire, renew) or has
-    just released it (release); 0 when another owner holds it or it expired.
+    1 when the caller holds the lease after the call (acquire, takeover, renew)
+    or has just released it (release); 0 when another owner holds it or it
+    expired (takeover: when it no longer holds the dead token).
 ]]
 local rcall = redis.call
 local key, meta, op, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
