@@ -419,10 +419,11 @@ def test_a_signal_during_the_lease_watch_is_an_interruption(r, db, redis_url, ds
     Syncwd(r, prefix=prefix).update_many(t, [{"id": i} for i in range(100)])
     r.set(t.keys(0, prefix).lease, "a-dead-drainer", px=30_000)  # nobody renews it
 
-    # Watching the dead drainer's lease: a client whose last command read its TTL
-    # (not a fixed wait: a busy machine may take seconds to start the drain).
+    # Watching the dead drainer's lease: a client whose last command is the
+    # watch's last (the lease's TTL, then who holds it: _wait_for_lease), not a
+    # fixed wait: a busy machine may take seconds to start the drain.
     def watching() -> bool:
-        return any(c.get("cmd") == "pttl" for c in r.client_list())
+        return any(c.get("cmd") in ("pttl", "hmget") for c in r.client_list())
 
     command = [*drain_command(redis_url, dsn, prefix), "--json"]
     code, stdout, stderr, _ = interrupt(command, watching, signal.SIGINT)
