@@ -86,11 +86,17 @@ def test_a_hand_off_between_live_drainers_is_no_warning(
     assert scripts.lease(r, keys, "acquire", "other", 20_000, holder.text(me), holder.encoded(me))
     releaser = threading.Timer(0.5, lambda: scripts.lease(r, keys, "release", "other"))
     releaser.start()
-    caplog.set_level(logging.INFO, logger="syncwd_fast")
+    # On the package's logger itself: an in-process CLI run earlier stops it propagating.
+    package_log = logging.getLogger("syncwd_fast")
+    package_log.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.INFO)
+    level, package_log.level = package_log.level, logging.INFO
     try:
         report = FastDrainer(r, dsn, prefix=prefix).drain()
     finally:
         releaser.cancel()
+        package_log.removeHandler(caplog.handler)
+        package_log.setLevel(level)
     assert report.upserted == 1
     messages = [(rec.levelno, rec.getMessage()) for rec in caplog.records if rec.name == "syncwd_fast"]
     assert any("waiting up to" in m for _, m in messages)  # said at once what it waits for
