@@ -453,11 +453,19 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
     drainer = make_drainer(**options)
     stop = threading.Event()
     codes: list[int] = []
+    draining = threading.Event()
 
     def first(name: str) -> None:
-        log.warning("%s: stopping after the batch in flight (%s again to stop at once)", name, name)
+        if draining.is_set():
+            log.warning("%s: stopping after the batch in flight (%s again to stop at once)", name, name)
+        else:
+            log.info("%s: no drain under way; the schedule ends", name)
         stop.set()
         drainer.request_stop(name)
+
+    def waiting(due: float) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due))
+        log.info("next drain at %s (in %s)", when, duration(due - time.time()))
 
     def second(name: str) -> None:
         report = drainer.abandon(name)
@@ -465,8 +473,12 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         os._exit(worst([*codes, report.exit_code]))
 
     with Interrupts(first, second) as interrupts:
-        for _ in plan.ticks(stop):
-            report = drainer.drain()
+        for _ in plan.ticks(stop, waiting):
+            draining.set()
+            try:
+                report = drainer.drain()
+            finally:
+                draining.clear()
             codes.append(report.exit_code)
             if as_json:
                 emit(report, True)
@@ -718,13 +730,18 @@ def get_record(redis_url: str, cluster: bool, prefix: str, table: str, record_id
     click.echo(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())
 
 
-def ago(at: int) -> str:
-    """How long ago ``at`` (unix seconds) was, as an operator reads it."""
-    seconds = max(0, int(time.time()) - at)
+def duration(seconds: float) -> str:
+    """A span of time as an operator reads it (its largest unit)."""
+    whole = max(0, int(seconds))
     for unit, size in (("d", 86_400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size} {unit}"
-    return f"{seconds} s"
+        if whole >= size:
+            return f"{whole // size} {unit}"
+    return f"{whole} s"
+
+
+def ago(at: int) -> str:
+    """How long ago ``at`` (unix seconds) was."""
+    return duration(time.time() - at)
 
 
 @main.command()

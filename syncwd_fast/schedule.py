@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,21 +36,26 @@ class Schedule:
             return cls(cron=cron)
         return cls(interval=parse_interval(every or ""))
 
-    def ticks(self, stop: threading.Event) -> Iterator[None]:
+    def ticks(self, stop: threading.Event, waiting: Callable[[float], None] | None = None) -> Iterator[None]:
         """Yields when a drain is due; returns once ``stop`` is set (the
-        command sets it on SIGINT or SIGTERM)."""
+        command sets it on SIGINT or SIGTERM). ``waiting(due)`` is told the
+        time (unix seconds) of the next drain before each wait for it."""
         if self.cron:
             from croniter import croniter
 
             times = croniter(self.cron, datetime.now().astimezone())
             while not stop.is_set():
                 due = times.get_next(float)
+                if waiting:
+                    waiting(due)
                 if stop.wait(max(0.0, due - time.time())):
                     return
                 yield
         else:
             while not stop.is_set():
                 yield
+                if waiting:
+                    waiting(time.time() + (self.interval or 0.0))
                 if stop.wait(self.interval):
                     return
 

@@ -99,3 +99,30 @@ def test_usage_errors_exit_2(redis_url, dsn):
     assert out.returncode == 2 and "exactly one" in out.stderr
     out = cli("schedule", "--redis", redis_url, "--dsn", dsn, "--cron", "not cron")
     assert out.returncode == 2 and "invalid cron" in out.stderr
+
+
+def test_it_says_when_the_next_drain_is_due_and_a_signal_while_idle_ends_it_quietly(r, db, redis_url, dsn, prefix, t):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncwd_fast", "schedule", "--redis", redis_url, "--dsn", dsn, "--prefix", prefix]
+        + ["--every", "1h", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert orjson.loads(proc.stdout.readline())["exit_code"] == 0  # the first drain, at once
+        due = ""
+        while "next drain at " not in due:  # then it waits an hour (warnings may come first)
+            due = proc.stderr.readline()
+            assert due, "the schedule ended without saying when the next drain is due"
+        assert "(in 59 min)" in due or "(in 1 h)" in due, due
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert "SIGTERM: no drain under way; the schedule ends" in rest and "batch in flight" not in rest
