@@ -26,6 +26,18 @@
 local rcall = redis.call
 local key, meta, op, token = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 
+-- The new holder's names in meta; an id left by an earlier holder goes.
+local function note_holder()
+  if meta and ARGV[4] then
+    rcall("HSET", meta, "holder", ARGV[4])
+    if ARGV[5] then
+      rcall("HSET", meta, "holder_id", ARGV[5])
+    else
+      rcall("HDEL", meta, "holder_id")
+    end
+  end
+end
+
 local holder = rcall("GET", key)
 if op == "acquire" then
   if holder == token then
@@ -33,14 +45,7 @@ if op == "acquire" then
     return 1
   end
   if rcall("SET", key, token, "NX", "PX", ARGV[3]) then
-    if meta and ARGV[4] then
-      rcall("HSET", meta, "holder", ARGV[4])
-      if ARGV[5] then
-        rcall("HSET", meta, "holder_id", ARGV[5])
-      else
-        rcall("HDEL", meta, "holder_id")
-      end
-    end
+    note_holder()
     return 1
   end
   return 0
@@ -49,14 +54,7 @@ elseif op == "takeover" then
   -- renewed or released it, or another drainer taken it, the token differs.
   if holder and holder == ARGV[6] then
     rcall("SET", key, token, "PX", ARGV[3])
-    if meta and ARGV[4] then
-      rcall("HSET", meta, "holder", ARGV[4])
-      if ARGV[5] then
-        rcall("HSET", meta, "holder_id", ARGV[5])
-      else
-        rcall("HDEL", meta, "holder_id")
-      end
-    end
+    note_holder()
     return 1
   end
   return 0

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
-from redis.client import NEVER_DECODE
 
 from . import scripts
 from .connection import require_sync
@@ -83,8 +82,7 @@ def record(redis: Any, table: str, record_id: Any, *, prefix: str = DEFAULT_PREF
     if run:
         pipe = redis.pipeline(transaction=False)
         pipe.sismember(keys.run(run), wire)
-        pipe.execute_command("HVALS", keys.inflight(run), **{NEVER_DECODE: []})
-        pipe.execute_command("LRANGE", scripts.redo_key(keys, run), 0, -1, **{NEVER_DECODE: []})
+        scripts.read_in_flight(pipe, keys, run)
         member, records, redo = pipe.execute()
         in_run = bool(member)
         in_flight = any(wire in scripts.packed_ids(r) for r in [*records, *redo])

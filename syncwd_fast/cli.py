@@ -216,6 +216,11 @@ def main(ctx: click.Context, log_level: str, log_format: str, quiet: bool) -> No
     logs.configure("error" if quiet else log_level, log_format, masker)
 
 
+def pop_option(what: str) -> Callable[[F], F]:
+    """--pop: ids per Redis call of a drain (FastDrainer(pop=))."""
+    return option("--pop", env="SYNCWD_POP", type=click.IntRange(1, 5000), default=125, show_default=True, help=what)
+
+
 def discover_option(what: str) -> Callable[[F], F]:
     return option("--discover", is_flag=True, env="SYNCWD_DISCOVER", help=what)
 
@@ -297,15 +302,10 @@ def drain_options(f: Any) -> Any:
             "Also drain tables the registry P:tables lost (found by a SCAN for their partitions' meta), and"
             " register them again; done anyway when the registry is empty or lacks a --table."
         ),
-        option(
-            "--pop",
-            env="SYNCWD_POP",
-            type=click.IntRange(1, 5000),
-            default=125,
-            show_default=True,
-            help="Ids per Redis call (each pop, each ack). The default keeps the p99.9 of the calls under 2 ms; 500"
+        pop_option(
+            "Ids per Redis call (each pop, each ack). The default keeps the p99.9 of the calls under 2 ms; 500"
             " costs Redis and the drain less CPU per record, with calls of 2-5 ms at p99.9 that hold other clients up"
-            " longer.",
+            " longer."
         ),
         option(
             "--retries",
@@ -618,14 +618,7 @@ def what_tables(tables: tuple[str, ...]) -> str:
 @dead_letter_options
 @id_option
 @option("--dsn", env="SYNCWD_DSN", default=None, help="Drain the retried tables (only those) at once.")
-@option(
-    "--pop",
-    env="SYNCWD_POP",
-    type=click.IntRange(1, 5000),
-    default=125,
-    show_default=True,
-    help="With --dsn: ids per Redis call of the drain (as drain --pop).",
-)
+@pop_option("With --dsn: ids per Redis call of the drain (as drain --pop).")
 @json_option("With --dsn: print the drain report as JSON.")
 def dead_letter_retry(
     redis_url: str,

@@ -15,6 +15,7 @@ from importlib.resources import files
 from typing import Any
 
 import orjson
+from redis.client import NEVER_DECODE
 from redis.exceptions import NoScriptError
 
 from . import speedups
@@ -160,6 +161,14 @@ def packed_count(record: bytes) -> int:
     if head == 0xDD:  # array 32
         return int.from_bytes(record[1:5], "big")
     raise ValueError(f"not an in-flight record: {record[:8]!r}")
+
+
+def read_in_flight(pipe: Any, keys: PartitionKeys, run: str) -> None:
+    """Queue on ``pipe`` the reads of ``run``'s in-flight records and of its
+    redo list: two replies, each a list of records, undecoded (cmsgpack is
+    binary, whatever the client's decode_responses)."""
+    pipe.execute_command("HVALS", keys.inflight(run), **{NEVER_DECODE: []})
+    pipe.execute_command("LRANGE", redo_key(keys, run), 0, -1, **{NEVER_DECODE: []})
 
 
 def packed_ids(record: bytes) -> list[bytes]:

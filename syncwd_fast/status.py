@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from redis.client import NEVER_DECODE
-
 from . import holder, scripts
 from .checks import eviction_warnings, nothing_registered_warning
 from .discover import find_unregistered, registry_epoch
@@ -79,9 +77,7 @@ def table_status(
             # In flight: the ids of the in-flight records and of those waiting to be popped again.
             pipe.scard(keys.run(run))
             pipe.hmget(keys.meta, "cursor", "scan", "taken")
-            # Records are cmsgpack (binary): read them undecoded, whatever the client's decode_responses.
-            pipe.execute_command("HVALS", keys.inflight(run), **{NEVER_DECODE: []})
-            pipe.execute_command("LRANGE", scripts.redo_key(keys, run), 0, -1, **{NEVER_DECODE: []})
+            scripts.read_in_flight(pipe, keys, run)
         raw_runs = pipe.execute() if active else []
         in_run = inflight = 0
         for i in range(len(active)):

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import redis as redis_lib
 
+from syncwd_fast import speedups
 from syncwd_fast.servers import (
     INSTALL_HINT,
     PostgresServer,
@@ -105,6 +106,17 @@ def prefix(redis_url: str) -> Iterator[str]:
     for start in range(0, len(keys), 5000):
         client.delete(*keys[start : start + 5000])
     client.close()
+
+
+@pytest.fixture(params=["c", "python"])
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each implementation of the per-row work in turn (speedups.ACTIVE);
+    the C one skipped where it is not built."""
+    name: str = request.param
+    if name == "c" and not speedups.available():
+        pytest.skip("the C speedup is not built")
+    monkeypatch.setattr(speedups, "ACTIVE", name)
+    return name
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from .helpers import merge_via
 from .test_speedups import schema as speedups_schema
 
 needs_c = pytest.mark.skipif(not speedups.available(), reason="the C speedup is not built")
-IMPLS = ["c", "python"]
 
 # Ids int() reads but int_order leaves to Python, and ids no int
 ODD_IDS = ["007", "-0", "+5", " 5", "5 ", "1_000", "\u0663", "", "-", "--1", "x", "1e3", "9" * 30, "-" + "9" * 30]
@@ -33,16 +32,6 @@ EDGES = [str(2**63 - 1), str(-(2**63)), str(2**63), str(-(2**63) - 1), str(2**64
 
 def items_of(ids: list[str]) -> list[tuple[int, str, bytes, bytes]]:
     return [(0, rid, b"{}", b"") for rid in ids]
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Which implementation decodes and orders the batch."""
-    name: str = request.param
-    if name == "c" and not speedups.available():
-        pytest.skip("the C speedup is not built")
-    monkeypatch.setattr(speedups, "ACTIVE", name)
-    return name
 
 
 @needs_c

@@ -11,19 +11,9 @@ import orjson
 import psycopg
 import pytest
 
-from syncwd_fast import speedups
 from syncwd_fast.sinks.postgres.merge import Merger
 
 from .helpers import merger_for
-
-
-@pytest.fixture(params=["c", "python"])
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    name: str = request.param
-    if name == "c" and not speedups.available():
-        pytest.skip("the C speedup is not built")
-    monkeypatch.setattr(speedups, "ACTIVE", name)
-    return name
 
 
 def _merge(impl: str, dsn: str, table: str, batch: list[tuple[str, bytes]]) -> Any:

@@ -20,15 +20,6 @@ from syncwd_fast.sinks.postgres.merge import copy_payload
 from .helpers import merger_for
 
 
-@pytest.fixture(params=["c", "python"])
-def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    name: str = request.param
-    if name == "c" and not speedups.available():
-        pytest.skip("the C speedup is not built")
-    monkeypatch.setattr(speedups, "ACTIVE", name)
-    return name
-
-
 class Copies:
     """The COPY statements the merge sends, as text, and the statements."""
 
