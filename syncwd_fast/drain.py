@@ -216,7 +216,7 @@ class FastDrainer:
                 self._with_retries(f"checking {name} in its destination", partial(sink.check, table), sink)
                 tables.append(table)
             except ConfigurationError as exc:
-                log.error("%s", exc)
+                log.error("%s", exc, extra={"table": name})
                 report.tables[name].error = str(exc)
         return tables
 
@@ -254,13 +254,19 @@ class FastDrainer:
                 try:
                     return partition.run(), None
                 except ConfigurationError as exc:  # e.g. the table dropped mid-run: a table error
-                    log.error("%s", exc)
+                    log.error("%s", exc, extra={"table": table.name, "partition": number})
                     return partition.result, exc
                 except (DrainFault, LeaseLost) as exc:
                     stop.set()
                     return partition.result, exc  # what it committed before the fault still counts
                 except Exception as exc:  # a bug or an error no one foresaw: still a report, all resumable
-                    log.debug("%s partition %d: unexpected error", table.name, number, exc_info=True)
+                    log.debug(
+                        "%s partition %d: unexpected error",
+                        table.name,
+                        number,
+                        exc_info=True,
+                        extra={"table": table.name, "partition": number},
+                    )
                     stop.set()
                     return partition.result, DrainFault(
                         f"{table.name} partition {number}: unexpected {type(exc).__name__}: {str(exc).strip()}"

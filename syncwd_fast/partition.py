@@ -148,10 +148,13 @@ class Heartbeat:
     successor takes over; fencing (the lease check before COMMIT) still stops
     a stalled drainer that wakes up late."""
 
-    def __init__(self, renew: Callable[[], bool], interval_s: float, where: str) -> None:
+    def __init__(
+        self, renew: Callable[[], bool], interval_s: float, where: str, logger: logging.LoggerAdapter[Any]
+    ) -> None:
         self.renew = renew
         self.interval_s = interval_s
         self.where = where
+        self.log = logger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="syncwd-heartbeat", daemon=True)
 
@@ -159,12 +162,12 @@ class Heartbeat:
         while not self._stop.wait(self.interval_s):
             try:
                 if not self.renew() and not self._stop.is_set():
-                    log.warning(
+                    self.log.warning(
                         "%s: lease lost (expired or taken over); the merge under way will roll back", self.where
                     )
                     return
             except redis.exceptions.RedisError as exc:  # the lease may lapse; fencing then stops the merge
-                log.debug("%s: lease renewal failed: %s", self.where, exc)
+                self.log.debug("%s: lease renewal failed: %s", self.where, exc)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -199,6 +202,9 @@ class PartitionDrain:
         self.interrupt = interrupt or threading.Event()
         self.keys = self.table.keys(number, options.prefix)
         self.where = f"{self.table.name}/{number}"
+        # JSON log lines carry the table, the partition and the run (logs.FIELDS).
+        self._fields: dict[str, Any] = {"table": table.name, "partition": number}
+        self.log: logging.LoggerAdapter[Any] = logging.LoggerAdapter(log, self._fields)
         self.token = uuid.uuid4().hex
         self.result = PartitionResult()
         # Counted once: ids of batches merged whose ack failed (the batch may be
@@ -235,7 +241,7 @@ class PartitionDrain:
                         f"{type(exc).__name__}: {str(exc).strip()}"
                     ) from exc
                 delay = min(self.opts.backoff * 2 ** (attempt - 1), 10.0)
-                log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
+                self.log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
                 if self.interrupt.wait(delay):  # a signal during the backoff: stop, all resumable
                     return self._finished()
 
@@ -308,15 +314,17 @@ class PartitionDrain:
                 if self._lease("acquire"):
                     # Seen close to its end: it ran out. Seen far from it: released, a hand-off.
                     if seen is not None and seen[1] <= min(1000, self.opts.lease_ms // 2):
-                        log.warning("%s: its drainer stopped renewing the lease; taking the partition over", self.where)
+                        self.log.warning(
+                            "%s: its drainer stopped renewing the lease; taking the partition over", self.where
+                        )
                     elif seen is not None:  # released well before it would have expired: a hand-off
-                        log.info("%s: the drainer before this one finished; taking the partition", self.where)
+                        self.log.info("%s: the drainer before this one finished; taking the partition", self.where)
                     return True
                 seen = None  # someone else was quicker: watch the new holder
                 continue
             if seen is None and holder.is_dead(who_id, token):
                 if self._lease("takeover", token):
-                    log.warning(
+                    self.log.warning(
                         "%s: the lease's holder (%s) is no longer running on this machine; taking the partition"
                         " over at once",
                         self.where,
@@ -326,10 +334,10 @@ class PartitionDrain:
                 continue  # it changed hands meanwhile: look again
             if ttl < 0 or (seen is not None and (token != seen[0] or ttl > seen[1])):
                 # renewed, or taken over by another live drainer (or set with no expiry by hand)
-                log.info("%s: busy, held by %s", self.where, who_text)
+                self.log.info("%s: busy, held by %s", self.where, who_text)
                 return False
             if seen is None:
-                log.info(
+                self.log.info(
                     "%s: the lease is held by %s; waiting up to %.1f s to see whether it is renewed",
                     self.where,
                     who_text,
@@ -345,7 +353,7 @@ class PartitionDrain:
         try:
             scripts.lease(self.redis, self.keys, "release", self.token)
         except redis.exceptions.RedisError as exc:
-            log.debug("%s: could not release the lease: %s", self.where, exc)
+            self.log.debug("%s: could not release the lease: %s", self.where, exc)
 
     def _renew(self) -> bool:
         return scripts.lease(self.redis, self.keys, "renew", self.token, self.opts.lease_ms)
@@ -357,9 +365,10 @@ class PartitionDrain:
             self.result.busy = True
             return
         try:
-            with Heartbeat(self._renew, self.opts.heartbeat_s, self.where):
+            with Heartbeat(self._renew, self.opts.heartbeat_s, self.where, self.log):
                 while not self.interrupt.is_set():
                     snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
+                    self._fields["run"] = snap.run
                     orphans = self._drain_run(snap.run) if snap.run and snap.size else 0
                     # After an adopted run, the dirty set still waits for its turn; ids
                     # left in flight (a pop whose reply was lost) are adopted the same way.
@@ -393,7 +402,7 @@ class PartitionDrain:
         try:
             self.sink.prepare(batch)
         except Exception as exc:  # only work done ahead: write() meets whatever it was
-            log.debug("%s: preparing a batch failed: %s: %s", self.where, type(exc).__name__, exc)
+            self.log.debug("%s: preparing a batch failed: %s: %s", self.where, type(exc).__name__, exc)
             batch.state = None
 
     def _landing(self, token: str, marks: dict[str, str]) -> object:
@@ -442,7 +451,7 @@ class PartitionDrain:
                         try:
                             pending.result()
                         except Exception as exc:  # its ids are in flight either way
-                            log.debug("%s: the pop under way when stopping failed: %s", self.where, exc)
+                            self.log.debug("%s: the pop under way when stopping failed: %s", self.where, exc)
                     break
             for ack in acks:
                 ack.result()
@@ -549,7 +558,7 @@ class PartitionDrain:
         if len(ids) == 1:
             found.failed[ids[0]] = what
         else:
-            log.warning("%s: the sink failed on a batch (%s); looking for the records at fault", self.where, what)
+            self.log.warning("%s: the sink failed on a batch (%s); looking for the records at fault", self.where, what)
             stack = [ids[len(ids) // 2 :], ids[: len(ids) // 2]]
             while stack:
                 part = [i for i in stack.pop() if i not in found.done]
@@ -577,7 +586,7 @@ class PartitionDrain:
             tries = max([self._alone.get(rid, 0) for rid in ids]) + 1
             self._alone.update(dict.fromkeys(ids, tries))
             if tries > self.opts.retries:
-                log.warning(
+                self.log.warning(
                     "%s: the sink failed on %d record(s) alone %d times: dead-lettered", self.where, len(ids), tries
                 )
                 return Written(
@@ -643,7 +652,7 @@ class PartitionDrain:
         known.update(rid for rid, _ in unreadable)
         stray = [rid for rid in rejected if rid not in known]
         if stray:
-            log.warning("%s: the sink refused ids that are not in the batch, ignored: %s", self.where, stray[:5])
+            self.log.warning("%s: the sink refused ids that are not in the batch, ignored: %s", self.where, stray[:5])
         out.dead = [(rid, reason) for rid, reason in rejected.items() if rid not in stray]
         return out
 

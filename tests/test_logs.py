@@ -56,7 +56,8 @@ def test_the_drain_logs_as_asked(r: Any, redis_url: str, dsn: str, prefix: str, 
     out = cli("--log-format", "json", *drain, "--json")
     assert out.returncode == 1 and last_json(out.stdout)["exit_code"] == 1
     lines = [orjson.loads(line) for line in out.stderr.splitlines() if line.strip()]
-    assert lines and any(line["level"] == "error" and "missing" in line["message"] for line in lines)
+    (error,) = [line for line in lines if line["level"] == "error"]
+    assert "missing" in error["message"] and error["table"] == f"{schema}.missing"
 
     out = cli("--quiet", *drain)
     assert out.returncode == 1 and out.stdout == ""  # no summary
@@ -65,3 +66,33 @@ def test_the_drain_logs_as_asked(r: Any, redis_url: str, dsn: str, prefix: str, 
     out = cli(*drain, env={"SYNCWD_LOG_LEVEL": "error", "SYNCWD_LOG_FORMAT": "json"})
     assert out.returncode == 1 and out.stdout.strip()  # the summary, as without the options
     assert all(orjson.loads(line)["level"] == "error" for line in out.stderr.splitlines() if line.strip())
+
+
+def test_a_partition_drain_logs_its_table_partition_and_run(r: Any, prefix: str) -> None:
+    """JSON lines of a partition's drain name its table and partition, and
+    once its run is snapshot, the run: here a lease taken over from a holder
+    that is no more (before the run) and a sink failing on a record (in it)."""
+    from syncwd_fast import FastDrainer, holder, scripts
+
+    from .sinks_for_tests import DictSink
+
+    table = Table("game.logged", key="user_id", partitions=1)
+    Syncwd(r, prefix=prefix).update_many(table, [{"user_id": 1, "v": 2}, {"user_id": 2, "v": 666}])
+    keys = table.keys(0, prefix)
+    gone = {**holder.identity(), "pid": 2**22 + 12345}  # above any pid_max: no such process
+    assert scripts.lease(r, keys, "acquire", "dead", 60_000, holder.text(gone), holder.encoded(gone, "dead"))
+    out = io.StringIO()
+    logs.configure("info", "json", Masker(), out)
+    try:
+        sink = DictSink(explode=lambda rec: ValueError("no") if rec.value["v"] == 666 else None)
+        report = FastDrainer(r, "", prefix=prefix, sinks={table.name: sink}).drain()
+    finally:
+        logs.configure("info", "text", Masker())
+    assert (report.upserted, report.dead_lettered) == (1, 1)
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    run = r.hget(keys.meta, "last_run").decode()
+    taken = [line for line in lines if "taking the partition over" in line["message"]]
+    failed = [line for line in lines if "the sink failed on a batch" in line["message"]]
+    assert taken and failed, lines
+    assert all((line["table"], line["partition"]) == (table.name, 0) for line in taken + failed)
+    assert "run" not in taken[0] and failed[0]["run"] == run

@@ -131,7 +131,9 @@ class CatalogSink(Sink):
         schema = self._load_schema(conn, table)
         if schema == self.schema(table):
             return False
-        log.info("%s: the table's columns changed; merging with the new schema", table.name)
+        log.info(
+            "%s: the table's columns changed; merging with the new schema", table.name, extra={"table": table.name}
+        )
         self._set_schema(schema)
         return True
 
