@@ -117,10 +117,8 @@ def _move_dirty(
         going = [i for i in ids if partition_of(i, partitions) != number]
         if going:
             wire = [scripts.id_wire(i) for i in going]
-            pipe = redis.pipeline(transaction=False)
-            pipe.mget([keys.value_prefix.encode() + w for w in wire])
-            pipe.hmget(keys.recreated, wire)
-            values, marks = pipe.execute()
+            values = redis.mget([keys.value_prefix.encode() + w for w in wire])  # one slot: a cluster takes it
+            marks = redis.hmget(keys.recreated, wire)
             moving = [
                 (i, v, "r" if m is not None else "", -1) for i, v, m in zip(going, values, marks) if v is not None
             ]

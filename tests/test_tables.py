@@ -23,6 +23,7 @@ from syncwd_fast import (
 )
 from syncwd_fast.admin import status
 from syncwd_fast.cli import main
+from syncwd_fast.connection import primaries
 from syncwd_fast.keys import registry_key
 
 from .helpers import cli, last_json, rows
@@ -293,3 +294,51 @@ def test_repartition_refuses_runs_and_dead_letters_and_old_writers(r, redis_url,
         Syncwd(r, prefix=prefix).update(t, {"id": 31, "v": 0})
     assert drain(r, dsn, prefix).exit_code == 0
     assert len(rows(db, t.name)) == 1 + 10 + 30
+
+
+# --- Redis Cluster: every partition in a slot of its own, on several nodes ---------
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
+
+    try:
+        servers = RedisClusterServers(3).start()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield servers
+    servers.close()
+
+
+def test_remove_and_repartition_through_a_cluster(cluster, db, dsn, schema):
+    from redis.cluster import RedisCluster
+
+    db.execute(f"CREATE TABLE {schema}.c (id int PRIMARY KEY, v int)")
+    rc = RedisCluster.from_url(cluster.url)
+    good, typo = Table(f"{schema}.c", partitions=4, ttl=600), Table(f"{schema}.cc", partitions=8)
+    sw = Syncwd(rc, prefix="ct")
+    sw.update_many(good, [{"id": i, "v": i} for i in range(400)])
+    sw.update_many(typo, [{"id": i, "v": i} for i in range(300)])
+    assert len({rc.get_node_from_key(typo.keys(n, "ct").dirty).name for n in range(8)}) > 1
+    base = ["--redis", cluster.url, "--cluster", "--prefix", "ct"]
+
+    out = cli("tables", "remove", typo.name, *base, "--yes", "--force", "--json")
+    assert out.returncode == 0, out.stderr
+    assert (last_json(out.stdout)["dirty"], last_json(out.stdout)["values"]) == (300, 300)
+    assert not any(
+        client.keys(f"ct:{{{typo.name}:*") for _, client in primaries(rc)
+    )
+
+    assert drain(rc, dsn, "ct").exit_code == 0  # landed: cached values with a TTL
+    sw.update_many(good, [{"id": i, "v": -i} for i in range(0, 400, 3)])  # waiting
+    done = repartition_table(rc, good.name, 11, prefix="ct")
+    assert done.moved > 0 and done.cached > 0
+    new = Table(good.name, partitions=11, ttl=600)
+    assert Syncwd(rc, prefix="ct").get(new, 3) == {"id": 3, "v": -3}
+    assert Syncwd(rc, prefix="ct").get(new, 4) == {"id": 4, "v": 4}  # a cached value, moved with its TTL
+    out = cli("drain", *base, "--dsn", dsn, "--discover", "--json")
+    assert out.returncode == 0 and set(last_json(out.stdout)["tables"]) == {good.name}, out.stderr
+    assert dict(db.execute(f"SELECT id, v FROM {good.name}").fetchall()) == {
+        i: -i if i % 3 == 0 else i for i in range(400)
+    }
