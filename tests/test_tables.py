@@ -326,9 +326,7 @@ def test_remove_and_repartition_through_a_cluster(cluster, db, dsn, schema):
     out = cli("tables", "remove", typo.name, *base, "--yes", "--force", "--json")
     assert out.returncode == 0, out.stderr
     assert (last_json(out.stdout)["dirty"], last_json(out.stdout)["values"]) == (300, 300)
-    assert not any(
-        client.keys(f"ct:{{{typo.name}:*") for _, client in primaries(rc)
-    )
+    assert not any(client.keys(f"ct:{{{typo.name}:*") for _, client in primaries(rc))
 
     assert drain(rc, dsn, "ct").exit_code == 0  # landed: cached values with a TTL
     sw.update_many(good, [{"id": i, "v": -i} for i in range(0, 400, 3)])  # waiting
