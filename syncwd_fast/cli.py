@@ -844,7 +844,7 @@ def tables_show(redis_url: str, cluster: bool, prefix: str, table: str, as_json:
     for p in state["partitions"]:
         extra = "".join(
             f", {label} {p[field]}"
-            for field, label in (("run", "run"), ("held_by", "held by"), ("closed", ""))
+            for field, label in (("run", "run"), ("held_by", "held by"), ("closed", "closed:"))
             if p[field]
         )
         click.echo(
