@@ -240,7 +240,8 @@ class Syncwd:
             name = t.name if t else "this table"
             raise ConfigurationError(
                 f"table {name!r} has {there} partitions now (repartitioned), this writer has it with {mine}:"
-                f" restart it with Table(..., partitions={there}) (the records refused were not written)"
+                f" restart it with Table(..., partitions={there}) (the records refused were not written); to change"
+                f" the count, `syncwd-fast tables repartition {name} --partitions {mine}`"
             ) from None
 
     def _send(self, calls: list[Call], reassert: Table | None = None, t: Table | None = None) -> None:
