@@ -29,7 +29,11 @@
     ARGV[3+2n..2+3n]            id1, id2, ... in the same order
 
   Output:
-    the number of records written.
+    the number of records written; or an error reply starting
+    "SYNCWD_PARTITIONS" (nothing written) when meta carries an entry with
+    another partition count: the table was repartitioned (`syncwd-fast tables
+    repartition`) and this writer still has the old count, so its records
+    would land where no drain of the new count looks.
 ]]
 local rcall = redis.call
 local dirty, meta, tombs, recreated = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -37,7 +41,17 @@ local entry, n = ARGV[1], tonumber(ARGV[2])
 local CHUNK = 1000 -- records per MSET/SADD: 2000 values, well under Lua's unpack limit (~8000)
 local TILDE = 126 -- "~"
 
-if rcall("HGET", meta, "table") ~= entry then
+local current = rcall("HGET", meta, "table")
+if current ~= entry then
+  if current then -- rare: options changed, or a repartition; decoded only then
+    local ok, there = pcall(cjson.decode, current)
+    local mine = cjson.decode(entry)
+    if ok and type(there) == "table" and tonumber(there.partitions) and
+        tonumber(there.partitions) ~= tonumber(mine.partitions) then
+      return redis.error_reply("SYNCWD_PARTITIONS " .. tostring(there.partitions) .. " " ..
+        tostring(mine.partitions))
+    end
+  end
   rcall("HSET", meta, "table", entry)
 end
 

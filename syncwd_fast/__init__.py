@@ -13,10 +13,12 @@ from .errors import (
     SyncwdError,
     TableMissing,
 )
+from .repartition import Repartitioned, repartition_table
 from .report import DrainReport, TableReport
 from .sinks import Batch, Record, Sink, SinkOptions, Written
 from .speedups import ACTIVE as SPEEDUPS
 from .table import Table
+from .tables_admin import Removed, list_tables, remove_table, show_table
 from .writer import Syncwd
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "LeaseLost",
     "Record",
     "RejectedRecords",
+    "Removed",
+    "Repartitioned",
     "Retried",
     "Syncwd",
     "SyncwdError",
@@ -41,10 +45,14 @@ __all__ = [
     "TableReport",
     "Written",
     "dead_letters",
+    "list_tables",
     "purge_dead_letters",
     "record",
     "registered_tables",
+    "remove_table",
+    "repartition_table",
     "retry_dead_letters",
+    "show_table",
     "status",
 ]
 __version__ = "0.2.0"

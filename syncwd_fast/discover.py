@@ -66,16 +66,18 @@ def discover_tables(redis_client: Any, prefix: str, *, pending_only: bool = Fals
         pipe = redis_client.pipeline(transaction=False)
         for key, _, _ in chunk:
             base = key[: -len("meta")]
-            pipe.hmget(key, "table", "run")
+            pipe.hmget(key, "table", "run", "closed")
             pipe.exists(base + "dirty", base + "dead")  # one slot: a cluster pipeline takes it
         raw = pipe.execute(raise_on_error=False)
         for i, (key, name, number) in enumerate(chunk):
             if isinstance(raw[2 * i], Exception):  # WRONGTYPE: not a hash, so not one of ours
                 log.warning("skipping %.200r: %s", key, raw[2 * i])
                 continue
-            entry, run = raw[2 * i]
+            entry, run, closed = raw[2 * i]
             if entry is None:  # a partition not written since meta carries the entry
                 continue
+            if closed is not None and not run and raw[2 * i + 1] == 0:
+                continue  # left beyond the count by a repartition (repartition.lua), with nothing waiting
             try:
                 table = Table.from_registry(name, entry)
             except ValueError as exc:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
+from redis.exceptions import ResponseError
 
 from . import layout, rows, scripts
 from .connection import require_sync
@@ -113,7 +114,9 @@ class Syncwd:
             if int(status) == 2:
                 raise ConfigurationError(
                     f"table {table.name!r} is registered with {existing.partitions} partitions, not "
-                    f"{table.partitions}: drain it completely before changing the partition count"
+                    f"{table.partitions}: change the partition count with `syncwd-fast tables repartition"
+                    f" {table.name} --partitions {table.partitions}` (or repartition_table()), then start this"
+                    ' writer (docs/operations.md, "A partition count change")'
                 )
             if existing != table:  # the same options spelled otherwise are no conflict
                 raise ConfigurationError(
@@ -218,15 +221,30 @@ class Syncwd:
                 pending[number] = []
                 size[number] = 0
                 if len(calls) == PIPELINE:
-                    self._send(calls, reassert)
+                    self._send(calls, reassert, t)
                     calls, reassert = [], None
         calls.extend(
             scripts.write_args(t.keys(number, self.prefix), entry, part) for number, part in pending.items() if part
         )
-        self._send(calls, reassert)
+        self._send(calls, reassert, t)
         return n
 
-    def _send(self, calls: list[Call], reassert: Table | None = None) -> None:
+    def _call(self, t: Table | None, keys_: list[str], args: list[Any]) -> None:
+        try:
+            scripts.call(self.redis, "write", keys_, args)
+        except ResponseError as exc:
+            text = str(exc)
+            if not text.startswith("SYNCWD_PARTITIONS"):
+                raise
+            there, mine = (text.split() + ["?", "?"])[1:3]
+            name = t.name if t else "this table"
+            raise ConfigurationError(
+                f"table {name!r} has {there} partitions now (repartitioned), this writer has it with {mine}:"
+                f" restart it with Table(..., partitions={there}) (the records refused were not written); to change"
+                f" the count, `syncwd-fast tables repartition {name} --partitions {mine}`"
+            ) from None
+
+    def _send(self, calls: list[Call], reassert: Table | None = None, t: Table | None = None) -> None:
         """Run the write calls, pipelined per node. ``reassert``: HSETNX the
         table's registry entry too, in the round trip of the writes to the
         registry's node (on a cluster where none goes there, one command more
@@ -234,7 +252,7 @@ class Syncwd:
         if not calls:
             return
         if len(calls) == 1 and reassert is None:
-            scripts.call(self.redis, "write", *calls[0])
+            self._call(t, *calls[0])
             return
         write = scripts.script("write")
         registry = registry_key(self.prefix)
@@ -254,7 +272,7 @@ class Syncwd:
                 # follows redirects; order keeps the last value last. Not the calls before
                 # it: they landed, and another writer may have written those ids since.
                 for keys_, args in group[failed[0] :]:
-                    scripts.call(self.redis, "write", keys_, args)
+                    self._call(t, keys_, args)
             if here and reassert:
                 asserted = not any(isinstance(result, Exception) for result in results[len(group) :])
         if reassert:

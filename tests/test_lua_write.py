@@ -1,5 +1,6 @@
 """lua/write.lua"""
 
+import pytest
 import redis
 
 from syncwd_fast import scripts
@@ -39,3 +40,15 @@ def test_write_is_reloaded_after_script_flush(private_redis):
     r.script_flush()
     assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b"{}")])) == 1
     assert r.script_exists(scripts.script("write").sha) == [True]
+
+
+def test_write_refuses_an_entry_of_another_partition_count_and_writes_nothing(r, prefix):
+    keys = PartitionKeys(prefix, "t", 0)
+    four, other_ttl = Table("t", partitions=4).to_registry(), Table("t", partitions=1, ttl=5).to_registry()
+    r.hset(keys.meta, "table", four)  # a repartition closed the partition (repartition.lua "close")
+    with pytest.raises(redis.ResponseError, match=r"^SYNCWD_PARTITIONS 4 1"):
+        scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b'{"id":1}')]))
+    assert not r.exists(keys.value("1"), keys.dirty) and r.hget(keys.meta, "table") == four
+    r.hset(keys.meta, "table", other_ttl)  # other options, the same count: the entry is replaced, as before
+    assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b'{"id":1}')])) == 1
+    assert r.hget(keys.meta, "table") == ENTRY

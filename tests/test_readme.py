@@ -86,7 +86,11 @@ def test_the_readme_cli_synopsis_matches_the_commands() -> None:
     for line in block.splitlines():
         if line.startswith("syncwd-fast "):
             words = line.split()[1:]
-            name = " ".join(words[:2]) if words[0] == "dead-letter" else ("" if words[0].startswith("[") else words[0])
+            name = (
+                " ".join(words[:2])
+                if words[0] in ("dead-letter", "tables")
+                else ("" if words[0].startswith("[") else words[0])
+            )
             current = name
             lines[current] = line.split("#", 1)[0]
         elif current is not None and line.startswith(" "):
