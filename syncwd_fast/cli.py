@@ -431,7 +431,8 @@ def drain(as_json: bool, **options: Any) -> None:
     "--cron",
     "cron_expr",
     env="SYNCWD_CRON",
-    help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time).',
+    help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time; a 6th field, last, gives seconds).'
+    " Cron times that pass while a drain runs are skipped, not run back to back.",
 )
 @option("--max-runs", env="SYNCWD_MAX_RUNS", type=click.IntRange(1), default=None, help="Stop after this many drains.")
 def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: int | None, **options: Any) -> None:
@@ -447,7 +448,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         syncwd-fast schedule --dsn "dbname=app" --every 10s
         syncwd-fast schedule --dsn "dbname=app" --cron "0 2 * * *"
     """
-    from .schedule import Schedule, worst
+    from .schedule import Schedule, stamp, worst
 
     plan = Schedule.parse(every=every, cron=cron_expr)
     drainer = make_drainer(**options)
@@ -464,8 +465,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         drainer.request_stop(name)
 
     def waiting(due: float) -> None:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due))
-        log.info("next drain at %s (in %s)", when, duration(due - time.time()))
+        log.info("next drain at %s (in %s)", stamp(due), duration(due - plan.clock.now()))
 
     def second(name: str) -> None:
         report = drainer.abandon(name)
@@ -483,7 +483,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
             if as_json:
                 emit(report, True)
             else:
-                click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
+                click.echo(stamp(plan.clock.now()) + " " + report.summary().replace("\n", "\n  "))
             if (max_runs and len(codes) >= max_runs) or stop.is_set():
                 break
         interrupts.done()
