@@ -24,20 +24,24 @@
                                 in-flight hash <prefix><run>:inflight (pop number ->
                                 ids, cmsgpack array) and the redo list <prefix><run>:redo
                                 (same slot)
-    ARGV[4..]                   ids to purge; none means every dead id
+    ARGV[4] at most             unix seconds: only entries whose "at" (the time dead.lua
+                                recorded) is at or before it are purged, so an entry made
+                                again since the caller read it is kept; "" purges any
+                                (an entry without a readable time is kept when given)
+    ARGV[5..]                   ids to purge; none means every dead id
 
   Output:
     the number of entries purged.
 ]]
 local rcall = redis.call
 local dead, dirty, meta, tombs, recreated = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix, ttl, run_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local prefix, ttl, run_prefix, at_most = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 
 local ids = {}
-if #ARGV == 3 then
+if #ARGV == 4 then
   ids = rcall("HKEYS", dead)
 else
-  for i = 4, #ARGV do
+  for i = 5, #ARGV do
     ids[#ids + 1] = ARGV[i]
   end
 end
@@ -89,10 +93,16 @@ end
 local n = 0
 for _, id in ipairs(ids) do
   local entry = rcall("HGET", dead, id)
+  local ok, decoded = false, nil
+  if entry then
+    ok, decoded = pcall(cjson.decode, entry)
+    if at_most and not (ok and type(decoded) == "table" and tonumber(decoded.at) and tonumber(decoded.at) <= at_most) then
+      entry = nil -- younger than asked, or of no known age: kept
+    end
+  end
   if entry then
     rcall("HDEL", dead, id)
     n = n + 1
-    local ok, decoded = pcall(cjson.decode, entry)
     local here = active ~= nil and ok and type(decoded) == "table" and decoded.run == active
     if not pending(id, here) then
       if ttl > 0 then

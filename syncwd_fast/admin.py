@@ -5,6 +5,7 @@ the writers use."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -44,12 +45,21 @@ def retry_dead_letters(
 
 
 def purge_dead_letters(
-    redis: Any, *, prefix: str = DEFAULT_PREFIX, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
+    redis: Any,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    tables: Iterable[str] | None = None,
+    ids: Iterable[str] | None = None,
+    older_than: float | None = None,
 ) -> int:
-    """Forget dead letters (``dead-letter purge``); their values get the cache
-    TTL unless a newer value waits to be drained. Returns how many."""
+    """Forget dead letters (``dead-letter purge``), or only those dead-lettered
+    at least ``older_than`` seconds ago; their values get the cache TTL unless
+    a newer value waits to be drained. Returns how many."""
     require_sync(redis, "purge_dead_letters")
-    return purge_dead(redis, validate_prefix(prefix), tables, ids)
+    if older_than is not None and not older_than >= 0:
+        raise ValueError(f"older_than must be seconds >= 0, got {older_than!r}")
+    at_most = None if older_than is None else time.time() - older_than
+    return purge_dead(redis, validate_prefix(prefix), tables, ids, at_most)
 
 
 def record(redis: Any, table: str, record_id: Any, *, prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:

@@ -247,6 +247,26 @@ workers_option = option(
 )
 
 
+# click.ParamType is generic from click 8.2 on; 8.1 is supported, so not subscripted.
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A span of time as schedule --every reads it (500ms, 10s, 5m, 12h, 30d), as seconds."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        from .schedule import parse_interval
+
+        try:
+            return parse_interval(str(value))
+        except ValueError as exc:
+            self.fail(str(exc).replace("invalid interval", "invalid duration"), param, ctx)
+
+
+DURATION = Duration()
+
+
 def drain_options(f: Any) -> Any:
     options = [
         option(
@@ -316,6 +336,21 @@ def drain_options(f: Any) -> Any:
             help="Retries on a Redis or PostgreSQL fault before giving up (exit 3).",
         ),
         json_option("Print the report as one JSON object: the last line of stdout, whatever the exit code."),
+        option(
+            "--dead-letter-max",
+            env="SYNCWD_DEAD_LETTER_MAX",
+            type=click.IntRange(1),
+            default=None,
+            help="After the drain, keep at most this many dead letters per table, the newest; older ones are dropped"
+            " for good, with a warning and a count in the report (default: no limit).",
+        ),
+        option(
+            "--dead-letter-max-age",
+            env="SYNCWD_DEAD_LETTER_MAX_AGE",
+            type=DURATION,
+            default=None,
+            help="After the drain, drop dead letters older than this, e.g. 30d, 12h (default: no limit).",
+        ),
     ]
     for opt in reversed(options):
         f = opt(f)
@@ -338,6 +373,8 @@ def make_drainer(
     on_batch: Any = None,
     sinks: tuple[str, ...] = (),
     pop: int = 125,
+    dead_letter_max: int | None = None,
+    dead_letter_max_age: float | None = None,
 ) -> FastDrainer:
     masker.add(dsn)
     options = SinkOptions(strict=strict, lease_seconds=lease_seconds)
@@ -356,6 +393,8 @@ def make_drainer(
         on_batch=on_batch,
         sinks=own_sinks(sinks, dsn, options),
         pop=pop,
+        dead_letter_max=dead_letter_max,
+        dead_letter_max_age=dead_letter_max_age,
     )
 
 
@@ -431,7 +470,8 @@ def drain(as_json: bool, **options: Any) -> None:
     "--cron",
     "cron_expr",
     env="SYNCWD_CRON",
-    help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time).',
+    help='Drain at these times, a cron expression, e.g. "0 2 * * *" (local time; a 6th field, last, gives seconds).'
+    " Cron times that pass while a drain runs are skipped, not run back to back.",
 )
 @option("--max-runs", env="SYNCWD_MAX_RUNS", type=click.IntRange(1), default=None, help="Stop after this many drains.")
 def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: int | None, **options: Any) -> None:
@@ -447,7 +487,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         syncwd-fast schedule --dsn "dbname=app" --every 10s
         syncwd-fast schedule --dsn "dbname=app" --cron "0 2 * * *"
     """
-    from .schedule import Schedule, worst
+    from .schedule import Schedule, stamp, worst
 
     plan = Schedule.parse(every=every, cron=cron_expr)
     drainer = make_drainer(**options)
@@ -464,8 +504,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         drainer.request_stop(name)
 
     def waiting(due: float) -> None:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(due))
-        log.info("next drain at %s (in %s)", when, duration(due - time.time()))
+        log.info("next drain at %s (in %s)", stamp(due), duration(due - plan.clock.now()))
 
     def second(name: str) -> None:
         report = drainer.abandon(name)
@@ -483,7 +522,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
             if as_json:
                 emit(report, True)
             else:
-                click.echo(time.strftime("%Y-%m-%d %H:%M:%S ") + report.summary().replace("\n", "\n  "))
+                click.echo(stamp(plan.clock.now()) + " " + report.summary().replace("\n", "\n  "))
             if (max_runs and len(codes) >= max_runs) or stop.is_set():
                 break
         interrupts.done()
@@ -682,9 +721,22 @@ def dead_letter_retry(
 @dead_letter.command("purge")
 @dead_letter_options
 @id_option
+@option(
+    "--older-than",
+    env="SYNCWD_OLDER_THAN",
+    type=DURATION,
+    default=None,
+    help="Only dead letters made at least this long ago, e.g. 30d, 12h.",
+)
 @option("--yes", env="SYNCWD_YES", is_flag=True, help="Do not ask for confirmation.")
 def dead_letter_purge(
-    redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], ids: tuple[str, ...], yes: bool
+    redis_url: str,
+    cluster: bool,
+    prefix: str,
+    tables: tuple[str, ...],
+    ids: tuple[str, ...],
+    older_than: float | None,
+    yes: bool,
 ) -> None:
     """Forget dead letters for good (their values stay readable in Redis
     until the cache TTL ends). Asks for confirmation unless --yes.
@@ -692,15 +744,19 @@ def dead_letter_purge(
     \b
     Example:
         syncwd-fast dead-letter purge --redis redis://localhost:6379/0 --table player_progress --yes
+        syncwd-fast dead-letter purge --older-than 30d --yes
     """
     from .admin import purge_dead_letters
 
     what = f"{'ids ' + ', '.join(ids) if ids else 'all dead letters'} of {', '.join(tables) or 'every table'}"
+    if older_than is not None:
+        what += f" made over {duration(older_than)} ago"
     if not yes and not click.confirm(f"Purge {what} under prefix {prefix!r}?"):
         # Declining is no failure: exit 0, as nothing was asked of Redis (1 is the drain's "dead letters").
         click.echo("Nothing purged.", err=True)
         return
-    n = purge_dead_letters(open_redis(redis_url, cluster), prefix=prefix, tables=tables or None, ids=ids or None)
+    client = open_redis(redis_url, cluster)
+    n = purge_dead_letters(client, prefix=prefix, tables=tables or None, ids=ids or None, older_than=older_than)
     click.echo(f"{n} dead letters purged")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -127,18 +127,32 @@ def retry_dead(
 
 
 def purge_dead(
-    redis_client: Any, prefix: str, tables: Iterable[str] | None = None, ids: Iterable[str] | None = None
+    redis_client: Any,
+    prefix: str,
+    tables: Iterable[str] | None = None,
+    ids: Iterable[str] | None = None,
+    at_most: float | None = None,
 ) -> int:
-    """Forget dead letters; their values get the cache TTL, unless a newer value
-    is still to be drained (dirty, in the active run or in flight). Returns how many."""
+    """Forget dead letters (those made at or before ``at_most``, unix seconds,
+    when given); their values get the cache TTL, unless a newer value is still
+    to be drained (dirty, in the active run or in flight). Returns how many."""
     return sum(
-        int(
-            scripts.call(
-                redis_client,
-                "purge",
-                [keys.dead, keys.dirty, keys.meta, keys.tombs, keys.recreated],
-                [keys.value_prefix, table.ttl, keys.run_prefix, *part_ids],
-            )
-        )
+        purge_partition(redis_client, table, keys, part_ids, at_most)
         for table, keys, part_ids in _per_partition(redis_client, prefix, tables, ids)
+    )
+
+
+def purge_partition(
+    redis_client: Any, table: Table, keys: Any, ids: Sequence[str | bytes], at_most: float | None = None
+) -> int:
+    """purge.lua on one partition: ``ids`` (none: every entry) made at or
+    before ``at_most`` (None: at any time)."""
+    args = [keys.value_prefix, table.ttl, keys.run_prefix, "" if at_most is None else repr(float(at_most))]
+    return int(
+        scripts.call(
+            redis_client,
+            "purge",
+            [keys.dead, keys.dirty, keys.meta, keys.tombs, keys.recreated],
+            [*args, *(scripts.id_wire(i) if isinstance(i, str) else i for i in ids)],
+        )
     )

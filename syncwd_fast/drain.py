@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from . import layout
 from .checks import eviction_warnings, nothing_registered_warning
 from .connection import require_sync
+from .deadlimits import DeadLetterLimits, trim_dead_letters
 from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
 from .faults import configuration_problem, is_transient
@@ -76,6 +77,11 @@ class FastDrainer:
     never held up long; 500 costs the drain process a quarter less CPU per
     record and Redis a tenth less, with calls of 2-5 ms at p99.9
     (bench/README.md "Issue 16").
+
+    ``dead_letter_max`` / ``dead_letter_max_age`` (seconds): after each drain,
+    keep at most that many dead letters per table, the newest, and none older
+    (off by default; docs/operations.md "Dead letters"). Each one dropped is a
+    record lost for good: the report counts them (``dead_letters_dropped``).
     """
 
     def __init__(
@@ -96,6 +102,8 @@ class FastDrainer:
         discover: bool = False,
         sinks: Mapping[str, Sink] | None = None,
         pop: int = 125,
+        dead_letter_max: int | None = None,
+        dead_letter_max_age: float | None = None,
     ) -> None:
         if not isinstance(batch, int) or not 1 <= batch <= 100_000:
             raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
@@ -108,6 +116,10 @@ class FastDrainer:
             # heartbeat's beat: a live drainer would be taken for a dead one.
             raise ConfigurationError(f"lease_seconds must be in 1..3600, got {lease_seconds!r}")
         require_sync(redis, "FastDrainer")
+        try:
+            self.dead_letter_limits = DeadLetterLimits(dead_letter_max, dead_letter_max_age)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
         self.redis = redis
         self.dsn = dsn
         self.sinks = {validate_table_name(name): sink for name, sink in (sinks or {}).items()}
@@ -294,6 +306,8 @@ class FastDrainer:
                         report.aborted = report.aborted or str(error)
             if cut_short:
                 report.interrupted = self._interrupted_by or "a stop request"
+            elif self.dead_letter_limits and not report.aborted:
+                self._trim_dead_letters(report, tables)
         except DrainFault as exc:
             report.aborted = str(exc)
         except ConfigurationError:
@@ -306,6 +320,17 @@ class FastDrainer:
             self._interrupt.clear()
         report.seconds = time.perf_counter() - started
         return report
+
+    def _trim_dead_letters(self, report: DrainReport, tables: list[Table]) -> None:
+        """The dead-letter limits, once the partitions are done (an
+        interrupted or aborted drain leaves them to the next)."""
+        try:
+            dropped = trim_dead_letters(self.redis, tables, self.prefix, self.dead_letter_limits, time.time())
+        except RedisError as exc:  # the dead letters stay; the next drain tries again
+            report.warnings.extend(self._warn([f"dead-letter limits not applied: {type(exc).__name__}: {exc}"]))
+            return
+        for name, n in dropped.items():
+            report.tables[name].dead_letters_dropped += n
 
     @staticmethod
     def _add(report: DrainReport, name: str, number: int, result: PartitionResult) -> None:

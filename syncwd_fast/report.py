@@ -26,6 +26,7 @@ class TableReport:
     repeated: int = 0
     busy: list[int] = field(default_factory=list)  # partitions another drainer held
     error: str | None = None  # why the table could not be drained
+    dead_letters_dropped: int = 0  # dead letters over the limits (deadlimits.py), dropped for good
 
     def add(
         self,
@@ -54,6 +55,7 @@ class TableReport:
             "repeated": self.repeated,
             "busy": sorted(self.busy),
             "error": self.error,
+            "dead_letters_dropped": self.dead_letters_dropped,
         }
 
 
@@ -91,6 +93,10 @@ class DrainReport:
         return sum(t.repeated for t in self.tables.values())
 
     @property
+    def dead_letters_dropped(self) -> int:
+        return sum(t.dead_letters_dropped for t in self.tables.values())
+
+    @property
     def rows_per_second(self) -> float:
         return (self.upserted + self.deleted) / self.seconds if self.seconds > 0 else 0.0
 
@@ -122,6 +128,7 @@ class DrainReport:
             "warnings": list(self.warnings),
             "exit_code": self.exit_code,
             "speedups": speedups.ACTIVE,  # "c" or "python": which decoder ran
+            "dead_letters_dropped": self.dead_letters_dropped,  # over the dead-letter limits, for good
             "tables": {name: t.to_dict() for name, t in self.tables.items()},
         }
 
@@ -139,6 +146,8 @@ class DrainReport:
                 line += f"; partitions {sorted(t.busy)} busy with another drainer"
             if t.error:
                 line += f"; NOT DRAINED: {t.error}"
+            if t.dead_letters_dropped:
+                line += f"; {t.dead_letters_dropped} dead letters over the limits dropped for good"
             lines.append(line)
         if self.already_landed or self.repeated:
             lines.append(

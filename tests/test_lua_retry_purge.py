@@ -27,12 +27,12 @@ def test_purge_forgets_entries_and_starts_the_value_ttl(r, prefix):
     assert not r.exists(keys.dead)
 
 
-def purge(r, keys, ttl, *ids):
+def purge(r, keys, ttl, *ids, at_most=""):
     return scripts.call(
         r,
         "purge",
         [keys.dead, keys.dirty, keys.meta, keys.tombs, keys.recreated],
-        [keys.value_prefix, ttl, keys.run_prefix, *ids],
+        [keys.value_prefix, ttl, keys.run_prefix, at_most, *ids],
     )
 
 
@@ -101,3 +101,19 @@ def test_purge_gives_the_ttl_to_a_value_of_a_run_set_read_through(r, prefix):
     scripts.dead(r, keys, "R", "tok", [("read", "bad")], pops=[number])  # out of the record
     assert r.sismember(keys.run("R"), "read") and purge(r, keys, 60, "read") == 1
     assert 0 < r.ttl(keys.value("read")) <= 60
+
+
+def test_purge_at_most_forgets_only_entries_made_by_then(r, prefix):
+    keys = PartitionKeys(prefix, "t", 0)
+    entries = {"old": '{"at": 100.5}', "edge": '{"at": 200}', "new": '{"at": 300.25}', "unknown": "{}", "bad": "x"}
+    r.hset(keys.dead, mapping=entries)
+    for record_id in entries:
+        r.set(keys.value(record_id), b"v")
+    # By id: "new" was made again since the caller read it (a later time): kept.
+    assert purge(r, keys, 60, "old", "new", at_most="200") == 1
+    assert 0 < r.ttl(keys.value("old")) <= 60 and r.ttl(keys.value("new")) == -1
+    # Every entry: those made at or before the time; none without a readable time.
+    assert purge(r, keys, 60, at_most="250") == 1
+    assert sorted(r.hkeys(keys.dead)) == [b"bad", b"new", b"unknown"]
+    assert purge(r, keys, 60) == 3  # "" purges any
+    assert not r.exists(keys.dead)
