@@ -19,6 +19,7 @@ from .checks import eviction_warnings, nothing_registered_warning
 from .connection import require_sync
 from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
+from .events import DrainObserver, Observers
 from .faults import configuration_problem, is_transient
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix, validate_table_name
 from .masking import mask
@@ -76,6 +77,10 @@ class FastDrainer:
     never held up long; 500 costs the drain process a quarter less CPU per
     record and Redis a tenth less, with calls of 2-5 ms at p99.9
     (bench/README.md "Issue 16").
+
+    ``observer``: a syncwd_fast.events.DrainObserver told of each run, batch,
+    retry and partition as the drain goes (progress displays, metrics);
+    ``on_batch(table, partition, rows)`` is the older, simpler hook.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class FastDrainer:
         discover: bool = False,
         sinks: Mapping[str, Sink] | None = None,
         pop: int = 125,
+        observer: DrainObserver | None = None,
     ) -> None:
         if not isinstance(batch, int) or not 1 <= batch <= 100_000:
             raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
@@ -124,6 +130,10 @@ class FastDrainer:
         self.workers = workers
         self.prefix = validate_prefix(prefix)
         self.lease_seconds = lease_seconds
+        if observer is not None and not isinstance(observer, DrainObserver):
+            raise ConfigurationError(f"observer is not a syncwd_fast.events.DrainObserver: {observer!r}")
+        self.observer = observer
+        self._observers = Observers(observer)
         self.options = Options(
             prefix=self.prefix,
             batch=batch,
@@ -135,6 +145,7 @@ class FastDrainer:
             skip_busy=skip_busy,
             pop=pop,
             ack=pop,
+            observer=self._observers,
         )
         self._used: list[Sink] = []  # sinks opened by the drain under way, closed at its end
         self._lock = threading.RLock()  # also taken by a signal handler on the main thread
@@ -151,7 +162,9 @@ class FastDrainer:
             raise ConfigurationError(f"no sink for {table!r}: give it one, or a DSN for the built-in sinks")
         return sink
 
-    def _with_retries(self, what: str, fn: Callable[[], Any], sink: Sink | None = None) -> Any:
+    def _with_retries(
+        self, what: str, fn: Callable[[], Any], sink: Sink | None = None, table: str | None = None
+    ) -> Any:
         for attempt in range(self.options.retries + 1):
             try:
                 return fn()
@@ -174,6 +187,7 @@ class FastDrainer:
                     self.options.retries,
                     wait,
                 )
+                self._observers.retry(table, f"{what}: {type(exc).__name__}: {mask(str(exc).strip())}")
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -213,7 +227,7 @@ class FastDrainer:
             report.tables[name] = TableReport(name, partitions=table.partitions)
             try:
                 sink = self.sink_for(name)
-                self._with_retries(f"checking {name} in its destination", partial(sink.check, table), sink)
+                self._with_retries(f"checking {name} in its destination", partial(sink.check, table), sink, name)
                 tables.append(table)
             except ConfigurationError as exc:
                 log.error("%s", exc)
@@ -242,6 +256,7 @@ class FastDrainer:
             )
             tables = self._tables(report)
             tasks = [(t, n) for t in tables for n in range(t.partitions)]
+            self._observers.drain_started({t.name: t.partitions for t in tables})
 
             def work(table: Table, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
                 if stop.is_set() or self._interrupt.is_set():
@@ -268,6 +283,8 @@ class FastDrainer:
                 finally:
                     with self._lock:
                         self._active.pop(id(partition), None)
+                    partition.settle_events()
+                    self._observers.partition_finished(table.name, number, partition.result)
 
             cut_short = False
             with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
@@ -299,6 +316,7 @@ class FastDrainer:
             self.close()
             self._interrupt.clear()
         report.seconds = time.perf_counter() - started
+        self._observers.drain_finished(report)
         return report
 
     @staticmethod
