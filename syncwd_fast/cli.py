@@ -407,7 +407,7 @@ def run_drain(drainer: FastDrainer, as_json: bool, progress: DrainProgress | Non
     def second(name: str) -> None:
         report = drainer.abandon(name)
         if progress:
-            progress.__exit__()
+            progress.stop()
         emit(report, as_json)
         sys.stderr.flush()
         os._exit(report.exit_code)
@@ -502,7 +502,7 @@ def schedule(
 
     def second(name: str) -> None:
         report = drainer.abandon(name)
-        progress.__exit__()
+        progress.stop()
         emit(report, as_json)
         os._exit(worst([*codes, report.exit_code]))
 

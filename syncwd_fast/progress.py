@@ -125,6 +125,11 @@ class DrainProgress(DrainObserver):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Take the live display down (also from a signal handler, before
+        the report is printed); nothing to do when none is up."""
         bars, self._bars = self._bars, None
         if bars is not None:
             self._logs_through(None)
