@@ -136,3 +136,19 @@ def test_live_bars_in_a_real_pseudo_terminal(redis_url, dsn, prefix, tables):
     summary = text.index("1390 upserted, 0 deleted, 10 dead-lettered")
     assert summary > text.rindex("400 of 400 rows")
     assert f"{a.name}: 990 upserted, 0 deleted, 10 dead-lettered" in text[summary:]
+
+
+def test_a_drain_stopped_early_says_so_per_table(r, dsn, prefix, tables):
+    from syncwd_fast import FastDrainer
+    from syncwd_fast.progress import DrainProgress
+
+    a, b = tables
+    said: list[str] = []
+    progress = DrainProgress("lines", echo=said.append)
+    drainer = FastDrainer(r, dsn, prefix=prefix, tables=[b.name], batch=50, observer=progress)
+    drainer.options.on_batch = lambda *_: drainer.request_stop("a test")  # stop after the first batch
+    with progress:
+        report = drainer.drain()
+    assert report.exit_code == 4 and report.upserted == 50
+    assert len(said) == 1 and said[0].startswith(f"{b.name}: 50 rows in ")
+    assert said[0].endswith(", 0 dead letters; interrupted; stopped before its end"), said  # partition 1 never started
