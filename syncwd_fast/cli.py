@@ -23,10 +23,12 @@ from . import logs, speedups
 from .connection import redis_from_url
 from .drain import FastDrainer
 from .errors import ConfigurationError, DrainFault
+from .events import Observers
 from .faults import configuration_problem, is_transient
 from .interrupts import Interrupts
 from .keys import DEFAULT_PREFIX
 from .masking import Masker
+from .progress import DrainProgress, progress_mode
 from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
 from .servers import DEFAULT_REDIS_URL
 from .sinks import POSTGRES_SCHEMES, Sink, SinkOptions, builtin_sink, load_factory, scheme
@@ -153,30 +155,6 @@ def redis_options(f: Any) -> Any:
     return f
 
 
-class Progress:
-    """One self-rewriting line on a terminal; silent otherwise."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.rows = 0
-        self.started = time.perf_counter()
-        self.shown = 0.0
-
-    def __call__(self, table: str, partition: int, rows: int) -> None:
-        self.rows += rows
-        now = time.perf_counter()
-        if self.enabled and now - self.shown > 0.2:
-            self.shown = now
-            rate = self.rows / max(now - self.started, 1e-9)
-            click.echo(
-                f"\r{self.rows:,} rows merged ({rate:,.0f} rows/s), now {table}/{partition}   ", nl=False, err=True
-            )
-
-    def done(self) -> None:
-        if self.enabled and self.rows:
-            click.echo("", err=True)
-
-
 @click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     package_name="syncwd-fast",
@@ -265,6 +243,38 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 
 
 DURATION = Duration()
+
+
+def metrics_options(f: Any) -> Any:
+    """--metrics-port/--metrics-addr: Prometheus metrics while draining (metrics.py)."""
+    f = option(
+        "--metrics-addr",
+        env="SYNCWD_METRICS_ADDR",
+        default="127.0.0.1",
+        show_default=True,
+        help="Address the metrics are served on; 0.0.0.0 (or ::) to be scraped from other hosts.",
+    )(f)
+    return option(
+        "--metrics-port",
+        env="SYNCWD_METRICS_PORT",
+        type=click.IntRange(0, 65535),
+        default=0,
+        show_default=True,
+        help="Serve Prometheus metrics on this port at /metrics (0: none; needs syncwd-fast[metrics]).",
+    )(f)
+
+
+def start_metrics(port: int, addr: str, options: dict[str, Any]) -> Any:
+    """The metrics observer, serving, or None without --metrics-port."""
+    if not port:
+        return None
+    from .metrics import DrainMetrics
+
+    metrics = DrainMetrics(
+        open_redis(options["redis_url"], options["cluster"]), options["prefix"], options["tables"] or None
+    )
+    metrics.serve(port, addr)
+    return metrics
 
 
 def drain_options(f: Any) -> Any:
@@ -375,6 +385,7 @@ def make_drainer(
     pop: int = 125,
     dead_letter_max: int | None = None,
     dead_letter_max_age: float | None = None,
+    observer: Any = None,
 ) -> FastDrainer:
     masker.add(dsn)
     options = SinkOptions(strict=strict, lease_seconds=lease_seconds)
@@ -395,6 +406,7 @@ def make_drainer(
         pop=pop,
         dead_letter_max=dead_letter_max,
         dead_letter_max_age=dead_letter_max_age,
+        observer=observer,
     )
 
 
@@ -416,10 +428,16 @@ def own_sinks(specs: tuple[str, ...], dsn: str, options: SinkOptions) -> dict[st
     return sinks
 
 
-def run_drain(drainer: FastDrainer, as_json: bool, progress: Progress | None = None) -> DrainReport:
+def new_progress(as_json: bool) -> DrainProgress:
+    """Live bars on a terminal (stderr), lines on stdout off one, nothing with --json or --quiet."""
+    return DrainProgress(progress_mode(as_json, quiet()), echo=lambda line: click.echo(masker(line)))
+
+
+def run_drain(drainer: FastDrainer, as_json: bool, progress: DrainProgress | None = None) -> DrainReport:
     """One drain under SIGINT/SIGTERM: the first signal stops it after the
     batch in flight (report, exit 4); a second stops at once, releasing the
-    leases it holds, printing the report so far."""
+    leases it holds, printing the report so far. ``progress``: the drainer's
+    observer that shows the drain; its display is up while the drain runs."""
 
     def first(name: str) -> None:
         log.warning("%s: stopping after the batch in flight (%s again to stop at once)", name, name)
@@ -428,22 +446,25 @@ def run_drain(drainer: FastDrainer, as_json: bool, progress: Progress | None = N
     def second(name: str) -> None:
         report = drainer.abandon(name)
         if progress:
-            progress.done()
+            progress.stop()
         emit(report, as_json)
         sys.stderr.flush()
         os._exit(report.exit_code)
 
     with Interrupts(first, second) as interrupts:
-        report = drainer.drain()
+        if progress:
+            with progress:
+                report = drainer.drain()
+        else:
+            report = drainer.drain()
         interrupts.done()
-    if progress:
-        progress.done()
     return report
 
 
 @main.command()
 @drain_options
-def drain(as_json: bool, **options: Any) -> None:
+@metrics_options
+def drain(as_json: bool, metrics_port: int, metrics_addr: str, **options: Any) -> None:
     """Move every dirty record to PostgreSQL, once per record.
 
     Exit codes: 0 all landed (busy partitions are reported, not errors);
@@ -455,8 +476,9 @@ def drain(as_json: bool, **options: Any) -> None:
     Example:
         syncwd-fast drain --redis redis://localhost:6379/0 --dsn "dbname=app" --batch 5000
     """
-    progress = Progress(enabled=not as_json and not quiet() and sys.stderr.isatty())
-    report = run_drain(make_drainer(**options, on_batch=progress), as_json, progress)
+    progress = new_progress(as_json)
+    metrics = start_metrics(metrics_port, metrics_addr, options)
+    report = run_drain(make_drainer(**options, observer=Observers(progress, metrics)), as_json, progress)
     emit(report, as_json)
     sys.exit(report.exit_code)
 
@@ -474,7 +496,16 @@ def drain(as_json: bool, **options: Any) -> None:
     " Cron times that pass while a drain runs are skipped, not run back to back.",
 )
 @option("--max-runs", env="SYNCWD_MAX_RUNS", type=click.IntRange(1), default=None, help="Stop after this many drains.")
-def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: int | None, **options: Any) -> None:
+@metrics_options
+def schedule(
+    as_json: bool,
+    every: str | None,
+    cron_expr: str | None,
+    max_runs: int | None,
+    metrics_port: int,
+    metrics_addr: str,
+    **options: Any,
+) -> None:
     """Drain again and again, at an interval or on a cron schedule, until
     stopped. SIGINT/SIGTERM stop the drain under way after its batch in
     flight (a second signal at once) and end the schedule. A drain that
@@ -490,7 +521,9 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
     from .schedule import Schedule, stamp, worst
 
     plan = Schedule.parse(every=every, cron=cron_expr)
-    drainer = make_drainer(**options)
+    progress = new_progress(as_json)
+    metrics = start_metrics(metrics_port, metrics_addr, options)
+    drainer = make_drainer(**options, observer=Observers(progress, metrics))
     stop = threading.Event()
     codes: list[int] = []
     draining = threading.Event()
@@ -508,6 +541,7 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
 
     def second(name: str) -> None:
         report = drainer.abandon(name)
+        progress.stop()
         emit(report, as_json)
         os._exit(worst([*codes, report.exit_code]))
 
@@ -515,7 +549,8 @@ def schedule(as_json: bool, every: str | None, cron_expr: str | None, max_runs: 
         for _ in plan.ticks(stop, waiting):
             draining.set()
             try:
-                report = drainer.drain()
+                with progress:
+                    report = drainer.drain()
             finally:
                 draining.clear()
             codes.append(report.exit_code)
@@ -712,8 +747,9 @@ def dead_letter_retry(
             strict=False,
             retries=5,
             pop=pop,
+            observer=(progress := new_progress(as_json)),
         )
-        report = run_drain(drainer, as_json)
+        report = run_drain(drainer, as_json, progress)
         emit(report, as_json)
         sys.exit(report.exit_code)
 

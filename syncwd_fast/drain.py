@@ -20,6 +20,7 @@ from .connection import require_sync
 from .deadlimits import DeadLetterLimits, trim_dead_letters
 from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
+from .events import DrainObserver, Observers
 from .faults import configuration_problem, is_transient
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, registry_key, validate_prefix, validate_table_name
 from .masking import mask
@@ -82,6 +83,9 @@ class FastDrainer:
     keep at most that many dead letters per table, the newest, and none older
     (off by default; docs/operations.md "Dead letters"). Each one dropped is a
     record lost for good: the report counts them (``dead_letters_dropped``).
+    ``observer``: a syncwd_fast.events.DrainObserver told of each run, batch,
+    retry and partition as the drain goes (progress displays, metrics);
+    ``on_batch(table, partition, rows)`` is the older, simpler hook.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class FastDrainer:
         pop: int = 125,
         dead_letter_max: int | None = None,
         dead_letter_max_age: float | None = None,
+        observer: DrainObserver | None = None,
     ) -> None:
         if not isinstance(batch, int) or not 1 <= batch <= 100_000:
             raise ConfigurationError(f"batch must be an int in 1..100000, got {batch!r}")
@@ -136,6 +141,10 @@ class FastDrainer:
         self.workers = workers
         self.prefix = validate_prefix(prefix)
         self.lease_seconds = lease_seconds
+        if observer is not None and not isinstance(observer, DrainObserver):
+            raise ConfigurationError(f"observer is not a syncwd_fast.events.DrainObserver: {observer!r}")
+        self.observer = observer
+        self._observers = Observers(observer)
         self.options = Options(
             prefix=self.prefix,
             batch=batch,
@@ -147,6 +156,7 @@ class FastDrainer:
             skip_busy=skip_busy,
             pop=pop,
             ack=pop,
+            observer=self._observers,
         )
         self._used: list[Sink] = []  # sinks opened by the drain under way, closed at its end
         self._lock = threading.RLock()  # also taken by a signal handler on the main thread
@@ -163,7 +173,9 @@ class FastDrainer:
             raise ConfigurationError(f"no sink for {table!r}: give it one, or a DSN for the built-in sinks")
         return sink
 
-    def _with_retries(self, what: str, fn: Callable[[], Any], sink: Sink | None = None) -> Any:
+    def _with_retries(
+        self, what: str, fn: Callable[[], Any], sink: Sink | None = None, table: str | None = None
+    ) -> Any:
         for attempt in range(self.options.retries + 1):
             try:
                 return fn()
@@ -186,6 +198,7 @@ class FastDrainer:
                     self.options.retries,
                     wait,
                 )
+                self._observers.retry(table, f"{what}: {type(exc).__name__}: {mask(str(exc).strip())}")
                 time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -225,7 +238,7 @@ class FastDrainer:
             report.tables[name] = TableReport(name, partitions=table.partitions)
             try:
                 sink = self.sink_for(name)
-                self._with_retries(f"checking {name} in its destination", partial(sink.check, table), sink)
+                self._with_retries(f"checking {name} in its destination", partial(sink.check, table), sink, name)
                 tables.append(table)
             except ConfigurationError as exc:
                 log.error("%s", exc, extra={"table": name})
@@ -254,6 +267,7 @@ class FastDrainer:
             )
             tables = self._tables(report)
             tasks = [(t, n) for t in tables for n in range(t.partitions)]
+            self._observers.drain_started({t.name: t.partitions for t in tables})
 
             def work(table: Table, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
                 if stop.is_set() or self._interrupt.is_set():
@@ -286,6 +300,8 @@ class FastDrainer:
                 finally:
                     with self._lock:
                         self._active.pop(id(partition), None)
+                    partition.settle_events()
+                    self._observers.partition_finished(table.name, number, partition.result)
 
             cut_short = False
             with ThreadPoolExecutor(self.workers, thread_name_prefix="syncwd-drain") as pool:
@@ -319,6 +335,7 @@ class FastDrainer:
             self.close()
             self._interrupt.clear()
         report.seconds = time.perf_counter() - started
+        self._observers.drain_finished(report)
         return report
 
     def _trim_dead_letters(self, report: DrainReport, tables: list[Table]) -> None:

@@ -18,6 +18,7 @@ import redis.exceptions
 
 from . import holder, scripts, wire
 from .errors import ConfigurationError, DrainFault, RejectedRecords, SinkError, SyncwdError
+from .events import BatchDone, Observers
 from .faults import configuration_problem, is_transient
 from .keys import TOMBSTONE
 from .sinks.base import Batch, Sink, Written
@@ -45,6 +46,7 @@ class Options:
     # less CPU per row at 1M records and took the calls' p99.9 from 1.6 to 2.7 ms.
     pop: int = 125
     ack: int = 125
+    observer: Observers = field(default_factory=Observers)
 
     @property
     def heartbeat_s(self) -> float:
@@ -92,6 +94,10 @@ class Landed:
     unchanged: int = 0  # of ``upserted``, how many changed nothing (counted skipped)
     # every record of the batch upserted: nothing kept, deleted or refused
     whole: bool = False
+    # for the observer (events.BatchDone): the batch's upserted, deleted and
+    # skipped as counted in the result, and how long the sink took
+    counted: tuple[int, int, int] = (0, 0, 0)
+    seconds: float | None = None
 
 
 class _Merging:
@@ -215,6 +221,8 @@ class PartitionDrain:
         self._unconfirmed: list[tuple[float, list[str]]] = []
         # id -> tries: records the sink failed on alone, in this drain
         self._alone: dict[str, int] = {}
+        # what the observer was told so far: upserted, deleted, dead_lettered, skipped
+        self._told = [0, 0, 0, 0]
 
     def run(self) -> PartitionResult:
         """Drain with bounded retries; a fault past them raises DrainFault.
@@ -242,6 +250,7 @@ class PartitionDrain:
                     ) from exc
                 delay = min(self.opts.backoff * 2 ** (attempt - 1), 10.0)
                 self.log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
+                self.opts.observer.retry(self.table.name, f"{self.where}: {type(exc).__name__}: {str(exc).strip()}")
                 if self.interrupt.wait(delay):  # a signal during the backoff: stop, all resumable
                     return self._finished()
 
@@ -369,6 +378,8 @@ class PartitionDrain:
                 while not self.interrupt.is_set():
                     snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
                     self._fields["run"] = snap.run
+                    if snap.run and snap.size:
+                        self.opts.observer.run_started(self.table.name, self.number, snap.run, snap.size, snap.adopted)
                     orphans = self._drain_run(snap.run) if snap.run and snap.size else 0
                     # After an adopted run, the dirty set still waits for its turn; ids
                     # left in flight (a pop whose reply was lost) are adopted the same way.
@@ -483,12 +494,16 @@ class PartitionDrain:
             ids = [r.id for r in batch.upserts] + [r.id for r in batch.deletes]
             deleting = {r.id for r in batch.deletes}
         # Every record unreadable: nothing for the sink to write.
+        started = time.perf_counter()
         written = self._write(batch) if ids else Written()
+        seconds = time.perf_counter() - started
         merged = self._outcome(ids, deleting, dict(batch.recreated), written, unreadable)
+        merged.seconds = seconds
         # Dead-lettered by the ack thread, before the batch's ack (_ack): off
         # the merge's path, as acks are.
         gone = {rid for rid, _ in merged.dead}
         r = self.result
+        before = (r.upserted, r.deleted, r.skipped)
         again = self._unacked
         if again:  # merged before, its ack failed: counted then
             counted = {rid for rid in (*merged.upserted, *merged.deleted, *merged.skipped) if rid in again}
@@ -509,6 +524,7 @@ class PartitionDrain:
             r.repeated += sum(
                 1 for rid in (*merged.upserted, *merged.deleted, *merged.skipped, *gone) if rid in popped.repeated
             )
+        merged.counted = (r.upserted - before[0], r.deleted - before[1], r.skipped - before[2])
         if self.opts.on_batch:
             self.opts.on_batch(self.table.name, self.number, len(merged.upserted) + len(merged.deleted))
         return merged, gone
@@ -699,10 +715,12 @@ class PartitionDrain:
             and len(merged.upserted) == len(popped.ids) == sum(len(ids) for _, ids in popped.pops)
         )
         accounted = set() if whole else kept | deleted | done | set(merged.upserted) | gone
+        dead = 0
         try:
             with wire.held(self.redis):  # one connection for the batch's calls
                 if merged.dead:
                     self._dead(run, popped, merged.dead, gone)
+                    dead = len(merged.dead)
                 for records in self._ack_calls(popped.pops):
                     every: set[str] = set()
                     if not whole:
@@ -729,4 +747,29 @@ class PartitionDrain:
         except Exception:
             self._unacked.update(merged.upserted, merged.deleted, merged.skipped)
             raise
+        finally:
+            if merged.seconds is not None:  # merged: its rows are in the result, acked or not
+                self._tell(*merged.counted[:2], dead, merged.counted[2], merged.seconds)
         self._redone.pending.difference_update(popped.ids)
+
+    # --- the observer ---------------------------------------------------------
+
+    def _tell(self, upserted: int, deleted: int, dead: int, skipped: int, seconds: float | None) -> None:
+        told = self._told
+        told[0] += upserted
+        told[1] += deleted
+        told[2] += dead
+        told[3] += skipped
+        self.opts.observer.batch_done(
+            BatchDone(self.table.name, self.number, upserted, deleted, dead, skipped, seconds)
+        )
+
+    def settle_events(self) -> None:
+        """Tell the observer what the result counted outside the batches'
+        events (dead letters whose call's reply was lost, confirmed later), so
+        that the events add up to the result. Called once the partition's
+        threads are done."""
+        r, told = self.result, self._told
+        rest = (r.upserted - told[0], r.deleted - told[1], r.dead_lettered - told[2], r.skipped - told[3])
+        if any(rest):
+            self._tell(*rest, None)
