@@ -31,18 +31,26 @@ count it is a check that finishes an interrupted move and changes nothing else.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import scripts
 from .connection import require_sync
 from .errors import ConfigurationError
-from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, PartitionKeys, new_epoch, partition_of, registry_key, validate_prefix
+from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, PartitionKeys, new_epoch, registry_key, validate_prefix
 from .table import Table
 from .table_keys import Leases, read_states, scan_table, text
 from .tables_admin import describe_pending, resolve
 
 PAGE = 200  # ids per SSCAN page and per copy/drop call
+
+
+def partition_of(record_id: str, partitions: int) -> int:
+    """keys.partition_of of an id as read back (text(), surrogateescape): an
+    id another client wrote that is not UTF-8 goes by its bytes, rather than
+    stop the move half done."""
+    return 0 if partitions == 1 else zlib.crc32(scripts.id_wire(record_id)) % partitions
 
 
 @dataclass
