@@ -17,6 +17,17 @@
       ARGV[3] entry               the table's new registry entry (JSON)
       ARGV[4] closed              text for meta field "closed", or "" (the
                                   partition is one of the new count: no mark)
+      ARGV[5] new count           kept in meta field "moving" until "open":
+                                  snapshot.lua starts no run meanwhile (a move
+                                  cut short leaves records in their old
+                                  partition, and a newer write of them may
+                                  wait in the new one)
+      Output: 1, or -1 when the caller does not hold the lease.
+
+    "open" a partition once every record has moved: drains may start runs.
+      KEYS[1] lease               P:{T:n}:lease
+      KEYS[2] meta hash           P:{T:n}:meta
+      ARGV[2] owner token
       Output: 1, or -1 when the caller does not hold the lease.
 
     "copy" records into their new partition.
@@ -58,12 +69,15 @@ if rcall("GET", KEYS[1]) ~= token then
 end
 
 if op == "close" then
-  rcall("HSET", KEYS[2], "table", ARGV[3])
+  rcall("HSET", KEYS[2], "table", ARGV[3], "moving", ARGV[5])
   if ARGV[4] ~= "" then
     rcall("HSET", KEYS[2], "closed", ARGV[4])
   else
     rcall("HDEL", KEYS[2], "closed")
   end
+  return 1
+elseif op == "open" then
+  rcall("HDEL", KEYS[2], "moving")
   return 1
 elseif op == "copy" then
   local dirty, meta, tombs, recreated, prefix = KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3]

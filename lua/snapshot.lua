@@ -26,7 +26,10 @@
     ARGV[4] start time          unix seconds, recorded in meta
 
   Output:
-    {run id, size, adopted (1|0)}: size is the run set's size, plus for an
+    an error reply "SYNCWD_MOVING <count>" (nothing changed) when no run is
+    active, the dirty set is not empty and meta carries "moving": a
+    repartition to <count> partitions was cut short and must be run again;
+    else {run id, size, adopted (1|0)}: size is the run set's size, plus for an
     adopted run the number of records to redo; 0 when nothing is left (an
     adopted run is then cleared). Run id is "" and size 0 when there is
     nothing to drain.
@@ -82,6 +85,14 @@ end
 
 if rcall("EXISTS", dirty) == 0 then
   return {"", 0, 0}
+end
+-- A repartition cut short left meta "moving" (repartition.lua): records of the
+-- old count may wait here still, and a newer write of them in their new
+-- partition; draining both could land the older value last. No run starts
+-- until the repartition is run again and finishes.
+local moving = rcall("HGET", meta, "moving")
+if moving then
+  return redis.error_reply("SYNCWD_MOVING " .. moving)
 end
 local run = run_prefix .. new_run
 rcall("RENAME", dirty, run)

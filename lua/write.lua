@@ -29,7 +29,10 @@
     ARGV[3+2n..2+3n]            id1, id2, ... in the same order
 
   Output:
-    the number of records written; or an error reply starting
+    the number of records written, negated when meta held no table entry
+    (the partition's first write, or its first since `tables remove`
+    deleted it: the caller puts the table back in the registry at once, so a
+    plain drain finds the record); or an error reply starting
     "SYNCWD_PARTITIONS" (nothing written) when meta carries an entry with
     another partition count: the table was repartitioned (`syncwd-fast tables
     repartition`) and this writer still has the old count, so its records
@@ -42,6 +45,7 @@ local CHUNK = 1000 -- records per MSET/SADD: 2000 values, well under Lua's unpac
 local TILDE = 126 -- "~"
 
 local current = rcall("HGET", meta, "table")
+local sign = current and 1 or -1
 if current ~= entry then
   if current then -- rare: options changed, or a repartition; decoded only then
     local ok, there = pcall(cjson.decode, current)
@@ -77,4 +81,4 @@ for i = 1, n, CHUNK do
   rcall("MSET", unpack(ARGV, 1 + 2 * i, 2 + 2 * j))
   rcall("SADD", dirty, unpack(ARGV, 2 + 2 * n + i, 2 + 2 * n + j))
 end
-return n
+return sign * n

@@ -16,7 +16,11 @@ meanwhile) it
    record in both, never in neither, and running the command again finishes
    it;
 4. moves the cached values of landed records the same way (where the new
-   partition has none), keeping their TTL.
+   partition has none), keeping their TTL;
+5. opens every partition to drains again: from step 1 on, snapshot.lua
+   starts no run in them, so a move cut short (a fault, a kill) cannot land
+   a record's old copy over a newer write of it in its new partition; the
+   drain reports the table's error until the command is run again.
 
 Refused, with nothing changed, while a partition has a run (a drain under way
 or stopped: drain first) or dead letters (retry and drain, or purge, first):
@@ -27,18 +31,26 @@ count it is a check that finishes an interrupted move and changes nothing else.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import scripts
 from .connection import require_sync
 from .errors import ConfigurationError
-from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, PartitionKeys, new_epoch, partition_of, registry_key, validate_prefix
+from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, PartitionKeys, new_epoch, registry_key, validate_prefix
 from .table import Table
 from .table_keys import Leases, read_states, scan_table, text
 from .tables_admin import describe_pending, resolve
 
 PAGE = 200  # ids per SSCAN page and per copy/drop call
+
+
+def partition_of(record_id: str, partitions: int) -> int:
+    """keys.partition_of of an id as read back (text(), surrogateescape): an
+    id another client wrote that is not UTF-8 goes by its bytes, rather than
+    stop the move half done."""
+    return 0 if partitions == 1 else zlib.crc32(scripts.id_wire(record_id)) % partitions
 
 
 @dataclass
@@ -94,7 +106,7 @@ def repartition_table(redis: Any, table: str, partitions: int, *, prefix: str = 
                 redis,
                 "repartition",
                 [keys.lease, keys.meta],
-                ["close", leases.token, registry_entry, closed if n >= partitions else ""],
+                ["close", leases.token, registry_entry, closed if n >= partitions else "", partitions],
             )
             if int(done) == -1:
                 raise leases.lost(keys)
@@ -103,6 +115,9 @@ def repartition_table(redis: Any, table: str, partitions: int, *, prefix: str = 
         for n in union:
             _move_dirty(redis, parts, n, partitions, leases, out)
         _move_cached(redis, prefix, table, parts, partitions, leases, out)
+        for keys in parts.values():  # last: a move cut short keeps drains out until it is run again
+            if int(scripts.call(redis, "repartition", [keys.lease, keys.meta], ["open", leases.token])) == -1:
+                raise leases.lost(keys)
     return out
 
 

@@ -83,10 +83,12 @@ class Schedule:
 
     def next_cron(self, after: float) -> float:
         """The first cron time after ``after`` (unix seconds), in the local
-        time zone as it is now (read again each time: a DST change is seen)."""
+        time zone with its daylight-saving rules (a fixed offset, the one at
+        ``after``, would put the first time after a change an hour off)."""
         from croniter import croniter
+        from dateutil import tz  # croniter's own dependency
 
-        return float(croniter(self.cron, datetime.fromtimestamp(after).astimezone()).get_next(float))
+        return float(croniter(self.cron, datetime.fromtimestamp(after, tz.tzlocal())).get_next(float))
 
     def missed(self, due: float, now: float) -> tuple[int, float, float]:
         """The cron times after ``due`` that ``now`` has passed: how many, the

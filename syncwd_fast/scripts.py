@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 from redis.client import NEVER_DECODE
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from . import speedups
-from .errors import LeaseLost
+from .errors import ConfigurationError, LeaseLost
 from .keys import PartitionKeys
 from .wire import Wire, held, pack
 
@@ -136,13 +136,20 @@ class Snapshot:
 
 
 def snapshot(client: Any, keys: PartitionKeys, token: str, new_run: str) -> Snapshot:
-    result = _fenced(
-        call(
+    try:
+        raw = call(
             client, "snapshot", [keys.dirty, keys.meta, keys.lease], [token, new_run, keys.run_prefix, int(time.time())]
-        ),
-        keys,
-        "snapshot",
-    )
+        )
+    except ResponseError as exc:
+        if not str(exc).startswith("SYNCWD_MOVING"):
+            raise
+        count = (str(exc).split() + ["N"])[1]
+        raise ConfigurationError(
+            f"{keys.table}: a repartition to {count} partitions was cut short (partition {keys.number} is still"
+            f" being moved): nothing of it is drained until it finishes; run `syncwd-fast tables repartition"
+            f" {keys.table} --partitions {count}` again"
+        ) from None
+    result = _fenced(raw, keys, "snapshot")
     return Snapshot(_text(result[0]), int(result[1]), bool(result[2]))
 
 

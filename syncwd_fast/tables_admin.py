@@ -158,8 +158,8 @@ def remove_table(
     meanwhile: one a drain holds is refused, nothing changed.
 
     A writer that still writes the table writes new records: they are kept,
-    and bring the table back (its partition meta at once, its registry entry
-    within 5 s). Stop or fix every writer of the table first."""
+    and bring the table back (its partition meta and its registry entry at once).
+    Stop or fix every writer of the table first."""
     require_sync(redis, "remove_table")
     validate_prefix(prefix)
     entry, registered, numbers = resolve(redis, prefix, table)

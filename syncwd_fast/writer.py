@@ -231,7 +231,8 @@ class Syncwd:
 
     def _call(self, t: Table | None, keys_: list[str], args: list[Any]) -> None:
         try:
-            scripts.call(self.redis, "write", keys_, args)
+            if int(scripts.call(self.redis, "write", keys_, args)) < 0 and t is not None:
+                self._restore(t)
         except ResponseError as exc:
             text = str(exc)
             if not text.startswith("SYNCWD_PARTITIONS"):
@@ -256,7 +257,7 @@ class Syncwd:
             return
         write = scripts.script("write")
         registry = registry_key(self.prefix)
-        asserted = False
+        asserted = fresh = False
         for client, group, here in self._by_node(calls, registry if reassert else None):
             pipe = client.pipeline(transaction=False)
             for keys_, args in group:
@@ -266,6 +267,7 @@ class Syncwd:
                 pipe.hsetnx(registry, REGISTRY_EPOCH, new_epoch())
             results = pipe.execute(raise_on_error=False)
             failed = [i for i, result in enumerate(results[: len(group)]) if isinstance(result, Exception)]
+            fresh = fresh or any(isinstance(x, int) and x < 0 for x in results[: len(group)])
             if failed:
                 # NOSCRIPT after a restart, a MOVED slot, ...: again from the first call
                 # that failed, in order, through the main client, which loads scripts and
@@ -280,6 +282,16 @@ class Syncwd:
                 self.redis.hsetnx(registry, reassert.name, reassert.to_registry())
                 self.redis.hsetnx(registry, REGISTRY_EPOCH, new_epoch())
             self._asserted[reassert.name] = time.monotonic()
+        elif fresh and t is not None:
+            self._restore(t)
+
+    def _restore(self, t: Table) -> None:
+        """A partition's meta had no entry (write.lua said so): the table is
+        new there, or `tables remove` took it; HSETNX its registry entry now,
+        not at the next reassert, so a plain drain finds the record."""
+        self.redis.hsetnx(registry_key(self.prefix), t.name, t.to_registry())
+        self.redis.hsetnx(registry_key(self.prefix), REGISTRY_EPOCH, new_epoch())
+        self._asserted[t.name] = time.monotonic()
 
     def _by_node(self, calls: list[Call], extra_key: str | None = None) -> list[tuple[Any, list[Call], bool]]:
         """Cluster clients cannot pipeline scripts: pipeline per node instead.

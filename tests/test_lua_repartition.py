@@ -29,7 +29,8 @@ def ab(r, prefix):
 
 def test_every_operation_needs_the_lease(r, prefix):
     k = PartitionKeys(prefix, "t", 0)
-    assert call(r, "close", [k.lease, k.meta], "{}", "") == -1
+    assert call(r, "close", [k.lease, k.meta], "{}", "", 4) == -1
+    assert call(r, "open", [k.lease, k.meta]) == -1
     assert call(r, "copy", copy_keys(k), k.value_prefix, "1", "{}", "", -1) == -1
     assert call(r, "drop", drop_keys(k), k.value_prefix, "1", "{}") == -1
     assert not r.exists(k.meta, k.dirty)
@@ -40,10 +41,17 @@ def test_every_operation_needs_the_lease(r, prefix):
 
 def test_close_sets_the_entry_and_the_mark(r, ab):
     a, _ = ab
-    assert call(r, "close", [a.lease, a.meta], "NEW", "repartitioned") == 1
-    assert r.hmget(a.meta, "table", "closed") == [b"NEW", b"repartitioned"]
-    assert call(r, "close", [a.lease, a.meta], "NEW", "") == 1
-    assert r.hmget(a.meta, "table", "closed") == [b"NEW", None]
+    assert call(r, "close", [a.lease, a.meta], "NEW", "repartitioned", 4) == 1
+    assert r.hmget(a.meta, "table", "closed", "moving") == [b"NEW", b"repartitioned", b"4"]
+    assert call(r, "close", [a.lease, a.meta], "NEW", "", 4) == 1
+    assert r.hmget(a.meta, "table", "closed", "moving") == [b"NEW", None, b"4"]
+
+
+def test_open_clears_the_moving_mark_only(r, ab):
+    a, _ = ab
+    assert call(r, "close", [a.lease, a.meta], "NEW", "repartitioned", 4) == 1
+    assert call(r, "open", [a.lease, a.meta]) == 1
+    assert r.hmget(a.meta, "table", "closed", "moving") == [b"NEW", b"repartitioned", None]
 
 
 def test_copy_then_drop_moves_a_waiting_record(r, ab):

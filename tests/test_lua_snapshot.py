@@ -1,9 +1,10 @@
 """lua/snapshot.lua"""
 
 import pytest
+import redis
 
 from syncwd_fast import scripts
-from syncwd_fast.errors import LeaseLost
+from syncwd_fast.errors import ConfigurationError, LeaseLost
 from syncwd_fast.keys import PartitionKeys
 
 from .helpers import in_flight
@@ -81,3 +82,16 @@ def test_refuses_without_the_lease(r, keys):
     with pytest.raises(LeaseLost):
         scripts.snapshot(r, keys, "other", "run1")
     assert r.smembers(keys.dirty) == {b"1"}
+
+
+def test_no_run_starts_in_a_partition_a_repartition_still_moves(r, keys):
+    r.hset(keys.meta, "moving", "4")  # repartition.lua "close", the command not finished
+    assert scripts.snapshot(r, keys, "tok", "run1").run == ""  # nothing dirty: nothing refused
+    r.sadd(keys.dirty, "1")
+    with pytest.raises(ConfigurationError, match="tables repartition t --partitions 4"):
+        scripts.snapshot(r, keys, "tok", "run1")
+    with pytest.raises(redis.ResponseError, match="SYNCWD_MOVING 4"):
+        scripts.call(r, "snapshot", [keys.dirty, keys.meta, keys.lease], ["tok", "run1", keys.run_prefix, 0])
+    assert r.smembers(keys.dirty) == {b"1"} and not r.hexists(keys.meta, "run")
+    r.hdel(keys.meta, "moving")  # repartition.lua "open"
+    assert scripts.snapshot(r, keys, "tok", "run1").run == "run1"

@@ -13,9 +13,10 @@ ENTRY = Table("t").to_registry()
 def test_write_sets_values_and_marks_dirty(r, prefix):
     keys = PartitionKeys(prefix, "t", 0)
     n = scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("1", b'{"id":1}'), ("2", b'{"id":2}')]))
-    assert n == 2
+    assert n == -2  # negated: the partition's first write (meta had no entry)
+    assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, [("3", b'{"id":3}')])) == 1
     assert r.get(keys.value("1")) == b'{"id":1}'
-    assert r.smembers(keys.dirty) == {b"1", b"2"}
+    assert r.smembers(keys.dirty) == {b"1", b"2", b"3"}
 
 
 def test_write_clears_an_existing_ttl(r, prefix):
@@ -28,7 +29,7 @@ def test_write_clears_an_existing_ttl(r, prefix):
 def test_write_chunks_beyond_luas_unpack_limit(r, prefix):
     keys = PartitionKeys(prefix, "t", 0)
     items = [(str(i), b'{"id":%d}' % i) for i in range(9000)]
-    assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, items)) == 9000
+    assert scripts.call(r, "write", *scripts.write_args(keys, ENTRY, items)) == -9000
     assert r.scard(keys.dirty) == 9000
     assert r.get(keys.value("8999")) == b'{"id":8999}'
 
