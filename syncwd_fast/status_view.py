@@ -87,7 +87,7 @@ def plain_lines(status: dict[str, Any], now: float | None = None) -> list[str]:
                 if active["oldest_started_at"] is None
                 else f", oldest started {human_age(active['oldest_started_at'], now)}"
             )
-            lines.append(f"  active: {active['runs']} runs, {active['left']} records left{started}")
+            lines.append(f"  active runs: {active['runs']}, {active['left']} records left{started}")
         if t["last_run"] is not None:
             last = t["last_run"]
             lines.append(f"  last runs ({last['partitions']} partitions): {_last_run_text(last, now)}")
@@ -136,7 +136,7 @@ def render_rich(status: dict[str, Any], console: Any, now: float | None = None) 
             f"{t['inflight']:,}",
             f"[red]{t['dead']:,}[/red]" if t["dead"] else "0",
             "-" if t["waiting_since"] is None else human_age(t["waiting_since"], now),
-            f"{active['runs']} runs, {active['left']:,} left" if active["runs"] else "-",
+            f"{active['runs']} run{'s' * (active['runs'] != 1)}, {active['left']:,} left" if active["runs"] else "-",
             f"{active['leases']}{dead}",
             _last_run_text(t["last_run"], now),
         )

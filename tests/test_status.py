@@ -144,6 +144,7 @@ def test_a_drain_stopped_then_killed_mid_run(
     out = cli("status", "--redis", redis_url, "--prefix", prefix, "--partitions")
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("no longer running: the next drain takes it over at once") == 2
+    assert f"  active runs: 2, {killed['active']['left']} records left, oldest started " in out.stdout
     assert f"{t.name}: " in out.stdout and "partition 1: " in out.stdout and " left; held by " in out.stdout
 
     # The next drain takes the dead leases over at once and finishes the adopted runs: their start stays the
