@@ -19,12 +19,18 @@ from .status import status_report
 
 
 def status(
-    redis: Any, *, prefix: str = DEFAULT_PREFIX, tables: Iterable[str] | None = None, discover: bool = False
+    redis: Any,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    tables: Iterable[str] | None = None,
+    discover: bool = False,
+    partitions: bool = False,
 ) -> dict[str, Any]:
     """What ``syncwd-fast status --json`` prints: ``{"tables": {name: {...}},
-    "warnings": [...]}`` (README: every field)."""
+    "warnings": [...]}``; with ``partitions``, each table's ``per_partition``
+    rows too (``--partitions``). docs/operations.md documents every field."""
     require_sync(redis, "status")
-    return status_report(redis, validate_prefix(prefix), tables, discover)
+    return status_report(redis, validate_prefix(prefix), tables, discover, partitions)
 
 
 def dead_letters(

@@ -36,12 +36,97 @@ def eviction_warnings(redis_client: Any) -> list[str]:
         policy = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
         policy = policy.decode() if isinstance(policy, bytes) else policy
         if policy and policy.startswith("allkeys-"):
-            warnings.append(
-                f"Redis at {name} has maxmemory-policy {policy}: under memory pressure it may evict dirty values"
-                " (they carry no TTL until they are in PostgreSQL) before a drain saw them; use noeviction or a"
-                " volatile-* policy"
-            )
+            warnings.append(_eviction(name, policy))
     return warnings
+
+
+# Settings read per primary, by CONFIG GET (silent where CONFIG is disabled or renamed) and INFO.
+SETTINGS = ("maxmemory-policy", "appendonly", "appendfsync", "save")
+FULL = 0.9  # used_memory / maxmemory past which noeviction is about to refuse writes
+
+
+def redis_warnings(redis_client: Any) -> list[str]:
+    """What `status` warns about, per primary, in one round trip each: an
+    eviction policy that drops dirty values (as eviction_warnings), no
+    persistence or RDB snapshots alone (a restart loses records not yet
+    drained), an AOF flushed only when the OS likes, persistence failing
+    (the last save or AOF write failed), and noeviction close to maxmemory
+    (writes about to be refused). What CONFIG would tell is left unsaid where
+    CONFIG is disabled or renamed; INFO's part is said all the same."""
+    warnings: list[str] = []
+    for name, client in primaries(redis_client):
+        pipe = client.pipeline(transaction=False)
+        for setting in SETTINGS:
+            pipe.config_get(setting)
+        pipe.info("memory")
+        pipe.info("persistence")
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.ResponseError) and configuration_problem(reply):
+                raise reply
+        config: dict[str, str] = {}
+        for setting, reply in zip(SETTINGS, replies):
+            if isinstance(reply, dict):
+                value = reply.get(setting, reply.get(setting.encode()))
+                if value is not None:
+                    config[setting] = value.decode() if isinstance(value, bytes) else str(value)
+            else:
+                log.debug("cannot read %s on %s: %s", setting, name, reply)  # CONFIG renamed or not permitted
+        memory = replies[-2] if isinstance(replies[-2], dict) else {}
+        persistence = replies[-1] if isinstance(replies[-1], dict) else {}
+        warnings += _setting_warnings(name, config, memory, persistence)
+    return warnings
+
+
+def _setting_warnings(
+    name: str, config: dict[str, str], memory: dict[str, Any], persistence: dict[str, Any]
+) -> list[str]:
+    said = []
+    policy = config.get("maxmemory-policy", "")
+    if policy.startswith("allkeys-"):
+        said.append(_eviction(name, policy))
+    if config.get("appendonly") == "no" and "save" in config:
+        if not config["save"].strip():
+            said.append(
+                f"Redis at {name} has no persistence (appendonly no, no save points): a restart or crash loses every"
+                " record not yet drained; set appendonly yes (appendfsync everysec)"
+            )
+        else:
+            said.append(
+                f"Redis at {name} persists by RDB snapshots alone (appendonly no, save {config['save']}): a crash"
+                " loses every write since the last snapshot, records not yet drained included; set appendonly yes"
+            )
+    if config.get("appendonly") == "yes" and config.get("appendfsync") == "no":
+        said.append(
+            f"Redis at {name} has appendfsync no: the OS writes the AOF to disk when it likes (often every 30 s), so"
+            " a machine crash may lose that much of the writes; use appendfsync everysec"
+        )
+    failing = [
+        field
+        for field in ("rdb_last_bgsave_status", "aof_last_bgrewrite_status", "aof_last_write_status")
+        if persistence.get(field) == "err"
+    ]
+    if failing:
+        said.append(
+            f"Redis at {name} fails to persist ({', '.join(f + ' err' for f in failing)}): what was written since is"
+            " on no disk, and Redis may refuse writes (stop-writes-on-bgsave-error); see its log"
+        )
+    used, limit = int(memory.get("used_memory") or 0), int(memory.get("maxmemory") or 0)
+    if limit and memory.get("maxmemory_policy") == "noeviction" and used / limit > FULL:
+        said.append(
+            f"Redis at {name} uses {used * 100 // limit}% of maxmemory ({used:,} of {limit:,} bytes) with"
+            " maxmemory-policy noeviction: once full it refuses writes (the application's updates and the drain's"
+            " acks) until memory is freed; raise maxmemory or drain more often"
+        )
+    return said
+
+
+def _eviction(name: str, policy: str) -> str:
+    return (
+        f"Redis at {name} has maxmemory-policy {policy}: under memory pressure it may evict dirty values"
+        " (they carry no TTL until they are in PostgreSQL) before a drain saw them; use noeviction or a"
+        " volatile-* policy"
+    )
 
 
 def nothing_registered_warning(redis_client: Any, prefix: str) -> str:

@@ -824,11 +824,6 @@ def duration(seconds: float) -> str:
     return f"{whole} s"
 
 
-def ago(at: int) -> str:
-    """How long ago ``at`` (unix seconds) was."""
-    return duration(time.time() - at)
-
-
 @main.command()
 @redis_options
 @table_option
@@ -836,38 +831,58 @@ def ago(at: int) -> str:
     "Also show tables the registry P:tables lost (found by a SCAN for their partitions' meta); done anyway"
     " when the registry is empty or lacks a --table."
 )
-@json_option('Print one JSON object: {"tables": {name: {...}}, "warnings": [...]}.')
-def status(redis_url: str, cluster: bool, prefix: str, tables: tuple[str, ...], discover: bool, as_json: bool) -> None:
-    """Show, per table, what waits to be drained: dirty, in a run, in flight,
-    dead, and who holds which partition. A table the registry lost is shown
-    as unregistered; `drain --discover` registers it again. Warns (stderr, and
-    "warnings" in --json) about Redis settings that lose data and about a
-    prefix with nothing registered.
+@option(
+    "--partitions",
+    "per_partition",
+    env="SYNCWD_PARTITIONS",
+    is_flag=True,
+    help="Also a row per partition: backlog, active run, lease holder, last run.",
+)
+@json_option('Print one JSON object: {"tables": {name: {...}}, "warnings": [...]} (docs/operations.md: every field).')
+def status(
+    redis_url: str,
+    cluster: bool,
+    prefix: str,
+    tables: tuple[str, ...],
+    discover: bool,
+    per_partition: bool,
+    as_json: bool,
+) -> None:
+    """Show, per table (and with --partitions per partition), what waits to be
+    drained: dirty, in a run, in flight, dead; how old the oldest waiting
+    record is at most; the active runs, who holds which partition (and
+    whether that drainer still runs), and the last runs. A table the registry
+    lost is shown as unregistered; `drain --discover` registers it again.
+    Warns (stderr, and "warnings" in --json) about Redis settings that lose
+    or refuse writes and about a prefix with nothing registered. A table on a
+    terminal, plain lines elsewhere.
 
     \b
     Example:
-        syncwd-fast status --redis redis://localhost:6379/0
+        syncwd-fast status --redis redis://localhost:6379/0 --partitions
     """
     from .admin import status as table_status
+    from .status_view import plain_lines, render_rich
 
-    result = table_status(open_redis(redis_url, cluster), prefix=prefix, tables=tables or None, discover=discover)
+    result = table_status(
+        open_redis(redis_url, cluster),
+        prefix=prefix,
+        tables=tables or None,
+        discover=discover,
+        partitions=per_partition,
+    )
     for warning in result["warnings"]:
         log.warning("%s", warning)
     if as_json:
         click.echo(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS).decode())  # partition numbers as keys
         return
-    for name, t in result["tables"].items():
-        lost = "" if t["registered"] else "; unregistered, found in partition meta: drain --discover registers it"
-        click.echo(
-            f"{name}: {t['dirty']} dirty, {t['in_run']} in a run, {t['inflight']} in flight, {t['dead']} dead "
-            f"({t['partitions']} partitions{lost})"
-        )
-        if t["last_drained_at"] is not None:
-            every = "" if t["all_drained_at"] is None else f", every partition within {ago(t['all_drained_at'])}"
-            click.echo(f"  last drained {ago(t['last_drained_at'])} ago{every}")
-        for number, holder in sorted(t["leases"].items()):
-            dead = " (no longer running: the next drain takes it over at once)" if number in t["dead_holders"] else ""
-            click.echo(f"  partition {number}: held by {holder}{dead}")
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        render_rich(result, Console())
+        return
+    for line in plain_lines(result):
+        click.echo(line)
 
 
 @main.group("tables")

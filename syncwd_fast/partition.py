@@ -223,6 +223,8 @@ class PartitionDrain:
         self._alone: dict[str, int] = {}
         # what the observer was told so far: upserted, deleted, dead_lettered, skipped
         self._told = [0, 0, 0, 0]
+        # When this drainer began the partition (after the lease): status's rows/s is last_* over it.
+        self._began: float | None = None
 
     def run(self) -> PartitionResult:
         """Drain with bounded retries; a fault past them raises DrainFault.
@@ -373,6 +375,8 @@ class PartitionDrain:
         if not self._acquire():
             self.result.busy = True
             return
+        if self._began is None:
+            self._began = time.monotonic()
         try:
             with Heartbeat(self._renew, self.opts.heartbeat_s, self.where, self.log):
                 while not self.interrupt.is_set():
@@ -428,6 +432,8 @@ class PartitionDrain:
     def _drain_run(self, run: str) -> int:
         """Drain the run; returns how many ids are left in flight with no batch
         of ours holding them (a pop re-sent after its reply was lost)."""
+        # The run's start (its snapshot, perhaps by a drainer that died): nothing dirty after it finishes is older.
+        started = self.redis.hget(self.keys.meta, "started_at")
         # Nothing of ours is in flight yet: what a failed try left there is
         # adopted into the redo list (or lost with Redis, and read again).
         self._redone = _Merging()
@@ -478,6 +484,8 @@ class PartitionDrain:
                 "last_deleted": r.deleted,
                 "last_dead_lettered": r.dead_lettered,
                 "last_skipped": r.skipped,
+                "last_started_at": started or "",
+                "last_seconds": round(time.monotonic() - (self._began or time.monotonic()), 3),
             },
         )
         return orphans
