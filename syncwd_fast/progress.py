@@ -83,6 +83,33 @@ class _Speed(ProgressColumn):
         return Text(f"{rate:,.0f} rows/s  {eta}")
 
 
+class _AboveBars:
+    """A log handler's stream while the bars are up: each whole line printed
+    above them, never wrapped. (Rich's stand-in for stderr wraps a line at
+    the terminal's width: a JSON log line became several, none of them JSON.)
+    The handler's lock makes its writes one at a time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self.console.print(Text(line), soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self, stream: IO[str]) -> None:
+        """The bars are down: what is left of a line goes to ``stream``."""
+        if self._partial:
+            stream.write(self._partial)
+            self._partial = ""
+
+
 class DrainProgress(DrainObserver):
     """Shows a drain as it goes (see the module's doc). Use as a context
     manager around each ``drain()``: it starts and stops the live display.
@@ -137,16 +164,19 @@ class DrainProgress(DrainObserver):
 
     def _logs_through(self, stderr: IO[str] | None) -> None:
         """While the bars are shown, the package's log lines that went to
-        ``stderr`` go through rich's stand-in for it (above the bars, not
-        across them); given None, back as they were."""
+        ``stderr`` are printed above the bars (not across them), each as it
+        is (_AboveBars); given None, back as they were."""
         if stderr is None:
             for handler, old in self._swapped:
-                handler.setStream(old)
+                above = handler.setStream(old)
+                if isinstance(above, _AboveBars):
+                    above.close(old)
             self._swapped = []
             return
+        assert self._bars is not None
         for each in logging.getLogger("syncwd_fast").handlers:
             if isinstance(each, logging.StreamHandler) and each.stream is stderr:
-                each.setStream(sys.stderr)
+                each.setStream(_AboveBars(self._bars.console))
                 self._swapped.append((each, stderr))
 
     # --- the drain's events -------------------------------------------------
