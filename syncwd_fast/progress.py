@@ -73,11 +73,11 @@ class _Speed(ProgressColumn):
             started = task.fields.get("started")
             seconds = time.monotonic() - started if started is not None else 0.0
         rate = _rate(int(task.completed), seconds)
-        if task.total is not None and task.completed < task.total and rate > 0:
+        if task.fields.get("seconds") is not None:  # done with (drained, or stopped early): how long it took
+            eta = f"{seconds:.1f} s"
+        elif task.total is not None and task.completed < task.total and rate > 0:
             left = (task.total - task.completed) / rate
             eta = f"{int(left) // 60}:{int(left) % 60:02d} left"
-        elif task.total is not None and task.completed >= task.total and task.fields.get("seconds") is not None:
-            eta = f"{seconds:.1f} s"
         else:
             eta = "-:-- left"
         return Text(f"{rate:,.0f} rows/s  {eta}")
@@ -242,8 +242,8 @@ class DrainProgress(DrainObserver):
         if self._bars is None or t.task is None:
             return
         total = max(t.total, t.rows) if t.running or t.seconds is not None else None
-        if t.seconds is not None:
-            total = t.rows  # done: a full bar, whatever the snapshot's estimate was
+        if t.seconds is not None and not (t.interrupted or t.busy):
+            total = t.rows  # drained: a full bar, whatever the snapshot's estimate was
         self._bars.update(
             t.task,
             completed=t.rows,

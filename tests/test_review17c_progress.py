@@ -3,12 +3,14 @@ them (pexpect: a real pseudo-terminal)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 
 import orjson
 import pexpect
+from rich.console import Console
 
 from syncwd_fast import Syncwd, Table
 
@@ -47,3 +49,27 @@ def test_json_log_lines_stay_one_object_a_line_above_live_bars(r, db, schema, re
         entry = orjson.loads(line.strip())
         assert entry["level"] == "error" and entry["table"] == missing, line
         assert f"table '{missing}' does not exist in PostgreSQL" in entry["message"]
+
+
+def test_an_interrupted_table_is_no_full_bar(r, db, schema, dsn, prefix):
+    from syncwd_fast import FastDrainer
+    from syncwd_fast.progress import DrainProgress
+
+    db.execute(f"CREATE TABLE {schema}.b (id int PRIMARY KEY, v int)")
+    b = Table(f"{schema}.b", partitions=2)
+    Syncwd(r, prefix=prefix).update_many(b, [{"id": i, "v": i} for i in range(400)])
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    progress = DrainProgress("live", console=console)
+    drainer = FastDrainer(r, dsn, prefix=prefix, batch=50, workers=2, observer=progress)
+    # Both partitions under way; stopped after the first batch: each stops after its batch in flight.
+    drainer.options.on_batch = lambda *_: drainer.request_stop("a test")
+    with progress:
+        report = drainer.drain()
+    assert report.exit_code == 4 and 50 <= report.upserted <= 100
+    frames = ANSI.sub("", console.file.getvalue()).replace("\r", "\n")  # type: ignore[attr-defined]
+    last = [line for line in frames.split("\n") if line.startswith(b.name)][-1]
+    # The rows done of the ids its runs held (200 a partition, at most 50 done of each): not "100 of 100",
+    # a full bar saying the table was drained.
+    done = re.search(r" ([\d,]+) of ([\d,]+)\+? rows ", last)
+    assert done, last
+    assert int(done[1]) == report.upserted and int(done[2].replace(",", "")) in (200, 400), last
