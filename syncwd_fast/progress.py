@@ -6,6 +6,7 @@ letters so far); off a terminal, a line per table as it finishes; or nothing
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -27,11 +28,14 @@ Mode = Literal["live", "lines", "off"]
 
 
 def progress_mode(as_json: bool, quiet: bool, stream: IO[str] | None = None) -> Mode:
-    """Live bars on a terminal; lines off one; nothing with --json or --quiet."""
+    """Live bars on a terminal; lines off one, or on one that cannot redraw
+    (TERM=dumb: rich shows no live display there, only its last frame at the
+    end); nothing with --json or --quiet."""
     if as_json or quiet:
         return "off"
     stream = stream or sys.stderr
-    return "live" if stream.isatty() else "lines"
+    dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+    return "live" if stream.isatty() and not dumb else "lines"
 
 
 def _rate(rows: int, seconds: float) -> float:

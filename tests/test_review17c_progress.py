@@ -73,3 +73,16 @@ def test_an_interrupted_table_is_no_full_bar(r, db, schema, dsn, prefix):
     done = re.search(r" ([\d,]+) of ([\d,]+)\+? rows ", last)
     assert done, last
     assert int(done[1]) == report.upserted and int(done[2].replace(",", "")) in (200, 400), last
+
+
+def test_a_dumb_terminal_gets_a_line_per_table(r, db, schema, redis_url, dsn, prefix):
+    # Rich draws no live display on TERM=dumb (only the last frame, at the end): nothing would show while it drains.
+    db.execute(f"CREATE TABLE {schema}.a (id int PRIMARY KEY, v int CHECK (v >= 0))")
+    a = Table(f"{schema}.a", partitions=2)
+    Syncwd(r, prefix=prefix).update_many(a, [{"id": i, "v": -1 if i < 3 else i} for i in range(300)])
+    screen = drain_in_a_terminal(redis_url, dsn, prefix, term="dumb")
+    lines = screen.replace("\r", "").split("\n")
+    assert re.fullmatch(rf"{re.escape(a.name)}: 300 rows in [\d.]+ s \([\d,]+ rows/s\), 3 dead letters", lines[0]), (
+        screen
+    )
+    assert "━" not in screen and "\x1b[" not in screen, screen
