@@ -38,6 +38,17 @@ def progress_mode(as_json: bool, quiet: bool, stream: IO[str] | None = None) -> 
     return "live" if stream.isatty() and not dumb else "lines"
 
 
+LABEL = 30  # most characters of a table's name in its bar
+
+
+def _label(name: str) -> str:
+    """A table's name in its bar: a long one (up to 127 characters) took the
+    whole width of a terminal, and the counts were cut off. Its end is kept:
+    the table's name, the schema's is shared by the others. ("..." as
+    ASCII: a terminal's encoding may not have an ellipsis.)"""
+    return name if len(name) <= LABEL else "..." + name[-(LABEL - 3) :]
+
+
 def _rate(rows: int, seconds: float) -> float:
     return rows / seconds if seconds > 0 else 0.0
 
@@ -191,7 +202,9 @@ class DrainProgress(DrainObserver):
             for name, partitions in tables.items():
                 table = self._tables[name] = _Table(partitions, now)
                 if self._bars is not None:
-                    table.task = self._bars.add_task(name, total=None, dead=0, started=None, seconds=None, more=True)
+                    table.task = self._bars.add_task(
+                        _label(name), total=None, dead=0, started=None, seconds=None, more=True
+                    )
 
     def run_started(self, table: str, partition: int, run: str, size: int, adopted: bool) -> None:
         with self._lock:

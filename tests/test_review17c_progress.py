@@ -86,3 +86,20 @@ def test_a_dumb_terminal_gets_a_line_per_table(r, db, schema, redis_url, dsn, pr
         screen
     )
     assert "━" not in screen and "\x1b[" not in screen, screen
+
+
+def test_a_long_table_name_leaves_room_for_the_counts(r, db, schema, dsn, prefix):
+    from syncwd_fast import FastDrainer
+    from syncwd_fast.progress import DrainProgress
+
+    name = f"{schema}.{'l' * 63}"  # 63: PostgreSQL's longest identifier
+    db.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v int)")
+    Syncwd(r, prefix=prefix).update_many(Table(name), [{"id": i, "v": i} for i in range(120)])
+    console = Console(file=io.StringIO(), force_terminal=True, width=80)
+    progress = DrainProgress("live", console=console)
+    with progress:
+        assert FastDrainer(r, dsn, prefix=prefix, batch=50, observer=progress).drain().upserted == 120
+    frames = ANSI.sub("", console.file.getvalue()).replace("\r", "\n")  # type: ignore[attr-defined]
+    last = [line for line in frames.split("\n") if "l" * 20 in line][-1]
+    assert last.startswith("...") and last.split()[0].endswith("l" * 20), last  # its end: the table's own name
+    assert "120 of 120" in last and " 0 dead" in last, frames[-400:]  # (on 80 columns "rows" may wrap below)
