@@ -92,6 +92,7 @@ class DrainMetrics(DrainObserver):
             registry=r,
         )
         self._lock = threading.Lock()  # refresh() from the drain and from serve()
+        self._gauged: set[str] = set()  # tables whose backlog and dead letters are shown
 
     def _table(self, name: str) -> None:
         """Every series of the table, at 0 until something happens: a
@@ -140,6 +141,15 @@ class DrainMetrics(DrainObserver):
                 self._table(name)
                 self.backlog.labels(name).set(t["dirty"] + t["in_run"] + t["inflight"])
                 self.dead.labels(name).set(t["dead"])
+            # A table removed since (`tables remove`): no backlog of it waits, and a
+            # series left at its last value would keep an alert firing forever.
+            for name in self._gauged - status.keys():
+                for gauge in (self.backlog, self.dead):
+                    try:
+                        gauge.remove(name)
+                    except KeyError:
+                        pass
+            self._gauged = set(status)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> MetricsServer:
         """Serve the metrics at http://addr:port/metrics (any path, in fact)

@@ -6,6 +6,7 @@ letters so far); off a terminal, a line per table as it finishes; or nothing
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -27,11 +28,25 @@ Mode = Literal["live", "lines", "off"]
 
 
 def progress_mode(as_json: bool, quiet: bool, stream: IO[str] | None = None) -> Mode:
-    """Live bars on a terminal; lines off one; nothing with --json or --quiet."""
+    """Live bars on a terminal; lines off one, or on one that cannot redraw
+    (TERM=dumb: rich shows no live display there, only its last frame at the
+    end); nothing with --json or --quiet."""
     if as_json or quiet:
         return "off"
     stream = stream or sys.stderr
-    return "live" if stream.isatty() else "lines"
+    dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+    return "live" if stream.isatty() and not dumb else "lines"
+
+
+LABEL = 30  # most characters of a table's name in its bar
+
+
+def _label(name: str) -> str:
+    """A table's name in its bar: a long one (up to 127 characters) took the
+    whole width of a terminal, and the counts were cut off. Its end is kept:
+    the table's name, the schema's is shared by the others. ("..." as
+    ASCII: a terminal's encoding may not have an ellipsis.)"""
+    return name if len(name) <= LABEL else "..." + name[-(LABEL - 3) :]
 
 
 def _rate(rows: int, seconds: float) -> float:
@@ -73,14 +88,41 @@ class _Speed(ProgressColumn):
             started = task.fields.get("started")
             seconds = time.monotonic() - started if started is not None else 0.0
         rate = _rate(int(task.completed), seconds)
-        if task.total is not None and task.completed < task.total and rate > 0:
+        if task.fields.get("seconds") is not None:  # done with (drained, or stopped early): how long it took
+            eta = f"{seconds:.1f} s"
+        elif task.total is not None and task.completed < task.total and rate > 0:
             left = (task.total - task.completed) / rate
             eta = f"{int(left) // 60}:{int(left) % 60:02d} left"
-        elif task.total is not None and task.completed >= task.total and task.fields.get("seconds") is not None:
-            eta = f"{seconds:.1f} s"
         else:
             eta = "-:-- left"
         return Text(f"{rate:,.0f} rows/s  {eta}")
+
+
+class _AboveBars:
+    """A log handler's stream while the bars are up: each whole line printed
+    above them, never wrapped. (Rich's stand-in for stderr wraps a line at
+    the terminal's width: a JSON log line became several, none of them JSON.)
+    The handler's lock makes its writes one at a time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self.console.print(Text(line), soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self, stream: IO[str]) -> None:
+        """The bars are down: what is left of a line goes to ``stream``."""
+        if self._partial:
+            stream.write(self._partial)
+            self._partial = ""
 
 
 class DrainProgress(DrainObserver):
@@ -137,16 +179,19 @@ class DrainProgress(DrainObserver):
 
     def _logs_through(self, stderr: IO[str] | None) -> None:
         """While the bars are shown, the package's log lines that went to
-        ``stderr`` go through rich's stand-in for it (above the bars, not
-        across them); given None, back as they were."""
+        ``stderr`` are printed above the bars (not across them), each as it
+        is (_AboveBars); given None, back as they were."""
         if stderr is None:
             for handler, old in self._swapped:
-                handler.setStream(old)
+                above = handler.setStream(old)
+                if isinstance(above, _AboveBars):
+                    above.close(old)
             self._swapped = []
             return
+        assert self._bars is not None
         for each in logging.getLogger("syncwd_fast").handlers:
             if isinstance(each, logging.StreamHandler) and each.stream is stderr:
-                each.setStream(sys.stderr)
+                each.setStream(_AboveBars(self._bars.console))
                 self._swapped.append((each, stderr))
 
     # --- the drain's events -------------------------------------------------
@@ -157,7 +202,9 @@ class DrainProgress(DrainObserver):
             for name, partitions in tables.items():
                 table = self._tables[name] = _Table(partitions, now)
                 if self._bars is not None:
-                    table.task = self._bars.add_task(name, total=None, dead=0, started=None, seconds=None, more=True)
+                    table.task = self._bars.add_task(
+                        _label(name), total=None, dead=0, started=None, seconds=None, more=True
+                    )
 
     def run_started(self, table: str, partition: int, run: str, size: int, adopted: bool) -> None:
         with self._lock:
@@ -212,8 +259,8 @@ class DrainProgress(DrainObserver):
         if self._bars is None or t.task is None:
             return
         total = max(t.total, t.rows) if t.running or t.seconds is not None else None
-        if t.seconds is not None:
-            total = t.rows  # done: a full bar, whatever the snapshot's estimate was
+        if t.seconds is not None and not (t.interrupted or t.busy):
+            total = t.rows  # drained: a full bar, whatever the snapshot's estimate was
         self._bars.update(
             t.task,
             completed=t.rows,
