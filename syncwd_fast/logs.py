@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -17,6 +18,22 @@ LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 # Record attributes a JSON line carries when a call sets them (logging's extra=).
 FIELDS = ("table", "partition", "run", "rows", "seconds")
+
+
+if TYPE_CHECKING:
+    _Adapter = logging.LoggerAdapter[logging.Logger]
+else:  # subscriptable at run time from Python 3.11 on
+    _Adapter = logging.LoggerAdapter
+
+
+class Fields(_Adapter):
+    """A logger whose lines carry fields of its own (``extra``: table,
+    partition, run) merged with those a call gives (rows, seconds): a plain
+    LoggerAdapter drops the call's before Python 3.13."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
 
 
 class TextFormatter(logging.Formatter):

@@ -21,6 +21,7 @@ from .errors import ConfigurationError, DrainFault, RejectedRecords, SinkError, 
 from .events import BatchDone, Observers
 from .faults import configuration_problem, is_transient
 from .keys import TOMBSTONE
+from .logs import Fields
 from .sinks.base import Batch, Sink, Written
 from .sinks.records import fill
 from .table import Table
@@ -154,9 +155,7 @@ class Heartbeat:
     successor takes over; fencing (the lease check before COMMIT) still stops
     a stalled drainer that wakes up late."""
 
-    def __init__(
-        self, renew: Callable[[], bool], interval_s: float, where: str, logger: logging.LoggerAdapter[Any]
-    ) -> None:
+    def __init__(self, renew: Callable[[], bool], interval_s: float, where: str, logger: Fields) -> None:
         self.renew = renew
         self.interval_s = interval_s
         self.where = where
@@ -209,8 +208,7 @@ class PartitionDrain:
         self.keys = self.table.keys(number, options.prefix)
         self.where = f"{self.table.name}/{number}"
         # JSON log lines carry the table, the partition and the run (logs.FIELDS).
-        self._fields: dict[str, Any] = {"table": table.name, "partition": number}
-        self.log: logging.LoggerAdapter[Any] = logging.LoggerAdapter(log, self._fields)
+        self.log = Fields(log, {"table": table.name, "partition": number})
         self.token = uuid.uuid4().hex
         self.result = PartitionResult()
         # Counted once: ids of batches merged whose ack failed (the batch may be
@@ -251,7 +249,7 @@ class PartitionDrain:
                         f"{type(exc).__name__}: {str(exc).strip()}"
                     ) from exc
                 delay = min(self.opts.backoff * 2 ** (attempt - 1), 10.0)
-                self.log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay)
+                self.log.warning("%s: %s; retry %d in %.1fs", self.where, exc, attempt, delay, extra={"seconds": delay})
                 self.opts.observer.retry(self.table.name, f"{self.where}: {type(exc).__name__}: {str(exc).strip()}")
                 if self.interrupt.wait(delay):  # a signal during the backoff: stop, all resumable
                     return self._finished()
@@ -381,7 +379,8 @@ class PartitionDrain:
             with Heartbeat(self._renew, self.opts.heartbeat_s, self.where, self.log):
                 while not self.interrupt.is_set():
                     snap = scripts.snapshot(self.redis, self.keys, self.token, new_run_id())
-                    self._fields["run"] = snap.run
+                    # A new dict, not an update: the heartbeat's thread may be logging through it.
+                    self.log.extra = {"table": self.table.name, "partition": self.number, "run": snap.run}
                     if snap.run and snap.size:
                         self.opts.observer.run_started(self.table.name, self.number, snap.run, snap.size, snap.adopted)
                     orphans = self._drain_run(snap.run) if snap.run and snap.size else 0
@@ -475,6 +474,15 @@ class PartitionDrain:
         # Clears the run from meta even when its last batch was all dead letters.
         _, orphans = scripts.ack(self.redis, self.keys, run, self.token, self.table.ttl, [])
         r = self.result
+        seconds = round(time.monotonic() - (self._began or time.monotonic()), 3)
+        self.log.debug(
+            "%s: run %s finished: %d rows in %.2f s",
+            self.where,
+            run,
+            self._landed(),
+            seconds,
+            extra={"rows": self._landed(), "seconds": seconds},
+        )
         self.redis.hset(
             self.keys.meta,
             mapping={
@@ -485,7 +493,7 @@ class PartitionDrain:
                 "last_dead_lettered": r.dead_lettered,
                 "last_skipped": r.skipped,
                 "last_started_at": started or "",
-                "last_seconds": round(time.monotonic() - (self._began or time.monotonic()), 3),
+                "last_seconds": seconds,
             },
         )
         return orphans

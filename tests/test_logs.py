@@ -82,7 +82,7 @@ def test_a_partition_drain_logs_its_table_partition_and_run(r: Any, prefix: str)
     gone = {**holder.identity(), "pid": 2**22 + 12345}  # above any pid_max: no such process
     assert scripts.lease(r, keys, "acquire", "dead", 60_000, holder.text(gone), holder.encoded(gone, "dead"))
     out = io.StringIO()
-    logs.configure("info", "json", Masker(), out)
+    logs.configure("debug", "json", Masker(), out)
     try:
         sink = DictSink(explode=lambda rec: ValueError("no") if rec.value["v"] == 666 else None)
         report = FastDrainer(r, "", prefix=prefix, sinks={table.name: sink}).drain()
@@ -96,3 +96,7 @@ def test_a_partition_drain_logs_its_table_partition_and_run(r: Any, prefix: str)
     assert taken and failed, lines
     assert all((line["table"], line["partition"]) == (table.name, 0) for line in taken + failed)
     assert "run" not in taken[0] and failed[0]["run"] == run
+    # The run's end carries the rows and the seconds with the partition's own fields.
+    (finished,) = [line for line in lines if "finished:" in line["message"]]
+    assert (finished["table"], finished["run"], finished["rows"]) == (table.name, run, 2)
+    assert isinstance(finished["seconds"], float)
