@@ -64,6 +64,9 @@ class DrainMetrics(DrainObserver):
         )
         self.batches = counter("syncwd_batches", "Batches merged and acked.")
         self.retries = counter("syncwd_retries", 'Faults retried (table "": the registry, connecting).')
+        self.dropped = counter(
+            "syncwd_dead_letters_dropped", "Dead letters dropped for good by --dead-letter-max / --dead-letter-max-age."
+        )
         self.backlog = prom.Gauge(
             "syncwd_backlog",
             "Records waiting in Redis (dirty + in a run + in flight), read after each drain.",
@@ -97,7 +100,15 @@ class DrainMetrics(DrainObserver):
     def _table(self, name: str) -> None:
         """Every series of the table, at 0 until something happens: a
         rate() over it needs the series before its first increase."""
-        for metric in (self.upserted, self.deleted, self.dead_lettered, self.skipped, self.batches, self.retries):
+        for metric in (
+            self.upserted,
+            self.deleted,
+            self.dead_lettered,
+            self.skipped,
+            self.batches,
+            self.retries,
+            self.dropped,
+        ):
             metric.labels(name)
         self.merge_seconds.labels(name)
 
@@ -126,6 +137,9 @@ class DrainMetrics(DrainObserver):
         self.last_end.set(time.time())
         self.last_seconds.set(report.seconds)
         self.last_exit.set(report.exit_code)
+        for name, table in report.tables.items():  # dropped after the drain (deadlimits.py): no batch event says so
+            if table.dead_letters_dropped:
+                self.dropped.labels(name).inc(table.dead_letters_dropped)
         self.refresh()
 
     def refresh(self) -> None:

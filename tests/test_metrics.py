@@ -82,6 +82,18 @@ def test_counters_gauges_and_histogram_follow_the_drain(r, db, dsn, prefix, tabl
     from prometheus_client import REGISTRY
 
     assert REGISTRY.get_sample_value("syncwd_rows_upserted_total", t) is None
+    assert get("syncwd_dead_letters_dropped_total", t) == 0
+
+
+def test_dead_letters_dropped_by_the_limits_are_counted(r, db, dsn, prefix, tables):
+    a, _ = tables
+    Syncwd(r, prefix=prefix).update_many(a, [{"id": i, "v": -1, "ver": 1} for i in range(7)])  # all refused
+    metrics = DrainMetrics(r, prefix, [a.name])
+    report = FastDrainer(r, dsn, prefix=prefix, tables=[a.name], observer=metrics, dead_letter_max=3).drain()
+    assert (report.dead_lettered, report.dead_letters_dropped) == (7, 4)
+    get = metrics.registry.get_sample_value
+    assert get("syncwd_dead_letters_dropped_total", {"table": a.name}) == 4
+    assert get("syncwd_dead_letters", {"table": a.name}) == 3
 
 
 def test_retries_are_counted_and_the_server_serves_them(dsn):
