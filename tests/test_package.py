@@ -31,6 +31,19 @@ def test_the_package_says_it_is_typed_and_licensed() -> None:
     assert "Typing :: Typed" in classifiers and "License :: OSI Approved :: MIT License" in classifiers
     assert cfg["metadata"]["license_files"].strip() == "LICENSE"
     assert "py.typed" in cfg["options.package_data"]["syncwd_fast"]
+    assert "https://" in cfg["metadata"]["project_urls"]
+
+
+def test_the_version_is_the_changelogs_newest() -> None:
+    """A version bump comes with its CHANGELOG entry, and the installed
+    metadata says the same version as the package."""
+    from importlib.metadata import version
+
+    import syncwd_fast
+
+    newest = next(line for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("## "))
+    assert syncwd_fast.__version__ in newest
+    assert version("syncwd-fast") == syncwd_fast.__version__
 
 
 def test_the_sdist_carries_the_licence_the_types_the_c_sources_and_the_tests(tmp_path: Path) -> None:
