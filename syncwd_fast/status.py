@@ -40,6 +40,7 @@ META = (
     "last_deleted",
     "last_dead_lettered",
     "last_skipped",
+    "moved_in_at",
 )
 W = 5  # replies per partition in the first pipeline: SCARD dirty, HLEN dead, GET lease, PTTL lease, HMGET meta
 COUNTS = ("upserted", "deleted", "dead_lettered", "skipped")
@@ -143,6 +144,9 @@ def _waiting_since(p: _Partition, last: dict[str, Any] | None) -> int | None:
     if p.run is not None and p.run == last["id"]:  # the last run stopped early and is still active
         return None
     started: int | None = last["started_at"]
+    moved = _int(p.meta["moved_in_at"])
+    if started is not None and moved is not None and started <= moved:
+        return None  # records moved in by a repartition may be older than the last run (repartition.py)
     return started
 
 
