@@ -310,8 +310,8 @@ def table_status(
             # Holders that died on this machine (holder.py): their leases run out, or the next drain takes them at once.
             "dead_holders": [r["partition"] for r in rows if r["lease"] is not None and r["lease"]["alive"] is False],
             # When a drain last finished a partition (unix seconds): the latest, and the oldest of the
-            # partitions' last (None while a partition was never drained): every record written
-            # before that one was drained, so nothing waiting is older unless written since.
+            # partitions' last (None while a partition was never drained). Records written while those
+            # runs ran may still wait: waiting_since, not these, bounds their age.
             "last_drained_at": max(finished, default=None),
             "all_drained_at": min(finished) if len(finished) == len(parts) else None,
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
