@@ -15,7 +15,7 @@ from . import scripts
 from .connection import require_sync
 from .deadletter import DeadLetter, Retried, find_tables, list_dead, purge_dead, retry_dead_records
 from .keys import DEFAULT_PREFIX, TOMBSTONE, canonical_id, validate_prefix
-from .status import status_report
+from .status import pipeline_reply, status_report
 
 
 def status(
@@ -99,9 +99,10 @@ def record(redis: Any, table: str, record_id: Any, *, prefix: str = DEFAULT_PREF
         pipe = redis.pipeline(transaction=False)
         pipe.sismember(keys.run(run), wire)
         scripts.read_in_flight(pipe, keys, run)
-        member, records, redo = pipe.execute()
+        pipe.sismember(keys.inflight(run), wire)  # a run of an earlier version kept in-flight ids in a set
+        member, records, redo, in_set = (pipeline_reply(v) for v in pipe.execute(raise_on_error=False))
         in_run = bool(member)
-        in_flight = any(wire in scripts.packed_ids(r) for r in [*records, *redo])
+        in_flight = bool(in_set) or any(wire in scripts.packed_ids(r) for r in [*(records or []), *redo])
     value: Any = None
     if raw is not None:
         raw = raw.encode() if isinstance(raw, str) else raw

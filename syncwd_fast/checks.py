@@ -29,7 +29,7 @@ def eviction_warnings(redis_client: Any) -> list[str]:
         try:
             reply = client.config_get("maxmemory-policy")
         except redis.exceptions.ResponseError as exc:
-            if configuration_problem(exc):  # e.g. a database index the server does not have
+            if configuration_problem(exc) and not _denied(exc):  # e.g. a database index the server does not have
                 raise
             log.debug("cannot read maxmemory-policy on %s: %s", name, exc)  # CONFIG renamed or not permitted
             continue
@@ -38,6 +38,13 @@ def eviction_warnings(redis_client: Any) -> list[str]:
         if policy and policy.startswith("allkeys-"):
             warnings.append(_eviction(name, policy))
     return warnings
+
+
+def _denied(exc: Exception) -> bool:
+    """The ACL denies this user the command (CONFIG and INFO are @admin or
+    @dangerous, which least privilege leaves out): nothing can be said, as
+    where CONFIG is renamed; every other command works."""
+    return isinstance(exc, redis.exceptions.NoPermissionError)
 
 
 # Settings read per primary, by CONFIG GET (silent where CONFIG is disabled or renamed) and INFO.
@@ -52,7 +59,8 @@ def redis_warnings(redis_client: Any) -> list[str]:
     drained), an AOF flushed only when the OS likes, persistence failing
     (the last save or AOF write failed), and noeviction close to maxmemory
     (writes about to be refused). What CONFIG would tell is left unsaid where
-    CONFIG is disabled or renamed; INFO's part is said all the same."""
+    CONFIG is disabled, renamed or denied by the ACL; INFO's part is said all
+    the same (and CONFIG's where only INFO is denied)."""
     warnings: list[str] = []
     for name, client in primaries(redis_client):
         pipe = client.pipeline(transaction=False)
@@ -62,7 +70,11 @@ def redis_warnings(redis_client: Any) -> list[str]:
         pipe.info("persistence")
         replies = pipe.execute(raise_on_error=False)
         for reply in replies:
-            if isinstance(reply, redis.exceptions.ResponseError) and configuration_problem(reply):
+            if (
+                isinstance(reply, redis.exceptions.ResponseError)
+                and not _denied(reply)
+                and configuration_problem(reply)
+            ):
                 raise reply
         config: dict[str, str] = {}
         for setting, reply in zip(SETTINGS, replies):

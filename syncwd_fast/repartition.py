@@ -44,6 +44,7 @@ from .table_keys import Leases, read_states, scan_table, text
 from .tables_admin import describe_pending, resolve
 
 PAGE = 200  # ids per SSCAN page and per copy/drop call
+MOVED_IN_AT = "moved_in_at"  # meta: when dirty records last moved into the partition (unix seconds)
 
 
 def partition_of(record_id: str, partitions: int) -> int:
@@ -196,6 +197,10 @@ def _move(
     copied = 0
     for target, group in by_target.items():
         keys = parts[target]
+        if any("c" not in flags for _, _, flags, _ in group):
+            # Records dirty since before this partition's last run: its start bounds
+            # them no more (status.py's waiting_since), until a run started after this.
+            redis.hset(keys.meta, MOVED_IN_AT, int(time.time()))
         args: list[Any] = ["copy", leases.token, keys.value_prefix]
         for record_id, value, flags, pttl in group:
             args += [scripts.id_wire(record_id), value, flags, pttl]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.exceptions
 
 from . import holder, scripts
 from .checks import nothing_registered_warning, redis_warnings
@@ -40,6 +41,8 @@ META = (
     "last_deleted",
     "last_dead_lettered",
     "last_skipped",
+    "moved_in_at",
+    "scan",
 )
 W = 5  # replies per partition in the first pipeline: SCARD dirty, HLEN dead, GET lease, PTTL lease, HMGET meta
 COUNTS = ("upserted", "deleted", "dead_lettered", "skipped")
@@ -143,6 +146,9 @@ def _waiting_since(p: _Partition, last: dict[str, Any] | None) -> int | None:
     if p.run is not None and p.run == last["id"]:  # the last run stopped early and is still active
         return None
     started: int | None = last["started_at"]
+    moved = _int(p.meta["moved_in_at"])
+    if started is not None and moved is not None and started <= moved:
+        return None  # records moved in by a repartition may be older than the last run (repartition.py)
     return started
 
 
@@ -225,6 +231,9 @@ def _read(redis_client: Any, parts: list[tuple[str, PartitionKeys]]) -> list[_Pa
 def _read_runs(redis_client: Any, partitions: list[_Partition]) -> None:
     """Phase two: every active run, one pipeline; fills in_run and inflight."""
     active = [p for p in partitions if p.run is not None]
+    # A run of an earlier version (no meta "scan") kept its in-flight ids in a
+    # set (snapshot.lua): HVALS of it fails with WRONGTYPE, SCARD counts it.
+    older = {id(p) for p in active if _text(p.meta["scan"]) != "whole"}
     pipe = redis_client.pipeline(transaction=False)
     for p in active:
         run = p.run
@@ -233,11 +242,25 @@ def _read_runs(redis_client: Any, partitions: list[_Partition]) -> None:
         pipe.scard(p.keys.run(run))
         pipe.hmget(p.keys.meta, "cursor", "scan", "taken")
         scripts.read_in_flight(pipe, p.keys, run)
-    raw = pipe.execute() if active else []
-    for i, p in enumerate(active):
-        size, (cursor, scan, taken), records, redo = raw[4 * i : 4 * i + 4]
+        if id(p) in older:
+            pipe.scard(p.keys.inflight(run))
+    raw = iter(pipe.execute(raise_on_error=False) if active else [])
+    for p in active:
+        size, (cursor, scan, taken), records, redo = (pipeline_reply(next(raw)) for _ in range(4))
         p.in_run = _unread(size, _text(cursor), _text(scan), taken)
-        p.inflight = sum(scripts.packed_count(r) for r in records + redo)
+        p.inflight = sum(scripts.packed_count(r) for r in (records or []) + redo)
+        if id(p) in older:
+            in_set = pipeline_reply(next(raw))
+            p.inflight += in_set if records is None and in_set else 0
+
+
+def pipeline_reply(value: Any) -> Any:
+    """A pipeline's reply; None for a key of another type than the command reads."""
+    if isinstance(value, redis.exceptions.ResponseError):
+        if "WRONGTYPE" in str(value):
+            return None
+        raise value
+    return value
 
 
 def table_status(
@@ -287,8 +310,8 @@ def table_status(
             # Holders that died on this machine (holder.py): their leases run out, or the next drain takes them at once.
             "dead_holders": [r["partition"] for r in rows if r["lease"] is not None and r["lease"]["alive"] is False],
             # When a drain last finished a partition (unix seconds): the latest, and the oldest of the
-            # partitions' last (None while a partition was never drained): every record written
-            # before that one was drained, so nothing waiting is older unless written since.
+            # partitions' last (None while a partition was never drained). Records written while those
+            # runs ran may still wait: waiting_since, not these, bounds their age.
             "last_drained_at": max(finished, default=None),
             "all_drained_at": min(finished) if len(finished) == len(parts) else None,
             "registered": name in registry,  # False: found only in partition meta; drain --discover registers it
