@@ -114,7 +114,8 @@ def test_script_calls_count_the_phases_own_slow_calls_only(private_redis) -> Non
     assert {name: c["count"] for name, c in stats["by_call"].items()} == {"eval": 2, "get": 1}
     assert {name: c["count"] for name, c in stats["in_scripts"].items()} == {"get": 2}  # the scripts' own GETs
     assert stats["by_call"]["eval"]["max_ms"] == stats["longest_ms"]
-    assert 3.0 <= stats["longest_ms"] < 5.0 and stats["over_2ms"] == 1
+    # A spin lasts at least its time, more when the machine is busy: the other client's 50 ms is well apart.
+    assert 3.0 <= stats["longest_ms"] < 50.0 and stats["over_2ms"] == 1
 
 
 def test_redis_floor_reads_every_value_and_gives_the_ttl(tmp_path: Path) -> None:

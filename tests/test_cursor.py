@@ -248,9 +248,9 @@ def test_no_script_call_over_2_ms(db, dsn, schema, private_redis, monkeypatch):
     monkeypatch.setattr(scripts, "read_and_pop", counting_pops)
     real_send = Syncwd._send
 
-    def send_counted(self, calls, reassert=None):
+    def send_counted(self, calls, reassert=None, t=None):
         made["write"] += len(calls)
-        return real_send(self, calls, reassert)
+        return real_send(self, calls, reassert, t)
 
     monkeypatch.setattr(Syncwd, "_send", send_counted)
     logged = _script_calls(client, dsn, db, t)
