@@ -145,8 +145,8 @@ class _FollowingConnection(SentinelManagedConnection):
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if not self._sock:
-            self.connect()
-        super().send_packed_command(command, check_health)
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
 class _FollowingSSLConnection(_FollowingConnection, SSLConnection):
