@@ -5,23 +5,25 @@ with nothing lost."""
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from click.testing import CliRunner
 from redis.sentinel import Sentinel
 
-from syncwd_fast import FastDrainer, Syncwd, Table
+from syncwd_fast import FastDrainer, Syncwd, Table, status
 from syncwd_fast.cli import main
 from syncwd_fast.errors import ConfigurationError
 from syncwd_fast.sentinel import parse_sentinels, redis_from_sentinel, split_sentinel_url
 from syncwd_fast.servers import RedisSentinelServers, ServerUnavailable
 
-from .helpers import cli, count, last_json, wait_for
+from .helpers import cli, count, drain_command, last_json, wait_for
 
 PREFIX = "sn"
 
@@ -291,3 +293,42 @@ def _role(server: Any) -> str:
             return str(c.info("replication").get("role"))
     except redis.RedisError:
         return ""
+
+
+def test_cli_drain_survives_a_sigkill_of_the_master(
+    own_sentinels: RedisSentinelServers, db: Any, dsn: str, schema: str, base_dsn: str
+) -> None:
+    """A real `syncwd-fast drain --sentinel ...` process: its first batch waits
+    on a lock the test holds on the table, the master is killed and its
+    replica promoted, then the lock is let go. The drain acks on the new
+    master and finishes; PostgreSQL holds every record."""
+    servers = own_sentinels
+    db.execute(f"CREATE TABLE {schema}.k (id int PRIMARY KEY, v int)")
+    t = Table(f"{schema}.k", partitions=2)
+    client = master_client(servers)
+    Syncwd(client, prefix=PREFIX).update_many(t, [{"id": i, "v": i} for i in range(2000)])
+    assert client.wait(1, 5000) == 1
+    old = servers.master()
+    with psycopg.connect(base_dsn) as locker:
+        locker.execute(f"LOCK TABLE {schema}.k IN EXCLUSIVE MODE")  # reads go on, writes wait
+        drain = subprocess.Popen(
+            [
+                *drain_command("redis://ignored/0", dsn, PREFIX, "--json", "--batch", "500", "--retries", "8"),
+                *("--sentinel", servers.addresses, "--service", servers.service),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            f" AND application_name = 'syncwd-fast' AND query LIKE '%{schema}%'"
+        )
+        assert wait_for(lambda: db.execute(waiting).fetchone() != (0,), timeout=30)  # a batch is being merged
+        old.stop(kill=True)
+        assert wait_for(lambda: servers.master() is not old, timeout=30), "no failover"
+    out, err = drain.communicate(timeout=120)
+    assert drain.returncode == 0, err
+    assert last_json(out)["exit_code"] == 0
+    assert dict(db.execute(f"SELECT id, v FROM {schema}.k").fetchall()) == {i: i for i in range(2000)}
+    assert status(client, prefix=PREFIX)["tables"][t.name]["dirty"] == 0
