@@ -30,6 +30,7 @@ from .keys import DEFAULT_PREFIX
 from .masking import Masker
 from .progress import DrainProgress, progress_mode
 from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
+from .sentinel import is_sentinel_url, redis_from_sentinel, redis_from_sentinel_url
 from .servers import DEFAULT_REDIS_URL
 from .sinks import POSTGRES_SCHEMES, Sink, SinkOptions, builtin_sink, load_factory, scheme
 
@@ -136,9 +137,41 @@ def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*decls, envvar=env, show_envvar=True, **kwargs)
 
 
+SENTINEL = "syncwd_fast.sentinel"  # ctx.meta key: --sentinel, --service, --sentinel-password
+
+
 def open_redis(redis_url: str, cluster: bool) -> Any:
     masker.add(redis_url)
+    ctx = click.get_current_context(silent=True)
+    through = dict(ctx.meta.get(SENTINEL, {})) if ctx else {}
+    if any(through.values()) or is_sentinel_url(redis_url):
+        return open_sentinel(redis_url, cluster, **through)
     return redis_from_url(redis_url, cluster=cluster)
+
+
+def open_sentinel(
+    redis_url: str, cluster: bool, sentinel: str | None = None, service: str | None = None, sentinel_password: str = ""
+) -> Any:
+    """The master a --sentinel/--service pair or a redis+sentinel:// URL names."""
+    if sentinel_password and len(sentinel_password) >= 3:
+        masker.secrets.add(sentinel_password)
+    if cluster:
+        raise ConfigurationError("--cluster with Sentinel: a Redis Cluster has no sentinels, drop one or the other")
+    if is_sentinel_url(redis_url):
+        if sentinel or service:
+            raise ConfigurationError("--redis is a redis+sentinel:// URL: give it or --sentinel/--service, not both")
+        return redis_from_sentinel_url(redis_url, sentinel_password=sentinel_password or None)
+    if not sentinel:
+        raise ConfigurationError("--service needs --sentinel (SYNCWD_SENTINEL): the sentinels to ask for its master")
+    return redis_from_sentinel(
+        sentinel, service or "", redis_url=redis_url, sentinel_password=sentinel_password or None
+    )
+
+
+def _keep_sentinel(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """--sentinel and its kin are read by open_redis, not passed to each command."""
+    ctx.meta.setdefault(SENTINEL, {})[str(param.name)] = value
+    return value
 
 
 def redis_options(f: Any) -> Any:
@@ -148,6 +181,32 @@ def redis_options(f: Any) -> Any:
         env="SYNCWD_REDIS_CLUSTER",
         default=False,
         help="Redis URL names a Redis Cluster node.",
+    )(f)
+    f = option(
+        "--sentinel-password",
+        env="SYNCWD_SENTINEL_PASSWORD",
+        default="",
+        expose_value=False,
+        callback=_keep_sentinel,
+        help="Password of the sentinels themselves (their requirepass); the master's is in --redis.",
+    )(f)
+    f = option(
+        "--service",
+        env="SYNCWD_SERVICE",
+        default=None,
+        expose_value=False,
+        callback=_keep_sentinel,
+        help="Name of the master the sentinels monitor (with --sentinel).",
+    )(f)
+    f = option(
+        "--sentinel",
+        env="SYNCWD_SENTINEL",
+        default=None,
+        metavar="HOST:PORT[,HOST:PORT]",
+        expose_value=False,
+        callback=_keep_sentinel,
+        help="Reach the master through these Redis Sentinels (with --service); --redis then gives only the master's"
+        " user, password, database and TLS. Or --redis redis+sentinel://host:port,host:port/service/db.",
     )(f)
     f = option(
         "--redis", "redis_url", env="SYNCWD_REDIS_URL", default=DEFAULT_REDIS_URL, show_default=True, help="Redis URL."

@@ -118,14 +118,13 @@ def require_sync(client: Any, who: str) -> None:
         )
 
 
-def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:
-    """A redis-py client with timeouts, keepalive and explicit, bounded retries
-    (``rediss://`` and its TLS parameters pass through untouched)."""
+def client_options(timeout_s: float = 30.0) -> dict[str, Any]:
+    """Timeouts, keepalive and explicit, bounded retries of every client made here."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    options: dict[str, Any] = {
+    return {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": 5.0,
         "socket_keepalive": True,
@@ -134,6 +133,14 @@ def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) 
         # bounded loop; retrying it here too multiplies the wait on a stalled link.
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), 2, supported_errors=(redis.exceptions.ConnectionError,)),
     }
+
+
+def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:
+    """A redis-py client with timeouts, keepalive and explicit, bounded retries
+    (``rediss://`` and its TLS parameters pass through untouched)."""
+    import redis
+
+    options = client_options(timeout_s)
     if cluster:
         from redis.cluster import RedisCluster
 
@@ -147,6 +154,9 @@ def primaries(redis_client: Any) -> list[tuple[str, Any]]:
     its own, or the one server of a plain client."""
     if hasattr(redis_client, "get_primaries"):
         return [(node.name, redis_client.get_redis_connection(node)) for node in redis_client.get_primaries()]
-    kwargs = redis_client.connection_pool.connection_kwargs
+    pool = redis_client.connection_pool
+    if getattr(pool, "service_name", None) is not None:  # through Sentinel: the address is the master's of the moment
+        return [(f"service {pool.service_name}", redis_client)]
+    kwargs = pool.connection_kwargs
     name = kwargs.get("path") or f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
     return [(str(name), redis_client)]

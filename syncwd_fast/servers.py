@@ -226,6 +226,110 @@ class RedisClusterServers:
         self.close()
 
 
+class RedisSentinelServers:
+    """A throwaway master, ``replicas`` replicas and ``sentinels`` sentinels
+    (quorum 2) monitoring it as ``service``, quick to fail over: a master is
+    down after 1 s, a failover is tried again after 5 s. Which server is the
+    master changes with a failover: ask the sentinels (``master()``)."""
+
+    def __init__(
+        self, service: str = "syncwd", replicas: int = 1, sentinels: int = 3, sentinel_password: str | None = None
+    ) -> None:
+        self.service = service
+        self.sentinel_password = sentinel_password
+        self.servers = [RedisServer(extra_args=("--repl-diskless-sync-delay", "0")) for _ in range(1 + replicas)]
+        self.sentinels = [RedisServer(extra_args=()) for _ in range(sentinels)]
+
+    @property
+    def addresses(self) -> str:
+        """The sentinels as --sentinel takes them: host:port,host:port,..."""
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+
+    @property
+    def url(self) -> str:
+        """The same as a redis+sentinel:// URL (database 0)."""
+        return f"redis+sentinel://{self.addresses}/{self.service}/0"
+
+    def start(self) -> RedisSentinelServers:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        import redis
+
+        master = self.servers[0]
+        for server in self.servers:
+            if server is not master:
+                server.extra_args += ("--replicaof", "127.0.0.1", str(master.port))
+            server.start()
+        for sentinel in self.sentinels:
+            conf = os.path.join(sentinel.dir, "sentinel.conf")  # sentinel rewrites it: a file of its own
+            with open(conf, "w") as f:
+                f.write(
+                    f"port {sentinel.port}\nbind 127.0.0.1\ndir {sentinel.dir}\n"
+                    f"sentinel monitor {self.service} 127.0.0.1 {master.port} 2\n"
+                    f"sentinel down-after-milliseconds {self.service} 1000\n"
+                    f"sentinel failover-timeout {self.service} 5000\n"
+                    f"sentinel parallel-syncs {self.service} 1\n"
+                    + (f"requirepass {self.sentinel_password}\n" if self.sentinel_password else "")
+                )
+            sentinel.process = subprocess.Popen(
+                [sentinel.binary, conf, "--sentinel", "--logfile", os.path.join(sentinel.dir, "log")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+        def ready() -> bool:  # every sentinel sees the master, the replicas and the other sentinels
+            for sentinel in self.sentinels:
+                try:
+                    client = redis.Redis(port=sentinel.port, password=self.sentinel_password, socket_timeout=2)
+                    with client:
+                        state: Any = client.sentinel_master(self.service)
+                except redis.RedisError:
+                    return False
+                if (
+                    state["num-slaves"] < len(self.servers) - 1
+                    or state["num-other-sentinels"] < len(self.sentinels) - 1
+                ):
+                    return False
+            for server in self.servers[1:]:
+                with redis.Redis(port=server.port, socket_timeout=2) as client:
+                    if client.info("replication").get("master_link_status") != "up":
+                        return False
+            return True
+
+        _wait(ready, "the Redis sentinels", timeout=60)
+
+    def master(self) -> RedisServer:
+        """The server the sentinels name master now."""
+        import redis
+
+        for sentinel in self.sentinels:
+            try:
+                with redis.Redis(port=sentinel.port, password=self.sentinel_password, socket_timeout=2) as client:
+                    _, port = client.sentinel_get_master_addr_by_name(self.service)
+            except (redis.RedisError, TypeError):
+                continue
+            for server in self.servers:
+                if server.port == int(port):
+                    return server
+        raise ServerUnavailable(f"no sentinel names a master of {self.service}")
+
+    def close(self) -> None:
+        for server in [*self.sentinels, *self.servers]:
+            server.close()
+
+    def __enter__(self) -> RedisSentinelServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class PostgresServer:
     """A private PostgreSQL cluster (as the ``postgres`` user when run as root,
     since PostgreSQL refuses to run as root)."""
