@@ -118,9 +118,10 @@ def require_sync(client: Any, who: str) -> None:
         )
 
 
-def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:
+def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0, **extra: Any) -> Any:
     """A redis-py client with timeouts, keepalive and explicit, bounded retries
-    (``rediss://`` and its TLS parameters pass through untouched)."""
+    (``rediss://`` and its TLS parameters pass through untouched); ``extra``
+    goes to ``from_url`` as well (redis_connect.connect_redis detects a cluster)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
@@ -133,6 +134,7 @@ def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) 
         # Connection errors only: a timed-out read is retried by the drain's own
         # bounded loop; retrying it here too multiplies the wait on a stalled link.
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), 2, supported_errors=(redis.exceptions.ConnectionError,)),
+        **extra,
     }
     if cluster:
         from redis.cluster import RedisCluster
