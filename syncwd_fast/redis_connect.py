@@ -73,6 +73,8 @@ def connect_redis(url: str, *, cluster: bool | None = None, timeout_s: float = 3
     try:
         found = detect_cluster(client)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        if isinstance(exc, (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)):
+            raise  # redis-py's ConnectionErrors too, but a login refused is configuration
         if _SELECT_IN_CLUSTER not in str(exc):
             # The drain's own retries say what is wrong with the link, as they always did.
             log.warning(
