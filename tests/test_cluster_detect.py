@@ -265,3 +265,18 @@ def test_a_plain_server_where_every_probe_is_denied(private_redis, caplog):
     out = cli("status", "--redis", f"redis://u:wrong@127.0.0.1:{private_redis.port}/0")  # no detection needed to say it
     assert out.returncode == 2 and "invalid username-password pair" in out.stderr, out
     admin.close()
+
+
+def test_the_demo_finds_the_cluster_too(cluster, rc, base_dsn, db):
+    namespace = "zdemo_" + uuid.uuid4().hex[:8]
+    try:
+        out = cli(
+            "demo", "--redis", cluster.nodes[-1].url, "--dsn", base_dsn, "--records", "300", "--updates", "1000",
+            "--namespace", namespace,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "checked: all 300 rows hold their latest value" in out.stdout
+    finally:
+        db.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
+        for key in list(rc.scan_iter(match=f"{namespace}:*")):
+            rc.delete(key)
