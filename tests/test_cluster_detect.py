@@ -280,3 +280,13 @@ def test_the_demo_finds_the_cluster_too(cluster, rc, base_dsn, db):
         db.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
         for key in list(rc.scan_iter(match=f"{namespace}:*")):
             rc.delete(key)
+
+
+def test_a_redis_that_does_not_answer_is_taken_as_a_plain_server_and_said_so(caplog):
+    from syncwd_fast.servers import free_port
+
+    with caplog.at_level("WARNING", logger="syncwd_fast"):
+        client = syncwd_fast.connect_redis(f"redis://127.0.0.1:{free_port()}/0")
+    assert type(client) is redis_lib.Redis  # the drain's own retries then say what is wrong, as before
+    assert "cannot reach Redis to tell whether it is a Redis Cluster node" in caplog.text
+    client.close()
