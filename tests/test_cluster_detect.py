@@ -190,6 +190,13 @@ def test_a_plain_client_on_a_cluster_node_is_a_configuration_error_in_python(spo
     plain.close()
 
 
+def test_an_ask_reply_says_the_same():
+    from syncwd_fast.faults import configuration_problem
+
+    problem = configuration_problem(redis_lib.exceptions.AskError("3999 127.0.0.1:7001"))
+    assert problem and problem.startswith(MESSAGE) and "(ASK 3999 127.0.0.1:7001)" in problem
+
+
 def test_detection_is_one_round_trip_on_a_plain_server(private_redis):
     admin = redis_lib.Redis(port=private_redis.port)
     admin.config_resetstat()
