@@ -13,6 +13,7 @@ from .errors import (
     SyncwdError,
     TableMissing,
 )
+from .redis_connect import connect_redis, detect_cluster
 from .repartition import Repartitioned, repartition_table
 from .report import DrainReport, TableReport
 from .sinks import Batch, Record, Sink, SinkOptions, Written
@@ -44,7 +45,9 @@ __all__ = [
     "TableMissing",
     "TableReport",
     "Written",
+    "connect_redis",
     "dead_letters",
+    "detect_cluster",
     "list_tables",
     "purge_dead_letters",
     "record",

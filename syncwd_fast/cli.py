@@ -20,7 +20,6 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from . import logs, speedups
-from .connection import redis_from_url
 from .drain import FastDrainer
 from .errors import ConfigurationError, DrainFault
 from .events import Observers
@@ -29,6 +28,7 @@ from .interrupts import Interrupts
 from .keys import DEFAULT_PREFIX
 from .masking import Masker
 from .progress import DrainProgress, progress_mode
+from .redis_connect import connect_redis
 from .report import EXIT_FAULT, EXIT_USAGE, DrainReport
 from .sentinel import is_sentinel_url, redis_from_sentinel, redis_from_sentinel_url
 from .servers import DEFAULT_REDIS_URL
@@ -140,17 +140,24 @@ def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
 SENTINEL = "syncwd_fast.sentinel"  # ctx.meta key: --sentinel, --service, --sentinel-password
 
 
-def open_redis(redis_url: str, cluster: bool) -> Any:
+def open_redis(redis_url: str, cluster: bool | None) -> Any:
+    """The client for --redis: the master Sentinel names (--sentinel/--service
+    or a redis+sentinel:// URL), else a cluster's when the URL names a cluster
+    node (detected unless --cluster/--no-cluster says), else a plain one."""
     masker.add(redis_url)
     ctx = click.get_current_context(silent=True)
     through = dict(ctx.meta.get(SENTINEL, {})) if ctx else {}
     if any(through.values()) or is_sentinel_url(redis_url):
         return open_sentinel(redis_url, cluster, **through)
-    return redis_from_url(redis_url, cluster=cluster)
+    return connect_redis(redis_url, cluster=cluster)
 
 
 def open_sentinel(
-    redis_url: str, cluster: bool, sentinel: str | None = None, service: str | None = None, sentinel_password: str = ""
+    redis_url: str,
+    cluster: bool | None,
+    sentinel: str | None = None,
+    service: str | None = None,
+    sentinel_password: str = "",
 ) -> Any:
     """The master a --sentinel/--service pair or a redis+sentinel:// URL names."""
     if sentinel_password and len(sentinel_password) >= 3:
@@ -179,8 +186,9 @@ def redis_options(f: Any) -> Any:
     f = option(
         "--cluster/--no-cluster",
         env="SYNCWD_REDIS_CLUSTER",
-        default=False,
-        help="Redis URL names a Redis Cluster node.",
+        default=None,
+        help="Force a Redis Cluster client (--cluster) or a plain one (--no-cluster). Default: detected from the"
+        " node the URL names (INFO cluster).",
     )(f)
     f = option(
         "--sentinel-password",
@@ -428,7 +436,7 @@ def drain_options(f: Any) -> Any:
 
 def make_drainer(
     redis_url: str,
-    cluster: bool,
+    cluster: bool | None,
     prefix: str,
     dsn: str,
     batch: int,
@@ -681,7 +689,7 @@ def id_option(f: Any) -> Any:
 )
 def dead_letter_list(
     redis_url: str,
-    cluster: bool,
+    cluster: bool | None,
     prefix: str,
     tables: tuple[str, ...],
     error_text: str | None,
@@ -755,7 +763,7 @@ def what_tables(tables: tuple[str, ...]) -> str:
 @json_option("With --dsn: print the drain report as JSON.")
 def dead_letter_retry(
     redis_url: str,
-    cluster: bool,
+    cluster: bool | None,
     prefix: str,
     tables: tuple[str, ...],
     ids: tuple[str, ...],
@@ -826,7 +834,7 @@ def dead_letter_retry(
 @option("--yes", env="SYNCWD_YES", is_flag=True, help="Do not ask for confirmation.")
 def dead_letter_purge(
     redis_url: str,
-    cluster: bool,
+    cluster: bool | None,
     prefix: str,
     tables: tuple[str, ...],
     ids: tuple[str, ...],
@@ -859,7 +867,7 @@ def dead_letter_purge(
 @redis_options
 @click.argument("table")
 @click.argument("record_id", metavar="ID")
-def get_record(redis_url: str, cluster: bool, prefix: str, table: str, record_id: str) -> None:
+def get_record(redis_url: str, cluster: bool | None, prefix: str, table: str, record_id: str) -> None:
     """Show one record's state in Redis, as JSON: its value and cache TTL,
     whether it waits to be drained (dirty), is in the run under way or in
     flight (popped, not yet committed), and its dead letter if any.
@@ -900,7 +908,7 @@ def duration(seconds: float) -> str:
 @json_option('Print one JSON object: {"tables": {name: {...}}, "warnings": [...]} (docs/operations.md: every field).')
 def status(
     redis_url: str,
-    cluster: bool,
+    cluster: bool | None,
     prefix: str,
     tables: tuple[str, ...],
     discover: bool,
@@ -957,7 +965,7 @@ def tables_group() -> None:
 @redis_options
 @discover_option("Also list tables the registry lost (found by a SCAN for their partitions' meta).")
 @json_option("Print one JSON object a table: name, partitions, key, ttl, version_column, registered, backlog.")
-def tables_list(redis_url: str, cluster: bool, prefix: str, discover: bool, as_json: bool) -> None:
+def tables_list(redis_url: str, cluster: bool | None, prefix: str, discover: bool, as_json: bool) -> None:
     """List every table: its registry entry and what waits of it.
 
     \b
@@ -983,7 +991,7 @@ def tables_list(redis_url: str, cluster: bool, prefix: str, discover: bool, as_j
 @redis_options
 @click.argument("table")
 @json_option("Print one JSON object: name, registered, entry, partitions (one object each).")
-def tables_show(redis_url: str, cluster: bool, prefix: str, table: str, as_json: bool) -> None:
+def tables_show(redis_url: str, cluster: bool | None, prefix: str, table: str, as_json: bool) -> None:
     """Show TABLE's registry entry and each partition's keys: dirty, in a run,
     in flight, dead, the entry its last writer had, who holds its lease.
 
@@ -1038,7 +1046,7 @@ def tables_show(redis_url: str, cluster: bool, prefix: str, table: str, as_json:
 @option("--yes", env="SYNCWD_YES", is_flag=True, help="Do not ask for confirmation.")
 @json_option("Print what was removed as one JSON object.")
 def tables_remove(
-    redis_url: str, cluster: bool, prefix: str, table: str, force: bool, values: bool, yes: bool, as_json: bool
+    redis_url: str, cluster: bool | None, prefix: str, table: str, force: bool, values: bool, yes: bool, as_json: bool
 ) -> None:
     """Remove TABLE: its registry entry and every key of its partitions, so
     no drain looks at it and discovery cannot bring it back. Refused while a
@@ -1084,7 +1092,9 @@ def tables_remove(
     help="The new partition count.",
 )
 @json_option("Print what was done as one JSON object.")
-def tables_repartition(redis_url: str, cluster: bool, prefix: str, table: str, partitions: int, as_json: bool) -> None:
+def tables_repartition(
+    redis_url: str, cluster: bool | None, prefix: str, table: str, partitions: int, as_json: bool
+) -> None:
     """Give TABLE another partition count, moving its waiting records and
     cached values to their new partitions. Writers that still have the old
     count are refused from then on: restart them with the new one (see

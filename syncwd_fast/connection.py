@@ -135,12 +135,13 @@ def client_options(timeout_s: float = 30.0) -> dict[str, Any]:
     }
 
 
-def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0) -> Any:
+def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0, **extra: Any) -> Any:
     """A redis-py client with timeouts, keepalive and explicit, bounded retries
-    (``rediss://`` and its TLS parameters pass through untouched)."""
+    (``rediss://`` and its TLS parameters pass through untouched); ``extra``
+    goes to ``from_url`` as well (redis_connect.connect_redis detects a cluster)."""
     import redis
 
-    options = client_options(timeout_s)
+    options = {**client_options(timeout_s), **extra}
     if cluster:
         from redis.cluster import RedisCluster
 

@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .connection import redis_from_url
 from .drain import FastDrainer
 from .keys import validate_identifier
+from .redis_connect import connect_redis
 from .servers import find_or_start
 from .table import Table
 from .writer import Syncwd
@@ -54,7 +54,7 @@ def run_demo(
     redis_url, dsn, started = find_or_start(redis_url, dsn)
     try:
         echo(f"redis {redis_url.split('@')[-1]}, postgres {'throwaway' if started else 'local/given'}")
-        client = redis_from_url(redis_url)
+        client = connect_redis(redis_url)  # a cluster from any node, as the other commands
         _clear_redis(client, namespace)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(

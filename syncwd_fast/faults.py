@@ -66,6 +66,13 @@ _CLUSTER_DB = re.compile(r"db.{0,4} querystring option can only be 0 in cluster 
 
 def configuration_problem(exc: BaseException) -> str | None:
     """The reason ``exc`` is a configuration error, or None."""
+    if isinstance(exc, redis.exceptions.AskError):  # MovedError too: a plain client on a cluster node
+        return (
+            f"this is a Redis Cluster node; it redirected a command ({type(exc).__name__[:-5].upper()}"
+            f" {str(exc).strip()}), which a client opened for a plain server cannot follow: drop --no-cluster"
+            " (SYNCWD_REDIS_CLUSTER=false) so the cluster is detected, or pass --cluster; in Python, open the client"
+            " with syncwd_fast.connect_redis(url) or redis.RedisCluster"
+        )
     if isinstance(exc, redis.exceptions.RedisClusterException):
         if _NOT_A_CLUSTER.search(str(exc)):
             return "--cluster (SYNCWD_REDIS_CLUSTER) names a Redis that is no cluster node: drop it for a plain server"

@@ -1,9 +1,14 @@
 """Real servers for the tests.
 
 Redis: SYNCWD_TEST_REDIS_URL, else the local one on 6379, else a throwaway
-redis-server. PostgreSQL: SYNCWD_TEST_DSN, else the local one on 5432, else a
-throwaway cluster. Each test gets its own Redis key prefix and its own
-PostgreSQL schema and removes only those.
+redis-server. With ``--redis-kind cluster`` (or SYNCWD_TEST_REDIS_KIND=cluster)
+the Redis fixtures (redis_url, r, prefix, new_redis) serve a Redis Cluster
+instead: SYNCWD_TEST_REDIS_CLUSTER_URL (any node), else one throwaway cluster
+of 3 masters for the session, shared with the tests that ask for ``cluster``.
+CI runs the engine's end-to-end, crash and bad-input tests so once more.
+PostgreSQL: SYNCWD_TEST_DSN, else the local one on 5432, else a throwaway
+cluster. Each test gets its own Redis key prefix and its own PostgreSQL
+schema and removes only those.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from syncwd_fast import speedups
 from syncwd_fast.servers import (
     INSTALL_HINT,
     PostgresServer,
+    RedisClusterServers,
     RedisServer,
     ServerUnavailable,
     postgres_reachable,
@@ -32,16 +38,60 @@ LOCAL_REDIS = "redis://127.0.0.1:6379/9"  # a database of its own: cleanup scans
 LOCAL_DSNS = ("host=127.0.0.1 port=5432 dbname=test", "host=127.0.0.1 port=5432 dbname=postgres")
 
 _started: list[Any] = []
+REDIS_KINDS = ("standalone", "cluster")
+_kind = {"redis": "standalone"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--soak-seconds", type=float, default=30.0, help="how long the soak test writes and drains (default 30)"
     )
+    parser.addoption(
+        "--redis-kind",
+        choices=REDIS_KINDS,
+        default=os.environ.get("SYNCWD_TEST_REDIS_KIND") or "standalone",
+        help="what the Redis fixtures serve: a standalone Redis (default) or a Redis Cluster of 3 masters"
+        " (SYNCWD_TEST_REDIS_KIND)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _kind["redis"] = config.getoption("--redis-kind")
+    config.addinivalue_line(
+        "markers", "standalone_only(reason): needs a standalone Redis; skipped under --redis-kind cluster"
+    )
+
+
+def redis_kind() -> str:
+    """What redis_url, r and prefix serve this session: "standalone" or "cluster"."""
+    return _kind["redis"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if redis_kind() != "cluster":
+        return
+    for item in items:
+        marker = item.get_closest_marker("standalone_only")
+        if marker:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason=f"standalone Redis only: {reason}"))
+
+
+_cluster: list[RedisClusterServers] = []
+
+
+def cluster_servers() -> RedisClusterServers:
+    """The session's throwaway Redis Cluster (3 masters), started on first use."""
+    if not _cluster:
+        _cluster.append(RedisClusterServers(3).start())
+        _started.append(_cluster[0])
+    return _cluster[0]
 
 
 def _server(kind: str) -> str:
     try:
+        if kind == "redis" and redis_kind() == "cluster":
+            return os.environ.get("SYNCWD_TEST_REDIS_CLUSTER_URL") or cluster_servers().url
         if kind == "redis":
             url = os.environ.get("SYNCWD_TEST_REDIS_URL")
             if url:
@@ -71,12 +121,23 @@ def server_url(kind: str) -> str:
     return _urls[kind]
 
 
+def redis_client(url: str, **options: Any) -> Any:
+    """A client of the session's kind: redis.Redis, or redis.RedisCluster
+    under --redis-kind cluster (chosen, not detected: the CLI's detection is
+    what some tests check)."""
+    if redis_kind() == "cluster":
+        return redis_lib.RedisCluster.from_url(url, **options)
+    return redis_lib.Redis.from_url(url, **options)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    r = redis_lib.Redis.from_url(server_url("redis"))
+    r = redis_client(server_url("redis"))
     with psycopg.connect(server_url("pg")) as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    version = r.info("server")["redis_version"]  # a cluster's: one node's
+    r.close()
     return [
-        f"redis {r.info('server')['redis_version']} at {server_url('redis')}",
+        f"redis {version} ({redis_kind()}) at {server_url('redis')}",
         f"postgresql {pg_version} at {server_url('pg')}",
     ]
 
@@ -101,7 +162,7 @@ def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; its keys are removed afterwards."""
     p = "t" + uuid.uuid4().hex[:12]
     yield p
-    client = redis_lib.Redis.from_url(redis_url)
+    client = redis_client(redis_url)  # a cluster's scans every primary, its DEL splits by slot
     keys = list(client.scan_iter(match=f"{p}:*", count=5000))
     for start in range(0, len(keys), 5000):
         client.delete(*keys[start : start + 5000])
@@ -120,10 +181,36 @@ def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 @pytest.fixture
-def r(redis_url: str) -> Iterator[redis_lib.Redis]:
-    client = redis_lib.Redis.from_url(redis_url)
+def r(redis_url: str) -> Iterator[Any]:
+    """A client of the tests' Redis: a redis.Redis, or a redis.RedisCluster under --redis-kind cluster."""
+    client = redis_client(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def new_redis(redis_url: str) -> Iterator[Any]:
+    """``new_redis(**options)``: another client of the tests' Redis (as ``r``), with redis-py options."""
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        made.append(redis_client(redis_url, **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> RedisClusterServers:
+    """A throwaway Redis Cluster of 3 masters shared by the session (the one
+    --redis-kind cluster serves). Tests on it use prefixes of their own and
+    must not flush, kill or reshard it: those start their own."""
+    try:
+        return cluster_servers()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,22 +1,12 @@
 """Redis Cluster: every partition lives in one slot, scripts route by key."""
 
-import pytest
 from redis.cluster import RedisCluster
 
 from syncwd_fast import FastDrainer, Syncwd, Table
-from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
 
 from .helpers import cli, count, last_json
 
-
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        servers = RedisClusterServers(3).start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield servers
-    servers.close()
+# ``cluster``: the session's throwaway 3-master cluster (tests/conftest.py).
 
 
 def test_write_and_drain_through_a_cluster(cluster, db, dsn, schema):

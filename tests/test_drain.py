@@ -2,7 +2,6 @@
 columns, deletes, idempotent re-runs, TTLs, composite keys, workers."""
 
 import pytest
-import redis as redis_lib
 
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.errors import ConfigurationError
@@ -162,8 +161,8 @@ def test_only_the_named_tables_drain(r, db, dsn, prefix, schema):
         drain(r, dsn, prefix, tables=[f"{schema}.zzz"])
 
 
-def test_a_decode_responses_client_works_too(redis_url, db, dsn, prefix, game):
-    r = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+def test_a_decode_responses_client_works_too(new_redis, db, dsn, prefix, game):
+    r = new_redis(decode_responses=True)
     sw = Syncwd(r, prefix=prefix)
     sw.update(game, {"user_id": 1, "name": "é"})
     assert sw.get(game, 1) == {"user_id": 1, "name": "é"}
