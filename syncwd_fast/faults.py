@@ -40,7 +40,7 @@ _CONFIG_MESSAGES = re.compile(
     re.IGNORECASE,
 )
 
-REDIS_TRANSIENT = (
+REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # includes a refused or dropped link
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
@@ -52,7 +52,14 @@ REDIS_TRANSIENT = (
     redis.exceptions.MasterDownError,
     redis.exceptions.ReadOnlyError,  # a replica after a failover
     redis.exceptions.OutOfMemoryError,  # over maxmemory: a drain frees memory as it acks, others may too
+    # A cluster client that found no master of a slot (a failover under way),
+    # or no node it knows answering (redis-py >= 5.1: not RedisErrors)
+    redis.exceptions.SlotNotCoveredError,
+    *[c for c in (getattr(redis.exceptions, "RedisClusterUnreachableError", None),) if c is not None],
 )
+# Every error redis-py raises: its cluster client raises some that are no
+# RedisError (SlotNotCoveredError, RedisClusterUnreachableError).
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 REDIS_CONFIG = (
     redis.exceptions.AuthenticationError,
     redis.exceptions.AuthorizationError,

@@ -26,6 +26,7 @@ import redis as redis_lib
 from redis.cluster import RedisCluster
 
 from syncwd_fast import FastDrainer, Syncwd, Table
+from syncwd_fast.faults import is_transient, slot_moving
 from syncwd_fast.scripts import script
 from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
 
@@ -200,7 +201,8 @@ def test_a_slot_moved_mid_drain_loses_nothing(cluster, db, dsn, schema):
     batches = writer.batches
     assert wait_for(lambda: writer.batches >= batches + 20, 30), (len(writer.errors), writer.errors[-3:])
     latest = writer.stop()
-    assert report.exit_code == 0, report.aborted
+    assert not writer.errors  # the writer waited for the slot rather than fail
+    assert report.exit_code == 0, report.aborted  # the drain retried TRYAGAIN rather than stop
     final = FastDrainer(rc, dsn, batch=500, prefix=PREFIX).drain()
     assert final.exit_code == 0, final.aborted
     expected = {i: latest.get(i, i) for i in range(records)}
@@ -298,3 +300,27 @@ def test_cli_drain_through_a_master_killed_mid_merge(cluster, db, dsn, schema, b
     # records of its partitions, and never a record Redis still holds as acknowledged.
     lost = {i for i in range(records) if held.get(i) != latest.get(i, i)}
     assert all(table.partition(str(i)) in on_victim for i in lost), sorted(lost)[:10]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis_lib.exceptions.TryAgainError("Multiple keys request during rehashing of slot"),
+        redis_lib.exceptions.ClusterError("TTL exhausted."),
+        redis_lib.exceptions.ResponseError("Script attempted to access a non local key in a cluster node script"),
+    ],
+)
+def test_a_slot_being_moved_is_a_transient_fault(error):
+    assert slot_moving(error) and is_transient(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis_lib.exceptions.SlotNotCoveredError("no node serves slot 7"),
+        redis_lib.exceptions.ClusterDownError("The cluster is down"),
+        redis_lib.exceptions.ConnectionError("Error 111 connecting"),
+    ],
+)
+def test_a_failover_under_way_is_a_transient_fault_but_no_slot_move(error):
+    assert is_transient(error) and not slot_moving(error)
