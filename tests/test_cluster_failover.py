@@ -188,7 +188,9 @@ def test_a_slot_moved_mid_drain_loses_nothing(cluster, db, dsn, schema):
     def move_after_the_first_batch(name: str, partition: int, rows: int) -> None:
         if partition != 0 or moves:
             return
-        move = threading.Thread(target=lambda: moved.append(cluster_ops.migrate_slot(cluster, slot, target)))
+        move = threading.Thread(
+            target=lambda: moved.append(cluster_ops.migrate_slot(cluster, slot, target, keys_per_step=50))
+        )
         moves.append(move)
         move.start()
 
@@ -248,13 +250,14 @@ def test_a_promoted_replica_lacks_the_scripts_and_they_are_loaded_again(cluster,
     rc.close()
 
 
-def merging(db: Any) -> bool:
-    """A drain's merge waits for the test's table lock."""
-    return bool(
-        db.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'syncwd-fast' AND wait_event_type = 'Lock'"
-        ).fetchone()[0]
-    )
+def merging(db: Any, table: Table) -> bool:
+    """A drain's merge waits for the test's lock on ``table``."""
+    waiting = db.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        " WHERE NOT l.granted AND l.relation = %s::regclass AND a.application_name = 'syncwd-fast'",
+        (table.name,),
+    ).fetchone()[0]
+    return bool(waiting)
 
 
 def test_cli_drain_through_a_master_killed_mid_merge(cluster, db, dsn, schema, base_dsn):
@@ -276,7 +279,7 @@ def test_cli_drain_through_a_master_killed_mid_merge(cluster, db, dsn, schema, b
         locker.execute(f"LOCK TABLE {table.name} IN SHARE MODE")  # a merge's INSERT waits for it
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert wait_for(lambda: merging(db), 30), "the drain never reached its first merge"
+            assert wait_for(lambda: merging(db, table), 30), "the drain never reached its first merge"
             cluster_ops.kill(victim)
             locker.rollback()
             out, err = proc.communicate(timeout=120)
