@@ -250,6 +250,28 @@ def test_a_promoted_replica_lacks_the_scripts_and_they_are_loaded_again(cluster,
     rc.close()
 
 
+def test_a_drainer_kept_across_a_failover_drains_after_it(cluster, db, dsn, schema):
+    """`schedule` (and a long-lived program) keeps one drainer and its client
+    from run to run. The drain lists the primaries from the client's map of
+    the slots and asks each on that node's own client, which never learns of
+    a failover: every later drain failed on the dead node (exit 3) until the
+    map is read again, as the retry does now."""
+    records = 2000
+    table = setup_table(db, schema, cluster, records)
+    drainer = FastDrainer(connect(cluster), dsn, prefix=PREFIX, retries=2)
+    assert drainer.drain().exit_code == 0
+    slot = slot_of(cluster, table, 0)
+    victim = cluster_ops.owner(cluster, slot)
+    with connect(cluster) as rc:
+        Syncwd(rc, prefix=PREFIX).update_many(table, [{"id": i, "v": -i} for i in range(records)])
+    cluster_ops.caught_up(victim, cluster_ops.replica_of(cluster, victim))
+    cluster_ops.kill(victim)
+    cluster_ops.wait_failed_over(cluster, slot, victim)
+    report = drainer.drain()
+    assert (report.exit_code, report.upserted) == (0, records), report.aborted
+    assert in_postgres(db, table) == {i: -i for i in range(records)}
+
+
 def merging(db: Any, table: Table) -> bool:
     """A drain's merge waits for the test's lock on ``table``."""
     waiting = db.execute(
