@@ -4,6 +4,7 @@ keepalives and user timeout, statement/lock/idle-transaction timeouts."""
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import socket
 import threading
@@ -16,6 +17,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigurationError
+
+log = logging.getLogger("syncwd_fast")
 
 _DEFAULTS = {
     "connect_timeout": "10",
@@ -148,6 +151,20 @@ def redis_from_url(url: str, *, cluster: bool = False, timeout_s: float = 30.0, 
         options.pop("health_check_interval")
         return RedisCluster.from_url(url, **options)
     return redis.Redis.from_url(url, **options)
+
+
+def refresh_slots(redis_client: Any) -> None:
+    """Have a cluster client read the cluster's map of the slots again. Calls
+    made on a node's own client (``primaries``) fail for good once that node
+    is gone (a failover): only the cluster client's own commands refresh the
+    map, and a drainer's client may send none before it lists the primaries."""
+    manager = getattr(redis_client, "nodes_manager", None)
+    if manager is None:
+        return
+    try:
+        manager.initialize()
+    except Exception as exc:  # no node answering yet: the caller's retry meets the fault itself
+        log.debug("refreshing the map of the cluster's slots failed: %s", exc)
 
 
 def primaries(redis_client: Any) -> list[tuple[str, Any]]:

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 
 from . import layout
 from .checks import eviction_warnings, nothing_registered_warning
-from .connection import require_sync
+from .connection import refresh_slots, require_sync
 from .deadlimits import DeadLetterLimits, trim_dead_letters
 from .discover import find_unregistered, registry_epoch, restore_registry
 from .errors import ConfigurationError, DrainFault, LeaseLost, SyncwdError
@@ -188,6 +188,7 @@ class FastDrainer:
                 if attempt == self.options.retries:
                     raise DrainFault(f"{what}: {type(exc).__name__}: {str(exc).strip()}") from exc
                 wait = min(self.options.backoff * 2**attempt, 10.0)
+                refresh_slots(self.redis)  # a cluster node gone: the next try asks the new map
                 # Said as it happens: a wrong port must not look like a long silence.
                 log.warning(
                     "%s: %s: %s; retry %d of %d in %.1f s",

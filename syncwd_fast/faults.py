@@ -8,7 +8,8 @@ Every error ends in one of three places:
   privilege, an invalid DSN or option): nothing a retry can fix, so the drain
   stops at once with the server's message (CLI exit code 2);
 - a transient fault (a link, a restart, a failover, a read-only standby,
-  Redis over its memory limit, a timeout, a deadlock): retried with backoff,
+  Redis over its memory limit, a Redis Cluster slot being moved, a timeout,
+  a deadlock): retried with backoff,
   then the drain stops with everything resumable (exit code 3).
 """
 
@@ -39,16 +40,26 @@ _CONFIG_MESSAGES = re.compile(
     re.IGNORECASE,
 )
 
-REDIS_TRANSIENT = (
+REDIS_TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,  # includes a refused or dropped link
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
+    # redis-py's "TTL exhausted": more redirects or TRYAGAIN replies than it
+    # follows, as while a slot moves between masters (resharding)
+    redis.exceptions.ClusterError,
     redis.exceptions.MasterDownError,
     redis.exceptions.ReadOnlyError,  # a replica after a failover
     redis.exceptions.OutOfMemoryError,  # over maxmemory: a drain frees memory as it acks, others may too
+    # A cluster client that found no master of a slot (a failover under way),
+    # or no node it knows answering (redis-py >= 5.1: not RedisErrors)
+    redis.exceptions.SlotNotCoveredError,
+    *[c for c in (getattr(redis.exceptions, "RedisClusterUnreachableError", None),) if c is not None],
 )
+# Every error redis-py raises: its cluster client raises some that are no
+# RedisError (SlotNotCoveredError, RedisClusterUnreachableError).
+REDIS_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 REDIS_CONFIG = (
     redis.exceptions.AuthenticationError,
     redis.exceptions.AuthorizationError,
@@ -62,6 +73,20 @@ _REDIS_CONFIG_MESSAGES = re.compile(r"DB index is out of range|invalid DB index|
 # A cluster client pointed at a plain server (redis-py's words).
 _NOT_A_CLUSTER = re.compile(r"cluster mode is not enabled|cluster support disabled", re.I)
 _CLUSTER_DB = re.compile(r"db.{0,4} querystring option can only be 0 in cluster mode", re.I)
+
+
+# A slot moving between masters: a command on several of its keys is refused
+# (TRYAGAIN) while they are split between the two, and a script touching a key
+# already moved fails (redis-py gives up on TRYAGAIN after about half a second).
+_SLOT_MOVING = re.compile(r"^TRYAGAIN|non local key|slot (?:is )?being migrated", re.I)
+
+
+def slot_moving(exc: BaseException) -> bool:
+    """Whether ``exc`` says a Redis Cluster slot is being moved (resharding):
+    the command works again once the move is done."""
+    if isinstance(exc, (redis.exceptions.TryAgainError, redis.exceptions.ClusterError)):
+        return not isinstance(exc, redis.exceptions.ClusterDownError)
+    return isinstance(exc, redis.exceptions.ResponseError) and bool(_SLOT_MOVING.search(str(exc)))
 
 
 def configuration_problem(exc: BaseException) -> str | None:
@@ -98,6 +123,8 @@ def is_transient(exc: BaseException) -> bool:
     the configuration."""
     if isinstance(exc, REDIS_TRANSIENT):
         return not isinstance(exc, REDIS_CONFIG)
+    if slot_moving(exc):
+        return True
     if isinstance(exc, psycopg.Error):
         if configuration_problem(exc):
             return False

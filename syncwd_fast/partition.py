@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import redis.exceptions
 
 from . import holder, scripts, wire
 from .errors import ConfigurationError, DrainFault, RejectedRecords, SinkError, SyncwdError
 from .events import BatchDone, Observers
-from .faults import configuration_problem, is_transient
+from .faults import REDIS_ERRORS, configuration_problem, is_transient
 from .keys import TOMBSTONE
 from .logs import Fields
 from .sinks.base import Batch, Sink, Written
@@ -171,7 +170,7 @@ class Heartbeat:
                         "%s: lease lost (expired or taken over); the merge under way will roll back", self.where
                     )
                     return
-            except redis.exceptions.RedisError as exc:  # the lease may lapse; fencing then stops the merge
+            except REDIS_ERRORS as exc:  # the lease may lapse; fencing then stops the merge
                 self.log.debug("%s: lease renewal failed: %s", self.where, exc)
 
     def __enter__(self) -> Heartbeat:
@@ -269,7 +268,7 @@ class PartitionDrain:
             at, ids = self._unconfirmed[0]
             try:
                 entries = self.redis.hmget(self.keys.dead, [scripts.id_wire(i) for i in ids])
-            except redis.exceptions.RedisError:
+            except REDIS_ERRORS:
                 return  # still unreachable: the next retry or the end of the run tries again
             self._unconfirmed.pop(0)
             for entry in entries:
@@ -361,7 +360,7 @@ class PartitionDrain:
         adopts this partition's run at once."""
         try:
             scripts.lease(self.redis, self.keys, "release", self.token)
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             self.log.debug("%s: could not release the lease: %s", self.where, exc)
 
     def _renew(self) -> bool:
@@ -391,7 +390,7 @@ class PartitionDrain:
         finally:
             try:
                 scripts.lease(self.redis, self.keys, "release", self.token)
-            except redis.exceptions.RedisError:
+            except REDIS_ERRORS:
                 pass  # it expires by itself
 
     def _fetch(self, run: str) -> tuple[scripts.Popped, Batch | None, list[tuple[str, str]]]:
@@ -712,7 +711,7 @@ class PartitionDrain:
         try:
             holding = [number for number, ids in popped.pops if not gone.isdisjoint(ids)]
             scripts.dead(self.redis, self.keys, run, self.token, dead, at, holding)
-        except redis.exceptions.RedisError:
+        except REDIS_ERRORS:
             self._unconfirmed.append((at, [rid for rid, _ in dead]))
             raise
         self.result.dead_lettered += len(dead)

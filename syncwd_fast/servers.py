@@ -123,6 +123,8 @@ class RedisServer:
                 "2000",
                 "--repl-diskless-sync-delay",  # a replica syncs at once, not after 5 s
                 "0",
+                "--cluster-replica-validity-factor",  # a replica may always take over, however long its link was down
+                "0",
             ]
         args += ["--logfile", os.path.join(self.dir, "log"), *self.extra_args]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, RedisError, ResponseError, TimeoutError
 
 from . import layout, rows, scripts
 from .connection import require_sync
 from .errors import ConfigurationError
+from .faults import slot_moving
 from .keys import DEFAULT_PREFIX, REGISTRY_EPOCH, TOMBSTONE, canonical_id, new_epoch, registry_key, validate_prefix
 from .table import Table
 
@@ -27,6 +28,10 @@ from .table import Table
 CALL_RECORDS = 128
 CALL_BYTES = 16 * 1024
 PIPELINE = 64  # Lua calls per round trip; bounds the memory update_many holds
+# How long a write call waits for a Redis Cluster slot that is being moved
+# (resharding): a command on several keys of a slot is refused (TRYAGAIN) until
+# they are all on one node, so a partition's writes wait for its slot's move.
+SLOT_MOVE_WAIT_S = 10.0
 # How often a writer re-asserts its tables' registry entries (HSETNX, sent with
 # a write): a lost P:tables entry comes back without a round trip per write.
 REASSERT_SECONDS = 5.0
@@ -229,9 +234,24 @@ class Syncwd:
         self._send(calls, reassert, t)
         return n
 
+    def _write_call(self, keys_: list[str], args: list[Any]) -> Any:
+        """One write.lua call through the main client, again while its slot
+        is being moved (for up to SLOT_MOVE_WAIT_S: then the error is the
+        caller's). A call again is harmless: it writes the same values."""
+        deadline = time.monotonic() + SLOT_MOVE_WAIT_S
+        pause = 0.01
+        while True:
+            try:
+                return scripts.call(self.redis, "write", keys_, args)
+            except RedisError as exc:
+                if not slot_moving(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
     def _call(self, t: Table | None, keys_: list[str], args: list[Any]) -> None:
         try:
-            if int(scripts.call(self.redis, "write", keys_, args)) < 0 and t is not None:
+            if int(self._write_call(keys_, args)) < 0 and t is not None:
                 self._restore(t)
         except ResponseError as exc:
             text = str(exc)
@@ -265,7 +285,16 @@ class Syncwd:
             if here and reassert:
                 pipe.hsetnx(registry, reassert.name, reassert.to_registry())
                 pipe.hsetnx(registry, REGISTRY_EPOCH, new_epoch())
-            results = pipe.execute(raise_on_error=False)
+            try:
+                results = pipe.execute(raise_on_error=False)
+            except (ConnectionError, TimeoutError):
+                if client is self.redis:
+                    raise
+                # A node's own client knows no other route: its node died or
+                # left (a failover). Which calls landed is unknown: all again,
+                # in order, through the cluster client, which asks the cluster
+                # for the slots' new masters.
+                results = [ConnectionError()] * len(group)
             failed = [i for i, result in enumerate(results[: len(group)]) if isinstance(result, Exception)]
             fresh = fresh or any(isinstance(x, int) and x < 0 for x in results[: len(group)])
             if failed:
@@ -276,7 +305,8 @@ class Syncwd:
                 for keys_, args in group[failed[0] :]:
                     self._call(t, keys_, args)
             if here and reassert:
-                asserted = not any(isinstance(result, Exception) for result in results[len(group) :])
+                extra = results[len(group) :]
+                asserted = bool(extra) and not any(isinstance(result, Exception) for result in extra)
         if reassert:
             if not asserted:  # through the main client: it follows redirects
                 self.redis.hsetnx(registry, reassert.name, reassert.to_registry())
