@@ -298,12 +298,17 @@ class Syncwd:
             failed = [i for i, result in enumerate(results[: len(group)]) if isinstance(result, Exception)]
             fresh = fresh or any(isinstance(x, int) and x < 0 for x in results[: len(group)])
             if failed:
-                # NOSCRIPT after a restart, a MOVED slot, ...: again from the first call
-                # that failed, in order, through the main client, which loads scripts and
-                # follows redirects; order keeps the last value last. Not the calls before
-                # it: they landed, and another writer may have written those ids since.
-                for keys_, args in group[failed[0] :]:
-                    self._call(t, keys_, args)
+                # NOSCRIPT after a restart, a MOVED slot, ...: the calls that failed again,
+                # in order, through the main client, which loads scripts and follows
+                # redirects; and a partition's calls after one that failed, which keeps
+                # its last value last. Not a call that landed otherwise: another writer
+                # may have written its ids since, and it would put the older value back.
+                behind: set[str] = set()  # partitions (dirty keys) with a call failed so far
+                for i in range(failed[0], len(group)):
+                    keys_, args = group[i]
+                    if isinstance(results[i], Exception) or keys_[0] in behind:
+                        behind.add(keys_[0])
+                        self._call(t, keys_, args)
             if here and reassert:
                 extra = results[len(group) :]
                 asserted = bool(extra) and not any(isinstance(result, Exception) for result in extra)
