@@ -164,18 +164,40 @@ class _Sentinel(Sentinel):
         except MasterNotFoundError:
             known: set[str] | None = None
             refused = None
+            failed: list[str] = []  # what each sentinel that did not answer said
+            not_sentinels: list[str] = []
             for sentinel in self.sentinels:
+                address = _address(sentinel)
                 try:
                     known = (known or set()) | {str(name) for name in sentinel.sentinel_masters()}
                 except RedisError as exc:  # an unreachable sentinel says nothing; one that refuses us does
                     refused = refused or configuration_problem(exc)
+                    failed.append(f"{address}: {type(exc).__name__}: {str(exc).strip()}")
+                    if "unknown command" in str(exc).lower():
+                        not_sentinels.append(address)
             if known is None and refused:
                 raise ConfigurationError(
                     f"the sentinels: {refused} (--sentinel-password, SYNCWD_SENTINEL_PASSWORD)"
+                ) from None
+            if known is None and not_sentinels:
+                raise ConfigurationError(
+                    f"--sentinel (SYNCWD_SENTINEL) names {', '.join(not_sentinels)}, which is no sentinel (it does not"
+                    " know SENTINEL): give the sentinels' addresses (port 26379 by default), not a Redis server's"
                 ) from None
             if known is not None and service_name not in known:
                 raise ConfigurationError(
                     f"the sentinels monitor no service {service_name!r} (--service, SYNCWD_SERVICE); they monitor:"
                     f" {', '.join(sorted(known)) or 'none'}"
                 ) from None
-            raise
+            # redis-py's own message holds the repr of each sentinel's client (a kilobyte of internals).
+            said = "no sentinel answered" if known is None else "the sentinels name no master up (failing over?)"
+            raise MasterNotFoundError(
+                f"no master found for service {service_name!r}: {said}" + (f"; {'; '.join(failed)}" if failed else "")
+            ) from None
+
+
+def _address(sentinel: Any) -> str:
+    """host:port of a sentinel's client, as --sentinel names it."""
+    kwargs = sentinel.connection_pool.connection_kwargs
+    host = str(kwargs.get("host", "?"))
+    return f"[{host}]:{kwargs.get('port')}" if ":" in host else f"{host}:{kwargs.get('port')}"
