@@ -144,7 +144,8 @@ def _eviction(name: str, policy: str) -> str:
 def nothing_registered_warning(redis_client: Any, prefix: str) -> str:
     """Says where the drain looked, and which prefixes hold a registry there."""
     kwargs = getattr(getattr(redis_client, "connection_pool", None), "connection_kwargs", {})
-    where = f"Redis database {kwargs.get('db', 0)}" if "db" in kwargs else "this Redis Cluster"
+    # A URL with no database (redis://host:6379) leaves "db" out of a plain client's kwargs too.
+    where = "this Redis Cluster" if hasattr(redis_client, "get_primaries") else f"Redis database {kwargs.get('db', 0)}"
     others = []
     try:
         for key in redis_client.scan_iter(match="*:tables", count=SCAN_COUNT):
