@@ -46,6 +46,19 @@ def _apps(found: list[audit.Merge]) -> dict[str, set[int]]:
     return by_app
 
 
+def _owners(found: list[audit.Merge]) -> dict[str, list[int]]:
+    """Per drain, the partitions it merged most rows of (its share of the division)."""
+    rows: dict[int, dict[str, int]] = {}
+    for merge in found:
+        for number in merge.partitions:
+            rows.setdefault(number, {}).setdefault(merge.app, 0)
+            rows[number][merge.app] += merge.rows
+    out: dict[str, list[int]] = {}
+    for number, by_app in sorted(rows.items()):
+        out.setdefault(max(by_app, key=by_app.__getitem__), []).append(number)
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("processes", "workers", "extra"),
