@@ -63,7 +63,7 @@ def cell(
         "seconds": round(result.seconds, 3),
         "drain_startup_cpu_s": round(startup, 3),
         "cpu_us_per_row": us,
-        "core_each": fleet_run.core_each(us, MASTERS[servers.mode]),
+        "core_each": fleet_run.core_each(us),
     }, order
 
 

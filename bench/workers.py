@@ -10,8 +10,7 @@ second). Nothing but the leases and advisory locks divides the partitions
 between processes. Per side, medians of the rounds: rows/s (records over the
 longest drain's own seconds, and over the wall time with every process's
 Python start-up), each drain process's CPU per row (and net of its start-up),
-redis-server's and PostgreSQL's (servers of the bench's own: bench/fleet_run.py),
-and the connections it opens to each.
+redis-server's and PostgreSQL's (servers of the bench's own: bench/fleet_run.py).
 
     python -m bench.workers --records 200000 --n 2,4 --rounds 3 [--json-out FILE]
 """
@@ -54,9 +53,7 @@ def side(servers: fleet_run.Servers, client: Any, name: str, n: int, records: in
         "busy_reported": sum(len(t["busy"]) for r in result.reports for t in r["tables"].values()),
         "drain_startup_cpu_s": round(startup, 3),
         "cpu_us_per_row": result.cpu.per_row(records, startup),
-        # Each worker thread holds a PostgreSQL connection and Redis connections of its own.
         "processes": processes,
-        "postgres_connections": processes * (1 if name != "threads" else n),
     }
 
 
