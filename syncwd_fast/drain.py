@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -268,6 +269,10 @@ class FastDrainer:
             )
             tables = self._tables(report)
             tasks = [(t, n) for t in tables for n in range(t.partitions)]
+            # Drainers started together (a fleet) begin at different partitions instead of all
+            # queueing on partition 0, each watching the others' leases for up to a second.
+            start = random.randrange(len(tasks)) if tasks else 0
+            tasks = tasks[start:] + tasks[:start]
             self._observers.drain_started({t.name: t.partitions for t in tables})
 
             def work(table: Table, number: int) -> tuple[PartitionResult, SyncwdError | None] | None:
