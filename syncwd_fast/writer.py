@@ -119,9 +119,10 @@ class Syncwd:
             if int(status) == 2:
                 raise ConfigurationError(
                     f"table {table.name!r} is registered with {existing.partitions} partitions, not "
-                    f"{table.partitions}: change the partition count with `syncwd-fast tables repartition"
-                    f" {table.name} --partitions {table.partitions}` (or repartition_table()), then start this"
-                    ' writer (docs/operations.md, "A partition count change")'
+                    f"{table.partitions}: start this writer with Table(..., partitions={existing.partitions})"
+                    " (after a `tables repartition`, the count every writer must have), or change the count"
+                    f" with `syncwd-fast tables repartition {table.name} --partitions {table.partitions}` (or"
+                    ' repartition_table()) first (docs/operations.md, "A partition count change")'
                 )
             if existing != table:  # the same options spelled otherwise are no conflict
                 raise ConfigurationError(

@@ -27,7 +27,11 @@ class Main(click.Group):
         except click.exceptions.Exit:
             raise
         except click.exceptions.Abort:
-            raise
+            # A confirmation prompt got no answer (stdin closed, as under cron, or ^C/^D): nothing was changed,
+            # and click's own exit 1 is no code of these commands.
+            failure: UsageFailure = UsageFailure(
+                "no answer at the prompt: nothing was changed; give --yes (SYNCWD_YES=1) not to be asked"
+            )
         except click.UsageError as exc:
             if reporting:
                 emit_error(reporting, exc.format_message(), EXIT_USAGE)
@@ -35,7 +39,7 @@ class Main(click.Group):
         except click.ClickException:
             raise
         except (ConfigurationError, ValueError) as exc:
-            failure: UsageFailure = UsageFailure(str(exc).strip())
+            failure = UsageFailure(str(exc).strip())
         except DrainFault as exc:
             failure = FaultFailure(str(exc).strip())
         except Exception as exc:

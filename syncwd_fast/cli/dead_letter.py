@@ -233,7 +233,7 @@ def dead_letter_purge(
     what = f"{'ids ' + ', '.join(ids) if ids else 'all dead letters'} of {', '.join(tables) or 'every table'}"
     if older_than is not None:
         what += f" made over {duration(older_than)} ago"
-    if not yes and not click.confirm(f"Purge {what} under prefix {prefix!r}?"):
+    if not yes and not click.confirm(f"Purge {what} under prefix {prefix!r}?", err=True):
         # Declining is no failure: exit 0, as nothing was asked of Redis (1 is the drain's "dead letters").
         click.echo("Nothing purged.", err=True)
         return

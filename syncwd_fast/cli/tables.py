@@ -120,7 +120,7 @@ def tables_remove(
     what = f"Remove table {table!r} under prefix {prefix!r}" + (
         ", dropping every record of it still waiting" if force else ""
     )
-    if not yes and not click.confirm(what + "?"):
+    if not yes and not click.confirm(what + "?", err=True):
         click.echo("Nothing removed.", err=True)
         return
     removed = remove_table(open_redis(redis_url, cluster), table, prefix=prefix, force=force, values=values)
