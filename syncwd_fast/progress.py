@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from .events import BatchDone, DrainObserver
+from .report import dead_letter_count
 
 if TYPE_CHECKING:
     from .partition import PartitionResult
@@ -276,7 +277,7 @@ class DrainProgress(DrainObserver):
         seconds = t.seconds or 0.0
         line = (
             f"{name}: {t.rows:,} rows in {seconds:.2f} s ({_rate(t.rows, seconds):,.0f} rows/s),"
-            f" {t.dead:,} dead letters"
+            f" {dead_letter_count(t.dead)}"
         )
         if t.busy:
             line += f"; partitions {sorted(t.busy)} busy with another drainer"

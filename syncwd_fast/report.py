@@ -10,6 +10,11 @@ from . import speedups
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_FAULT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 
 
+def dead_letter_count(n: int) -> str:
+    """``n`` dead letter(s), for messages: "1 dead letter", "2 dead letters"."""
+    return f"{n:,} dead letter{'' if n == 1 else 's'}"
+
+
 @dataclass
 class TableReport:
     table: str
@@ -147,7 +152,7 @@ class DrainReport:
             if t.error:
                 line += f"; NOT DRAINED: {t.error}"
             if t.dead_letters_dropped:
-                line += f"; {t.dead_letters_dropped} dead letters over the limits dropped for good"
+                line += f"; {dead_letter_count(t.dead_letters_dropped)} over the limits dropped for good"
             lines.append(line)
         if self.already_landed or self.repeated:
             lines.append(

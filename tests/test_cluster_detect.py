@@ -86,13 +86,13 @@ def test_every_command_works_with_a_node_url_and_no_flag(spot, rc, db, dsn):
     assert done.exit_code == 0, done.output
     assert [orjson.loads(line)["id"] for line in done.output.splitlines()] == ["0"]
     done = invoke("dead-letter", "retry", *base)
-    assert done.exit_code == 0 and "1 dead letters marked dirty again" in done.output, done.output
+    assert done.exit_code == 0 and "1 dead letter marked dirty again" in done.output, done.output
     # The schedule drains it again: dead once more (its value is still refused).
     done = invoke("schedule", *base, "--dsn", dsn, "--every", "1s", "--max-runs", "1", "--json")
     assert done.exit_code == 1, done.output
     assert last_json(done.output)["dead_lettered"] == 1
     done = invoke("dead-letter", "purge", *base, "--yes")
-    assert done.exit_code == 0 and "1 dead letters purged" in done.output, done.output
+    assert done.exit_code == 0 and "1 dead letter purged" in done.output, done.output
 
     done = invoke("tables", "list", *base, "--json")
     assert done.exit_code == 0, done.output

@@ -52,7 +52,7 @@ def test_retry_without_dsn_marks_dirty_only_the_ids_asked(r, redis_url, dsn, pre
     sw.update_many(t, [{"id": 1, "score": -1}, {"id": 2, "score": -1}])
     FastDrainer(r, dsn, prefix=prefix).drain()
     out = cli("dead-letter", "retry", "--redis", redis_url, "--prefix", prefix, "--table", t.name, "--id", "2")
-    assert out.returncode == 0 and "1 dead letters marked dirty again" in out.stdout
+    assert out.returncode == 0 and "1 dead letter marked dirty again" in out.stdout
     dirty = {x for p in range(2) for x in r.smembers(t.keys(p, prefix).dirty)}
     assert dirty == {b"2"}
 
@@ -62,7 +62,7 @@ def test_retry_names_the_ids_that_are_no_dead_letters(r, redis_url, dsn, prefix,
     FastDrainer(r, dsn, prefix=prefix).drain()  # 1 dead, 2 landed
     args = ("dead-letter", "retry", "--redis", redis_url, "--prefix", prefix, "--table", t.name)
     out = cli(*args, "--id", "1", "--id", "2", "--id", "77")
-    assert out.returncode == 0 and "1 dead letters marked dirty again" in out.stdout
+    assert out.returncode == 0 and "1 dead letter marked dirty again" in out.stdout
     assert "2 id(s) asked for are no dead letters of " + t.name + ": 2, 77" in out.stderr
     assert {x for p in range(2) for x in r.smembers(t.keys(p, prefix).dirty)} == {b"1"}
     out = cli(*args, "--id", "1")
@@ -97,7 +97,7 @@ def test_purge_asks_unless_yes(r, redis_url, dsn, prefix, t):
     assert out.returncode == 0 and "Nothing purged." in out.stderr  # declining is no failure
     assert len(dead_list(redis_url, prefix)) == 2
     out = cli("dead-letter", "purge", "--redis", redis_url, "--prefix", prefix, "--id", "1", "--yes")
-    assert out.returncode == 0 and "1 dead letters purged" in out.stdout
+    assert out.returncode == 0 and "1 dead letter purged" in out.stdout
     assert [e["id"] for e in dead_list(redis_url, prefix)] == ["2"]
     value_key = t.keys(t.partition("1"), prefix).value("1")
     assert 0 < r.ttl(value_key) <= 120  # still readable, now expiring like any durable value

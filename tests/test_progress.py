@@ -18,7 +18,7 @@ from syncwd_fast.progress import progress_mode
 
 from .helpers import cli, count, last_json
 
-LINE = re.compile(r"^(\S+): ([\d,]+) rows in ([\d.]+) s \(([\d,]+) rows/s\), ([\d,]+) dead letters$")
+LINE = re.compile(r"^(\S+): ([\d,]+) rows in ([\d.]+) s \(([\d,]+) rows/s\), ([\d,]+) dead letters?$")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

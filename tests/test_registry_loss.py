@@ -189,7 +189,7 @@ def test_dead_letters_are_found_without_the_registry(r, db, redis_url, dsn, pref
     assert (entry["table"], entry["id"]) == (t.name, "2")
     assert status_json(redis_url, prefix)[t.name]["dead"] == 1
     out = cli("dead-letter", "purge", "--redis", redis_url, "--prefix", prefix, "--yes")
-    assert out.returncode == 0 and "1 dead letters purged" in out.stdout, out
+    assert out.returncode == 0 and "1 dead letter purged" in out.stdout, out
 
 
 # --- Redis Cluster: the registry's master fails over before P:tables replicated --------------

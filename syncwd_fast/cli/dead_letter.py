@@ -12,7 +12,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import ConfigurationError
-from ..report import DrainReport
+from ..report import DrainReport, dead_letter_count
 from ..sinks import POSTGRES_SCHEMES, builtin_sink, scheme
 from .app import main
 from .drain import make_drainer, new_progress, run_drain
@@ -113,7 +113,7 @@ def dead_letter_list(
                 click.echo(f"{name}: {n}")
             click.echo(f"total: {total}")
     elif not as_json:
-        click.echo(f"{total} dead letters" + (f", {shown} shown" if shown < total else ""))
+        click.echo(dead_letter_count(total) + (f", {shown} shown" if shown < total else ""))
 
 
 def dead_letter_json(entry: Any) -> dict[str, Any]:
@@ -171,7 +171,7 @@ def dead_letter_retry(
             builtin_sink(dsn)
     client = open_redis(redis_url, cluster)
     retried = retry_dead_letters(client, prefix=prefix, tables=tables or None, ids=ids or None)
-    click.echo(f"{retried.count} dead letters marked dirty again", err=as_json)
+    click.echo(f"{dead_letter_count(retried.count)} marked dirty again", err=as_json)
     if retried.not_found:
         shown = ", ".join(retried.not_found[:10]) + (" ..." if len(retried.not_found) > 10 else "")
         missing = len(retried.not_found)
@@ -239,4 +239,4 @@ def dead_letter_purge(
         return
     client = open_redis(redis_url, cluster)
     n = purge_dead_letters(client, prefix=prefix, tables=tables or None, ids=ids or None, older_than=older_than)
-    click.echo(f"{n} dead letters purged")
+    click.echo(f"{dead_letter_count(n)} purged")

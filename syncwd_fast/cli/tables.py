@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
+from ..report import dead_letter_count
 from .app import main
 from .options import discover_option, json_option, open_redis, option, redis_options
 from .output import log
@@ -129,7 +130,7 @@ def tables_remove(
         return
     dropped = (
         f"; dropped {removed.dirty} dirty, {removed.in_run} in a run, {removed.inflight} in flight,"
-        f" {removed.dead} dead letters"
+        f" {dead_letter_count(removed.dead)}"
         if force
         else ""
     )
