@@ -44,7 +44,7 @@ def _rate(rate: float | None) -> str:
 
 def _last_run_text(last: dict[str, Any] | None, now: float) -> str:
     if last is None:
-        return "never drained"
+        return "none yet"
     took = "" if last["seconds"] is None else f" in {human_duration(last['seconds'])}"
     return (
         f"finished {human_age(last['finished_at'], now)}: {last['upserted']} upserted, {last['deleted']} deleted,"
@@ -113,7 +113,7 @@ def _partition_text(row: dict[str, Any], now: float) -> str:
     lease = row["lease"]
     if lease is not None:
         parts.append(f"held by {lease['holder']}" + (DEAD_NOTE if lease["alive"] is False else ""))
-    parts.append(f"last run {_last_run_text(row['last_run'], now)}")
+    parts.append(f"last run: {_last_run_text(row['last_run'], now)}")
     return "; ".join(parts)
 
 
