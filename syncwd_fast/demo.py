@@ -53,7 +53,7 @@ def run_demo(
     table = Table(f"{namespace}.player_progress", key="user_id", partitions=4)
     redis_url, dsn, started = find_or_start(redis_url, dsn)
     try:
-        echo(f"redis {redis_url.split('@')[-1]}, postgres {'throwaway' if started else 'local/given'}")
+        echo(f"redis {redis_url.split('@')[-1]}, postgres {_where(dsn)}{' (throwaway)' if started else ''}")
         client = connect_redis(redis_url)  # a cluster from any node, as the other commands
         _clear_redis(client, namespace)
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -111,3 +111,13 @@ def run_demo(
     finally:
         for server in started:
             server.close()
+
+
+def _where(dsn: str) -> str:
+    """host:port/dbname of a DSN, never its password."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(DSN unreadable)"
+    host = parts.get("host") or "local socket"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or 'default'}"

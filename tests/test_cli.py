@@ -164,3 +164,17 @@ def test_demo_runs_end_to_end(redis_url, dsn, db, prefix):
     db.execute(f"DROP SCHEMA IF EXISTS {namespace} CASCADE")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "checked: all 2,000 rows hold their latest value" in out.stdout
+    # It names the database it used (host:port/dbname), never a password.
+    import psycopg.conninfo
+
+    parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    assert f"/{parts.get('dbname') or parts.get('user') or 'default'}" in out.stdout.splitlines()[0]
+    assert "local/given" not in out.stdout
+
+
+def test_the_demo_names_a_database_without_its_password():
+    from syncwd_fast.demo import _where
+
+    assert _where("postgresql://app:s3cret@db.internal:6432/game") == "db.internal:6432/game"
+    assert _where("host=10.0.0.5 dbname=app password=s3cret") == "10.0.0.5:5432/app"
+    assert _where("dbname=app") == "local socket:5432/app"
