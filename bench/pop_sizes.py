@@ -10,14 +10,13 @@ less per row and hold other clients up longer per call (``--pop``).
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
 from . import drain_run, tables
 from .data import WIDTHS
 from .measure import per_row
-from .report import emit
+from .report import emit, median_at
 from .run import log
 from .servers import clear_keys, redis_client, resolve
 from .slowlog import ScriptCalls
@@ -38,17 +37,6 @@ def one(
         "cpu_us_per_row": per_row(result.cpu, records),
         "calls": {k: stats.get(k) for k in ("calls", "p99_ms", "p99_9_ms", "longest_ms", "over_2ms", "error")},
     }
-
-
-def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
-    values = []
-    for run in runs:
-        value: Any = run
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            values.append(value)
-    return round(statistics.median(values), 3) if values else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,9 +67,14 @@ def main(argv: list[str] | None = None) -> None:
                     runs[pop].append(one(client, redis_url, dsn, args.namespace, width, args.records, args.batch, pop))
             summary = {
                 str(pop): {
-                    "rows_per_second": _median(got, "rows_per_second"),
-                    "cpu_us_per_row": {k: _median(got, "cpu_us_per_row", k) for k in ("drain", "redis", "postgres")},
-                    "calls": {k: _median(got, "calls", k) for k in ("p99_ms", "p99_9_ms", "longest_ms", "over_2ms")},
+                    "rows_per_second": median_at(got, "rows_per_second", digits=3),
+                    "cpu_us_per_row": {
+                        k: median_at(got, "cpu_us_per_row", k, digits=3) for k in ("drain", "redis", "postgres")
+                    },
+                    "calls": {
+                        k: median_at(got, "calls", k, digits=3)
+                        for k in ("p99_ms", "p99_9_ms", "longest_ms", "over_2ms")
+                    },
                     "runs": got,
                 }
                 for pop, got in runs.items()

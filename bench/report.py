@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,16 @@ def sweep_table(kind: str, points: list[dict[str, Any]]) -> str:
             f" {_num(p['drain'], 0):>10} {_num(p.get('drain_over_limit'), 2):>11} {p['peak_rss_mb']:>7.1f}"
         )
     return "\n".join(lines)
+
+
+def median_at(runs: list[dict[str, Any]], *path: str, digits: int = 2) -> float | None:
+    """The median of the numbers at ``path`` (keys into nested dicts) across
+    ``runs``, skipping runs that lack one; None when none has it."""
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, (int, float)):
+            values.append(value)
+    return round(statistics.median(values), digits) if values else None

@@ -24,7 +24,6 @@ what carries to a machine where each has cores of its own.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from syncwd_fast.table import Table
 from . import data, fleet_run, limit, tables
 from .fleet_run import machine
 from .measure import self_cpu
-from .report import emit
+from .report import emit, median_at
 from .run import log
 
 SCHEMA = "syncwd_scale"
@@ -86,24 +85,14 @@ def limit_run(servers: fleet_run.Servers, rows: list[tuple[Any, ...]], batch: in
     }
 
 
-def _median(runs: list[dict[str, Any]], *path: str) -> float | None:
-    values = []
-    for run in runs:
-        value: Any = run
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, (int, float)):
-            values.append(value)
-    return round(statistics.median(values), 2) if values else None
-
-
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "rows_per_second": _median(runs, "rows_per_second"),
+        "rows_per_second": median_at(runs, "rows_per_second"),
         "cpu_us_per_row": {
-            k: _median(runs, "cpu_us_per_row", k) for k in ("drain", "drain_net", "redis", "postgres", "total", "bench")
+            k: median_at(runs, "cpu_us_per_row", k)
+            for k in ("drain", "drain_net", "redis", "postgres", "total", "bench")
         },
-        "core_each": _median(runs, "core_each"),
+        "core_each": median_at(runs, "core_each"),
         "runs": runs,
     }
 

@@ -26,9 +26,9 @@ from syncwd_fast.table import Table
 
 from . import fleet_run, tables
 from .fleet_run import machine
-from .report import emit
+from .report import emit, median_at
 from .run import log
-from .scaling import SCHEMA, _median
+from .scaling import SCHEMA
 
 PARTITIONS = 16
 SIDES = ("threads", "processes", "processes-watch")
@@ -91,10 +91,10 @@ def main(argv: list[str] | None = None) -> None:
                         log(f"  {got['rows_per_second']:,.0f} rows/s, CPU us/row {got['cpu_us_per_row']}")
                 results["n"][str(n)] = {
                     name: {
-                        "rows_per_second": _median(got, "rows_per_second"),
-                        "rows_per_second_wall": _median(got, "rows_per_second_wall"),
+                        "rows_per_second": median_at(got, "rows_per_second"),
+                        "rows_per_second_wall": median_at(got, "rows_per_second_wall"),
                         "cpu_us_per_row": {
-                            k: _median(got, "cpu_us_per_row", k)
+                            k: median_at(got, "cpu_us_per_row", k)
                             for k in ("drain", "drain_net", "redis", "postgres", "total")
                         },
                         "runs": got,
