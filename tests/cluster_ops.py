@@ -5,14 +5,32 @@ replica to take over, let a replica catch up, move a slot by hand."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 import redis as redis_lib
+from redis.cluster import RedisCluster
 
-from syncwd_fast.servers import RedisClusterServers, RedisServer
+from syncwd_fast.servers import RedisClusterServers, RedisServer, ServerUnavailable
 
 from .helpers import wait_for
+
+
+def own_cluster(replicas: int = 0) -> Iterator[RedisClusterServers]:
+    """A throwaway cluster of 3 masters (``replicas`` each) for a fixture to
+    yield from: a test that kills nodes or moves slots needs one of its own."""
+    try:
+        servers = RedisClusterServers(3, replicas=replicas).start()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield servers
+    servers.close()
+
+
+def connect(cluster: RedisClusterServers, **options: Any) -> RedisCluster:
+    """A cluster client, through a node still alive."""
+    return RedisCluster.from_url(live(cluster)[0].url, socket_timeout=10, socket_connect_timeout=2, **options)
 
 
 def client(node: RedisServer) -> redis_lib.Redis:

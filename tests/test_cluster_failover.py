@@ -23,12 +23,11 @@ from typing import Any
 import psycopg
 import pytest
 import redis as redis_lib
-from redis.cluster import RedisCluster
 
 from syncwd_fast import FastDrainer, Syncwd, Table
 from syncwd_fast.faults import is_transient, slot_moving
 from syncwd_fast.scripts import script
-from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
+from syncwd_fast.servers import RedisClusterServers
 
 from . import cluster_ops
 from .helpers import cli, drain_command, last_json, wait_for
@@ -39,17 +38,10 @@ PREFIX = "fo"
 @pytest.fixture
 def cluster() -> Iterator[RedisClusterServers]:
     """3 masters, a replica each; a test may kill nodes, so one cluster per test."""
-    try:
-        servers = RedisClusterServers(3, replicas=1).start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield servers
-    servers.close()
+    yield from cluster_ops.own_cluster(replicas=1)
 
 
-def connect(cluster: RedisClusterServers) -> RedisCluster:
-    """A cluster client, through a node still alive."""
-    return RedisCluster.from_url(cluster_ops.live(cluster)[0].url, socket_timeout=10, socket_connect_timeout=2)
+connect = cluster_ops.connect
 
 
 class Writer(threading.Thread):

@@ -16,8 +16,9 @@ from redis.cluster import RedisCluster
 from syncwd_fast import ConfigurationError, FastDrainer, Syncwd, Table, writer
 from syncwd_fast.discover import discover_tables, restore_registry
 from syncwd_fast.keys import registry_key
-from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
+from syncwd_fast.servers import RedisClusterServers
 
+from . import cluster_ops
 from .helpers import cli, count, last_json, wait_for
 
 
@@ -197,12 +198,7 @@ def test_dead_letters_are_found_without_the_registry(r, db, redis_url, dsn, pref
 
 @pytest.fixture
 def cluster() -> Iterator[RedisClusterServers]:
-    try:
-        servers = RedisClusterServers(3, replicas=1).start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield servers
-    servers.close()
+    yield from cluster_ops.own_cluster(replicas=1)
 
 
 def node(address: str) -> redis_lib.Redis:

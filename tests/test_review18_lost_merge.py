@@ -15,10 +15,9 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from redis.cluster import RedisCluster
 
 from syncwd_fast import FastDrainer, Syncwd, Table
-from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
+from syncwd_fast.servers import RedisClusterServers
 
 from . import cluster_ops
 
@@ -27,16 +26,10 @@ PREFIX = "rv18m"
 
 @pytest.fixture
 def cluster() -> Iterator[RedisClusterServers]:
-    try:
-        servers = RedisClusterServers(3, replicas=1).start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield servers
-    servers.close()
+    yield from cluster_ops.own_cluster(replicas=1)
 
 
-def connect(cluster: RedisClusterServers) -> RedisCluster:
-    return RedisCluster.from_url(cluster_ops.live(cluster)[0].url, socket_timeout=10, socket_connect_timeout=2)
+connect = cluster_ops.connect
 
 
 def test_a_value_drained_from_a_master_that_died_before_replicating_stays_until_the_next_write(

@@ -14,7 +14,7 @@ import pytest
 from redis.cluster import RedisCluster
 
 from syncwd_fast import Syncwd, Table
-from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
+from syncwd_fast.servers import RedisClusterServers
 
 from . import cluster_ops
 
@@ -23,12 +23,7 @@ PREFIX = "rv18"
 
 @pytest.fixture
 def cluster() -> Iterator[RedisClusterServers]:
-    try:
-        servers = RedisClusterServers(3).start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield servers
-    servers.close()
+    yield from cluster_ops.own_cluster()
 
 
 def connect(cluster: RedisClusterServers) -> RedisCluster:

@@ -26,6 +26,7 @@ from syncwd_fast.cli import main
 from syncwd_fast.connection import primaries
 from syncwd_fast.keys import registry_key
 
+from . import cluster_ops
 from .helpers import cli, last_json, rows
 
 
@@ -301,14 +302,7 @@ def test_repartition_refuses_runs_and_dead_letters_and_old_writers(r, redis_url,
 
 @pytest.fixture(scope="module")
 def cluster():
-    from syncwd_fast.servers import RedisClusterServers, ServerUnavailable
-
-    try:
-        servers = RedisClusterServers(3).start()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    yield servers
-    servers.close()
+    yield from cluster_ops.own_cluster()
 
 
 def test_remove_and_repartition_through_a_cluster(cluster, db, dsn, schema):
