@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 INSTALL_HINT = (
     "install Redis and PostgreSQL (Debian/Ubuntu: apt-get install redis-server postgresql; "
@@ -159,7 +159,35 @@ class RedisServer:
         self.close()
 
 
-class RedisClusterServers:
+_S = TypeVar("_S", bound="_Servers")
+
+
+class _Servers:
+    """Servers started together: ``_start`` starts them, ``close`` stops
+    whichever started; a start that fails part-way stops what it started."""
+
+    def start(self: _S) -> _S:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RedisClusterServers(_Servers):
     """A throwaway Redis Cluster of ``masters`` nodes, each with ``replicas``
     replicas (none by default). Which node becomes a master is redis-cli's
     choice: ask the cluster (CLUSTER NODES) rather than rely on the order."""
@@ -175,14 +203,6 @@ class RedisClusterServers:
     @property
     def url(self) -> str:
         return self.nodes[0].url
-
-    def start(self) -> RedisClusterServers:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
 
     def _start(self) -> None:
         for node in self.nodes:
@@ -221,14 +241,8 @@ class RedisClusterServers:
         for node in self.nodes:
             node.close()
 
-    def __enter__(self) -> RedisClusterServers:
-        return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class RedisSentinelServers:
+class RedisSentinelServers(_Servers):
     """A throwaway master, ``replicas`` replicas and ``sentinels`` sentinels
     (quorum 2) monitoring it as ``service``, quick to fail over: a master is
     down after 1 s, a failover is tried again after 5 s. Which server is the
@@ -251,14 +265,6 @@ class RedisSentinelServers:
     def url(self) -> str:
         """The same as a redis+sentinel:// URL (database 0)."""
         return f"redis+sentinel://{self.addresses}/{self.service}/0"
-
-    def start(self) -> RedisSentinelServers:
-        try:
-            self._start()
-        except BaseException:
-            self.close()
-            raise
-        return self
 
     def _start(self) -> None:
         import redis
@@ -324,12 +330,6 @@ class RedisSentinelServers:
     def close(self) -> None:
         for server in [*self.sentinels, *self.servers]:
             server.close()
-
-    def __enter__(self) -> RedisSentinelServers:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class PostgresServer:
