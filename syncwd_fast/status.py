@@ -254,6 +254,14 @@ def _read_runs(redis_client: Any, partitions: list[_Partition]) -> None:
             p.inflight += in_set if records is None and in_set else 0
 
 
+def read_partitions(redis_client: Any, parts: list[tuple[str, PartitionKeys]]) -> list[_Partition]:
+    """What each (table, partition keys) holds now: backlog, lease, meta and
+    its active run's records left and in flight, in two pipelines however many."""
+    read = _read(redis_client, parts)
+    _read_runs(redis_client, read)
+    return read
+
+
 def pipeline_reply(value: Any) -> Any:
     """A pipeline's reply; None for a key of another type than the command reads."""
     if isinstance(value, redis.exceptions.ResponseError):
@@ -287,8 +295,7 @@ def table_status(
             f"not registered under prefix {prefix!r} and in no partition meta: {', '.join(unknown)}"
         )
     wanted_parts = [(n, known[n].keys(i, prefix)) for n in names for i in range(known[n].partitions)]
-    read = _read(redis_client, wanted_parts)
-    _read_runs(redis_client, read)
+    read = read_partitions(redis_client, wanted_parts)
     now = time.time()
     result: dict[str, dict[str, Any]] = {}
     for name in names:

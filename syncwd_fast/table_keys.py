@@ -17,7 +17,7 @@ from . import holder, scripts
 from .connection import primaries
 from .errors import ConfigurationError
 from .keys import PartitionKeys
-from .status import _unread
+from .status import read_partitions
 
 SCAN_COUNT = 500  # keys a SCAN call looks at (as discover.py: short calls on a large keyspace)
 LEASE_MS = 30_000  # the leases a `tables` command holds, renewed every few seconds while it works
@@ -80,38 +80,29 @@ class PartitionState:
 
 
 def read_states(redis_client: Any, parts: Iterable[PartitionKeys]) -> list[PartitionState]:
-    out = []
-    for keys in parts:  # one partition a round trip or two: admin commands, not the hot path
-        pipe = redis_client.pipeline(transaction=False)
-        pipe.scard(keys.dirty)
-        pipe.hlen(keys.dead)
-        pipe.hmget(keys.meta, "run", "table", "closed", "last_finished_at", "cursor", "scan", "taken", "holder")
-        pipe.get(keys.lease)
-        dirty, dead, meta, lease = pipe.execute()
-        run, entry, closed, finished, cursor, scan, taken, who = (text(v) for v in meta)
-        in_run = inflight = 0
-        if run:
-            pipe = redis_client.pipeline(transaction=False)
-            pipe.scard(keys.run(run))
-            scripts.read_in_flight(pipe, keys, run)
-            size, records, redo = pipe.execute()
-            in_run = _unread(size, cursor, scan, taken)
-            inflight = sum(scripts.packed_count(r) for r in records + redo)
-        out.append(
-            PartitionState(
-                keys.number,
-                int(dirty),
-                in_run,
-                inflight,
-                int(dead),
-                run,
-                entry,
-                closed,
-                (who or "a drainer") if lease else None,
-                int(finished) if finished else None,
-            )
+    """Each partition's state, read as `status` reads it (status.read_partitions:
+    runs of earlier versions included), and the entry and mark its meta holds."""
+    keys = list(parts)
+    read = read_partitions(redis_client, [("", k) for k in keys])
+    pipe = redis_client.pipeline(transaction=False)
+    for k in keys:
+        pipe.hmget(k.meta, "table", "closed")
+    marks = pipe.execute() if keys else []
+    return [
+        PartitionState(
+            p.keys.number,
+            int(p.dirty),
+            p.in_run,
+            p.inflight,
+            int(p.dead),
+            p.run,
+            text(entry),
+            text(closed),
+            (text(p.meta["holder"]) or "a drainer") if p.lease else None,
+            int(p.meta["last_finished_at"]) if p.meta["last_finished_at"] else None,
         )
-    return out
+        for p, (entry, closed) in zip(read, marks)
+    ]
 
 
 class Leases:
