@@ -42,6 +42,9 @@ def test_a_run_of_an_earlier_version_is_counted(
     out = cli("status", "--redis", redis_url, "--prefix", prefix)
     assert out.returncode == 0, out.stderr
     assert f"{t.name}: 1 dirty, 1 in a run, 2 in flight, 0 dead" in out.stdout
+    # `tables show` reads partitions as status does: the same counts, no WRONGTYPE.
+    (part,) = syncwd_fast.show_table(r, t.name, prefix=prefix)["partitions"]
+    assert (part["dirty"], part["in_run"], part["inflight"], part["run"]) == (1, 1, 2, "old")
 
     report = FastDrainer(r, dsn, prefix=prefix).drain()
     assert report.upserted == 4 and count(db, f"{schema}.o") == 4
